@@ -1,0 +1,103 @@
+//! Build-script helper that compiles workspace plugin crates to
+//! `wasm32-wasip2` components.
+//!
+//! Why a nested cargo: the guests must be built for another target than the
+//! host, and cargo cannot depend on an artifact of another target on stable.
+//! The nested build uses its own target directory (`<target>/guests`) so it
+//! never waits on the lock the outer build holds, and it shares that
+//! directory between the host's build script and the test fixtures' one, so a
+//! guest is compiled once.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The rustc target every plugin is built for.
+pub const TARGET: &str = "wasm32-wasip2";
+/// The workspace profile for guests (`[profile.guest]` in the root Cargo.toml).
+pub const PROFILE: &str = "guest";
+
+/// One built guest.
+#[derive(Debug, Clone)]
+pub struct Guest {
+    /// The cargo package name, e.g. `adeploy-plugin-balanced`.
+    pub package: String,
+    /// The component file.
+    pub wasm: PathBuf,
+}
+
+/// The workspace root, found from a crate's manifest dir by looking for
+/// `rust-toolchain.toml`.
+pub fn workspace_root(manifest_dir: &Path) -> Result<PathBuf, String> {
+    manifest_dir
+        .ancestors()
+        .find(|p| p.join("rust-toolchain.toml").is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("no rust-toolchain.toml above {}", manifest_dir.display()))
+}
+
+/// The target directory the outer build uses, derived from a build script's
+/// `OUT_DIR` (`<target>/<profile>/build/<pkg>-<hash>/out`).
+pub fn target_dir(out_dir: &Path) -> Result<PathBuf, String> {
+    out_dir
+        .ancestors()
+        .find(|p| p.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("cannot find the target directory above {}", out_dir.display()))
+}
+
+/// Builds `packages` (cargo package names) of the workspace at `root` for
+/// wasm32-wasip2 into `<target>/guests` and returns their component files.
+/// Call from a build script; it also prints the `rerun-if-changed` lines for
+/// `watch` (paths relative to `root`).
+pub fn build(root: &Path, target: &Path, packages: &[&str], watch: &[&str]) -> Result<Vec<Guest>, String> {
+    for w in watch {
+        println!("cargo:rerun-if-changed={}", root.join(w).display());
+    }
+    let guest_target = target.join("guests");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .arg("build")
+        .arg("--target")
+        .arg(TARGET)
+        .arg("--profile")
+        .arg(PROFILE)
+        .arg("--target-dir")
+        .arg(&guest_target);
+    for p in packages {
+        cmd.arg("-p").arg(p);
+    }
+    // The outer cargo passes its flags and wrappers (clippy, coverage) to build
+    // scripts through the environment; the guests are built plainly.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CLIPPY_ARGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().map_err(|e| format!("cannot run cargo for the plugins: {e}"))?;
+    if !status.success() {
+        return Err(format!(
+            "building the plugins {packages:?} for {TARGET} failed ({status}); \
+             is the target installed? `rustup target add {TARGET}`"
+        ));
+    }
+    let out = guest_target.join(TARGET).join(PROFILE);
+    packages
+        .iter()
+        .map(|p| {
+            let wasm = out.join(format!("{}.wasm", p.replace('-', "_")));
+            if wasm.is_file() {
+                Ok(Guest { package: (*p).to_string(), wasm })
+            } else {
+                Err(format!("cargo built {p} but {} is missing", wasm.display()))
+            }
+        })
+        .collect()
+}
