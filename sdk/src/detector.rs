@@ -16,7 +16,7 @@ pub mod bindings {
 }
 
 pub use bindings::exports::adeploy::plugin::detector::{
-    DetectionRules, Detection, Evidence, Marker, MethodWeights, PatternSet,
+    Detection, DetectionRules, Evidence, Marker, MethodWeights, PatternSet,
 };
 
 /// An environment detector. Implement it and call [`export_detector!`](crate::export_detector).
@@ -64,7 +64,12 @@ pub struct Tally {
 impl Tally {
     /// Records one observation.
     pub fn add(&mut self, method: &str, environment: Environment, weight: f64, detail: String) {
-        self.evidence.push(Evidence { method: method.to_string(), environment, weight, detail });
+        self.evidence.push(Evidence {
+            method: method.to_string(),
+            environment,
+            weight,
+            detail,
+        });
     }
 
     /// Records something the operator should know (e.g. a denied probe).
@@ -83,8 +88,12 @@ impl Tally {
         let total: f64 = self.evidence.iter().map(|e| e.weight.max(0.0)).sum();
         let mut best: Option<(Environment, f64)> = None;
         for env in ALL {
-            let w: f64 =
-                self.evidence.iter().filter(|e| e.environment == env).map(|e| e.weight.max(0.0)).sum();
+            let w: f64 = self
+                .evidence
+                .iter()
+                .filter(|e| e.environment == env)
+                .map(|e| e.weight.max(0.0))
+                .sum();
             if w > 0.0 && best.is_none_or(|(_, bw)| w >= bw) {
                 best = Some((env, w));
             }
@@ -96,7 +105,12 @@ impl Tally {
                 evidence: self.evidence,
                 notes: self.notes,
             },
-            _ => Detection { environment: None, confidence: 0.0, evidence: self.evidence, notes: self.notes },
+            _ => Detection {
+                environment: None,
+                confidence: 0.0,
+                evidence: self.evidence,
+                notes: self.notes,
+            },
         }
     }
 }

@@ -18,8 +18,8 @@ pub mod bindings {
 }
 
 pub use bindings::exports::adeploy::plugin::strategy::{
-    Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Step, ValidationPolicy,
-    Wave,
+    Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Step,
+    ValidationPolicy, Wave,
 };
 
 /// A rollout strategy. Implement it and call [`export_strategy!`](crate::export_strategy).
@@ -113,12 +113,18 @@ pub fn dependency_order(services: &[Service]) -> Result<Vec<&Service>, String> {
 /// The steps of one service: one per host, or one local step.
 pub fn steps_of(service: &Service) -> Vec<Step> {
     if service.hosts.is_empty() {
-        vec![Step { service: service.name.clone(), host: None }]
+        vec![Step {
+            service: service.name.clone(),
+            host: None,
+        }]
     } else {
         service
             .hosts
             .iter()
-            .map(|h| Step { service: service.name.clone(), host: Some(h.clone()) })
+            .map(|h| Step {
+                service: service.name.clone(),
+                host: Some(h.clone()),
+            })
             .collect()
     }
 }
@@ -140,18 +146,27 @@ pub fn waves(services: &[Service], wave_size: usize) -> Result<Vec<Wave>, String
                 && done_in.get(d.as_str()).is_some_and(|&w| w >= waves.len())
         });
         if needs_new_wave && !current.is_empty() {
-            waves.push(Wave { steps: std::mem::take(&mut current), pause_after_s: 0 });
+            waves.push(Wave {
+                steps: std::mem::take(&mut current),
+                pause_after_s: 0,
+            });
         }
         for step in steps_of(service) {
             if current.len() == wave_size {
-                waves.push(Wave { steps: std::mem::take(&mut current), pause_after_s: 0 });
+                waves.push(Wave {
+                    steps: std::mem::take(&mut current),
+                    pause_after_s: 0,
+                });
             }
             current.push(step);
         }
         done_in.insert(service.name.as_str(), waves.len());
     }
     if !current.is_empty() {
-        waves.push(Wave { steps: current, pause_after_s: 0 });
+        waves.push(Wave {
+            steps: current,
+            pause_after_s: 0,
+        });
     }
     Ok(waves)
 }
@@ -159,11 +174,17 @@ pub fn waves(services: &[Service], wave_size: usize) -> Result<Vec<Wave>, String
 /// Every step in one wave, in dependency order (the host still starts a step
 /// only after the services it depends on are done).
 pub fn single_wave(services: &[Service]) -> Result<Vec<Wave>, String> {
-    let steps: Vec<Step> = dependency_order(services)?.into_iter().flat_map(steps_of).collect();
+    let steps: Vec<Step> = dependency_order(services)?
+        .into_iter()
+        .flat_map(steps_of)
+        .collect();
     if steps.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(vec![Wave { steps, pause_after_s: 0 }])
+    Ok(vec![Wave {
+        steps,
+        pause_after_s: 0,
+    }])
 }
 
 /// Number of steps the deployment has in total.
@@ -186,14 +207,25 @@ mod tests {
     }
 
     fn names(waves: &[Wave]) -> Vec<Vec<String>> {
-        waves.iter().map(|w| w.steps.iter().map(|s| s.service.clone()).collect()).collect()
+        waves
+            .iter()
+            .map(|w| w.steps.iter().map(|s| s.service.clone()).collect())
+            .collect()
     }
 
     #[test]
     fn dependency_order_puts_dependencies_first_and_keeps_operator_order() {
-        let s = [svc("web", &["api"]), svc("api", &["db"]), svc("db", &[]), svc("docs", &[])];
-        let order: Vec<&str> =
-            dependency_order(&s).unwrap().iter().map(|s| s.name.as_str()).collect();
+        let s = [
+            svc("web", &["api"]),
+            svc("api", &["db"]),
+            svc("db", &[]),
+            svc("docs", &[]),
+        ];
+        let order: Vec<&str> = dependency_order(&s)
+            .unwrap()
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
         assert_eq!(order, ["db", "docs", "api", "web"]);
     }
 
@@ -206,7 +238,12 @@ mod tests {
 
     #[test]
     fn waves_never_put_a_service_beside_its_dependency() {
-        let s = [svc("db", &[]), svc("cache", &[]), svc("api", &["db"]), svc("web", &["api"])];
+        let s = [
+            svc("db", &[]),
+            svc("cache", &[]),
+            svc("api", &["db"]),
+            svc("web", &["api"]),
+        ];
         assert_eq!(
             names(&waves(&s, 3).unwrap()),
             vec![vec!["db", "cache"], vec!["api"], vec!["web"]]
@@ -216,7 +253,10 @@ mod tests {
     #[test]
     fn waves_split_at_wave_size() {
         let s: Vec<Service> = (0..5).map(|i| svc(&format!("s{i}"), &[])).collect();
-        assert_eq!(names(&waves(&s, 2).unwrap()), vec![vec!["s0", "s1"], vec!["s2", "s3"], vec!["s4"]]);
+        assert_eq!(
+            names(&waves(&s, 2).unwrap()),
+            vec![vec!["s0", "s1"], vec!["s2", "s3"], vec!["s4"]]
+        );
     }
 
     #[test]

@@ -42,14 +42,24 @@ pub fn target_dir(out_dir: &Path) -> Result<PathBuf, String> {
         .ancestors()
         .find(|p| p.join("CACHEDIR.TAG").is_file())
         .map(Path::to_path_buf)
-        .ok_or_else(|| format!("cannot find the target directory above {}", out_dir.display()))
+        .ok_or_else(|| {
+            format!(
+                "cannot find the target directory above {}",
+                out_dir.display()
+            )
+        })
 }
 
 /// Builds `packages` (cargo package names) of the workspace at `root` for
 /// wasm32-wasip2 into `<target>/guests` and returns their component files.
 /// Call from a build script; it also prints the `rerun-if-changed` lines for
 /// `watch` (paths relative to `root`).
-pub fn build(root: &Path, target: &Path, packages: &[&str], watch: &[&str]) -> Result<Vec<Guest>, String> {
+pub fn build(
+    root: &Path,
+    target: &Path,
+    packages: &[&str],
+    watch: &[&str],
+) -> Result<Vec<Guest>, String> {
     for w in watch {
         println!("cargo:rerun-if-changed={}", root.join(w).display());
     }
@@ -81,7 +91,9 @@ pub fn build(root: &Path, target: &Path, packages: &[&str], watch: &[&str]) -> R
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd.status().map_err(|e| format!("cannot run cargo for the plugins: {e}"))?;
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run cargo for the plugins: {e}"))?;
     if !status.success() {
         return Err(format!(
             "building the plugins {packages:?} for {TARGET} failed ({status}); \
@@ -94,7 +106,10 @@ pub fn build(root: &Path, target: &Path, packages: &[&str], watch: &[&str]) -> R
         .map(|p| {
             let wasm = out.join(format!("{}.wasm", p.replace('-', "_")));
             if wasm.is_file() {
-                Ok(Guest { package: (*p).to_string(), wasm })
+                Ok(Guest {
+                    package: (*p).to_string(),
+                    wasm,
+                })
             } else {
                 Err(format!("cargo built {p} but {} is missing", wasm.display()))
             }

@@ -1,0 +1,119 @@
+//! Command-line interface: clap definitions and rendering. Nothing printed
+//! here is computed here; every value comes from the `adeploy` library.
+
+mod output;
+mod plugins;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use adeploy::config::{Config, ConfigError};
+use adeploy::plugin::PluginError;
+
+/// adeploy — adaptive deployment orchestrator with WebAssembly plugins.
+#[derive(Debug, Parser)]
+#[command(name = "adeploy", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// A config file merged over the embedded defaults.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        env = "ADEPLOY_CONFIG"
+    )]
+    config: Option<PathBuf>,
+
+    /// Print one machine-readable JSON document instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Debug logging on stderr (RUST_LOG overrides the filter).
+    #[arg(long, short = 'v', global = true)]
+    verbose: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List, inspect plugins.
+    #[command(subcommand)]
+    Plugins(plugins::PluginsCommand),
+}
+
+/// Sorts an error into an exit code: 2 for bad input, 1 for runtime failures.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if let Some(p) = cause.downcast_ref::<PluginError>() {
+            return if p.is_bad_input() { 2 } else { 1 };
+        }
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return 2;
+        }
+    }
+    2
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = Context {
+        config_path: cli.config,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
+    }
+}
+
+/// What every command needs from the global flags.
+#[derive(Debug)]
+pub struct Context {
+    config_path: Option<PathBuf>,
+    json: bool,
+}
+
+impl Context {
+    fn config(&self) -> Result<Config, ConfigError> {
+        Config::load(self.config_path.as_deref())
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose {
+        "adeploy=debug,info"
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

@@ -1,0 +1,169 @@
+//! `adeploy plugins list|inspect`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use serde::Serialize;
+
+use adeploy::config::Grants;
+use adeploy::plugin::{HostOptions, Inspection, LoadStats, PluginHost, PluginKind, PluginSet};
+
+use super::Context;
+use super::output::{CommandOutput, emit, table};
+
+#[derive(Debug, Subcommand)]
+pub enum PluginsCommand {
+    /// Every plugin adeploy would use: built-ins, --plugins directories and the config's paths.
+    List {
+        /// A directory of plugin components (NAME.wasm, optional NAME.toml manifest); repeatable.
+        #[arg(long = "plugins", value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+    /// Describe one component file: its world, imports, exports and manifest.
+    Inspect {
+        /// The component (.wasm).
+        path: PathBuf,
+    },
+}
+
+pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PluginsCommand::List { dirs } => {
+            let config = ctx.config()?;
+            let host = PluginHost::new(HostOptions::default())?;
+            let set = PluginSet::load(&host, &config, &dirs)
+                .await
+                .context("loading plugins")?;
+            let list = PluginList {
+                plugins: set
+                    .iter()
+                    .map(|p| PluginRow {
+                        name: p.name().to_string(),
+                        kind: p.kind(),
+                        version: p.info().version.clone(),
+                        description: p.info().description.clone(),
+                        source: p.source().to_string(),
+                        builtin: matches!(p.source(), adeploy::plugin::PluginSource::BuiltIn),
+                        sha256: p.sha256().to_string(),
+                        wit_version: p.wit_version().to_string(),
+                        grants: p.grants().clone(),
+                        requested_grants: p.manifest().map(|m| m.grants.clone()),
+                        load: p.load_stats(),
+                    })
+                    .collect(),
+            };
+            emit(&list, ctx.json)?;
+        }
+        PluginsCommand::Inspect { path } => {
+            let host = PluginHost::new(HostOptions::default())?;
+            let inspection = host.inspect(&path).await?;
+            emit(&InspectOutput(inspection), ctx.json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `plugins list --json`: `{"plugins": [...]}`.
+#[derive(Debug, Serialize)]
+struct PluginList {
+    plugins: Vec<PluginRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct PluginRow {
+    name: String,
+    kind: PluginKind,
+    version: String,
+    description: String,
+    /// `built-in` or the component's path.
+    source: String,
+    builtin: bool,
+    sha256: String,
+    wit_version: String,
+    grants: Grants,
+    /// What the manifest asks for, when there is a manifest.
+    requested_grants: Option<Grants>,
+    load: LoadStats,
+}
+
+fn grants_summary(g: &Grants) -> String {
+    let mut parts = Vec::new();
+    if !g.env.is_empty() {
+        parts.push(format!("env={}", g.env.join(",")));
+    }
+    if !g.paths.is_empty() {
+        parts.push(format!("paths={}", g.paths.join(",")));
+    }
+    if !g.network.is_empty() {
+        parts.push(format!("network={}", g.network.join(",")));
+    }
+    if g.hostname {
+        parts.push("hostname".to_string());
+    }
+    if g.processes {
+        parts.push("processes".to_string());
+    }
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+impl CommandOutput for PluginList {
+    fn text(&self) -> String {
+        let rows = self
+            .plugins
+            .iter()
+            .map(|p| {
+                vec![
+                    p.name.clone(),
+                    p.kind.to_string(),
+                    p.version.clone(),
+                    p.source.clone(),
+                    p.sha256.chars().take(12).collect(),
+                    grants_summary(&p.grants),
+                ]
+            })
+            .collect();
+        table(
+            &["NAME", "KIND", "VERSION", "SOURCE", "SHA256", "GRANTS"],
+            rows,
+        )
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct InspectOutput(Inspection);
+
+impl CommandOutput for InspectOutput {
+    fn text(&self) -> String {
+        let i = &self.0;
+        let mut s = format!(
+            "name:        {}\nkind:        {}\nworld:       {}\nversion:     {}\ndescription: {}\nsha256:      {}\nsize:        {} bytes\n",
+            i.name, i.kind, i.world, i.version, i.description, i.sha256, i.size
+        );
+        s.push_str("imports:\n");
+        for imp in &i.imports {
+            s.push_str(&format!("  {imp}\n"));
+        }
+        s.push_str("exports:\n");
+        for exp in &i.exports {
+            s.push_str(&format!("  {exp}\n"));
+        }
+        match &i.manifest {
+            Some(m) => s.push_str(&format!(
+                "manifest:    {} (name {}, kind {}, grants asked: {})\n",
+                m.path.display(),
+                m.name,
+                m.kind,
+                grants_summary(&m.grants)
+            )),
+            None => s.push_str("manifest:    none\n"),
+        }
+        s
+    }
+}

@@ -1,0 +1,204 @@
+//! The typed schema of `deployment_config.yaml`. Every section accepts only the
+//! keys listed here (`deny_unknown_fields`): a typo is an error, not a silently
+//! ignored setting. Defaults come from the embedded YAML, not from `Default`
+//! (which only lets a partial user file be checked on its own).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::PatternMap;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where history, logs, reports live (`--state-dir` / `ADEPLOY_STATE_DIR` win).
+    pub state_dir: PathBuf,
+    /// Per-strategy budget, keyed by strategy name (custom strategies too).
+    pub resource_limits: BTreeMap<String, ResourceLimits>,
+    /// System health thresholds.
+    pub thresholds: Thresholds,
+    /// Machine-learning settings.
+    pub ml_config: MlConfig,
+    /// Environment detection rules for detector plugins.
+    pub environment_detection: EnvironmentDetection,
+    /// Command hooks (the seed's scripts).
+    pub hooks: Hooks,
+    /// Experimental switches of the seed.
+    pub experimental: Experimental,
+    /// Limits every plugin gets unless its own entry says otherwise.
+    pub plugin_defaults: PluginLimits,
+    /// Per-plugin settings, keyed by plugin name.
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// The file this config was loaded from (none for the embedded default).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `resource_limits.<strategy>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// Fraction of CPU (0..1] above which no new step starts.
+    pub cpu_limit: f64,
+    /// Fraction of memory (0..1] above which no new step starts.
+    pub memory_limit: f64,
+    /// Steps running at once.
+    pub concurrency: u32,
+}
+
+/// `thresholds`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Thresholds {
+    /// CPU percent above which adeploy becomes cautious.
+    pub high_cpu: f64,
+    /// Memory percent above which deployments are blocked.
+    pub critical_memory: f64,
+    /// Maximum deployment duration in minutes.
+    pub max_deployment_time: u32,
+}
+
+/// `ml_config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MlConfig {
+    /// Only `random_forest` is supported.
+    pub model_type: String,
+    /// Retrain every N deployments.
+    pub retrain_frequency: u32,
+    /// Below this many deployments, transparent rules decide.
+    pub min_training_samples: u32,
+    /// Multipliers applied to features.
+    pub feature_weights: BTreeMap<String, f64>,
+}
+
+/// `environment_detection`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentDetection {
+    /// The variable that names the environment outright.
+    pub env_var: String,
+    /// Substrings of the host name.
+    pub hostname_patterns: PatternMap<String>,
+    /// `name` (resolves) or `name:port` (answers).
+    pub network_patterns: PatternMap<String>,
+    /// Files or directories whose presence (and content) point at an environment.
+    pub filesystem_markers: PatternMap<Marker>,
+    /// Substrings of running processes' names.
+    pub process_patterns: PatternMap<String>,
+    /// Weight of one piece of evidence per method.
+    pub weights: MethodWeights,
+}
+
+/// A filesystem marker: a path, or a path that must contain a text.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum Marker {
+    /// The path exists.
+    Path(String),
+    /// The file exists and contains `contains`.
+    Contains { path: String, contains: String },
+}
+
+impl Marker {
+    /// The marker's path.
+    pub fn path(&self) -> &str {
+        match self {
+            Marker::Path(p) => p,
+            Marker::Contains { path, .. } => path,
+        }
+    }
+}
+
+/// `environment_detection.weights`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MethodWeights {
+    pub env_var: f64,
+    pub hostname: f64,
+    pub network: f64,
+    pub filesystem: f64,
+    pub process: f64,
+}
+
+/// `hooks`: commands run before and after a deployment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hooks {
+    pub pre_deployment_scripts: Vec<String>,
+    pub post_deployment_scripts: Vec<String>,
+}
+
+/// `experimental`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Experimental {
+    pub enable_predictive_scaling: bool,
+    pub enable_canary_deployments: bool,
+    pub enable_rollback_prediction: bool,
+}
+
+/// Sandbox limits of one plugin call.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginLimits {
+    /// Wall-clock deadline of one call, in milliseconds.
+    pub timeout_ms: u64,
+    /// Linear-memory cap of one instance, in MiB.
+    pub memory_mb: u64,
+}
+
+/// Per-plugin overrides of [`PluginLimits`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginLimitOverrides {
+    pub timeout_ms: Option<u64>,
+    pub memory_mb: Option<u64>,
+}
+
+/// `plugins.<name>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// A component file for this plugin (relative to the config file).
+    pub path: Option<PathBuf>,
+    /// The sha256 the file must have; a mismatch refuses to load it.
+    pub sha256: Option<String>,
+    /// What the plugin may do through host imports.
+    pub grants: Grants,
+    /// Sandbox limits for this plugin.
+    pub limits: Option<PluginLimitOverrides>,
+    /// The plugin's own settings, passed to it as JSON.
+    pub config: Option<serde_yaml::Value>,
+}
+
+/// Capabilities granted to a plugin. Everything not listed is denied.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Grants {
+    /// Environment variables: exact names, or prefixes ending in `*`.
+    pub env: Vec<String>,
+    /// Absolute path prefixes that may be tested and read.
+    pub paths: Vec<String>,
+    /// `host:port` patterns for resolve, tcp-probe and http-fetch; `*` matches
+    /// any host or port, `*.example.com` any subdomain.
+    pub network: Vec<String>,
+    /// May read the host name.
+    pub hostname: bool,
+    /// May list running processes.
+    pub processes: bool,
+}
+
+impl Grants {
+    /// True when nothing is granted.
+    pub fn is_empty(&self) -> bool {
+        self.env.is_empty()
+            && self.paths.is_empty()
+            && self.network.is_empty()
+            && !self.hostname
+            && !self.processes
+    }
+}

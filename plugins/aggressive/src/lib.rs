@@ -1,0 +1,276 @@
+//! `aggressive`: the fast rollout strategy, for local and development
+//! environments where speed matters more than caution.
+//!
+//! Every step goes into one wave (the host still starts a step only after the
+//! services it depends on are done), one healthy sample per step, no soak.
+//! A failed step does not stop the others: only the failed services are rolled
+//! back, and the whole deployment is rolled back early only once more than
+//! half of all steps have failed. Being over budget does not slow it down.
+//!
+//! Plugin config (JSON, every key optional): `samples`, `interval_ms` and
+//! `soak_s` override the validation policy. Any other key is an error.
+
+use adeploy_sdk::strategy::{
+    self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Strategy,
+    ValidationPolicy,
+};
+use adeploy_sdk::types::{DeploymentContext, PluginInfo};
+
+/// The strategy; see the crate docs.
+#[derive(Debug)]
+pub struct Aggressive;
+
+/// The validation settings the plugin config may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Settings {
+    samples: u32,
+    interval_ms: u32,
+    soak_s: u32,
+}
+
+/// The defaults, overridden by the plugin config.
+fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
+    let mut s = Settings {
+        samples: 1,
+        interval_ms: 500,
+        soak_s: 0,
+    };
+    let serde_json::Value::Object(config) = adeploy_sdk::parse_config(&ctx.config)? else {
+        return Err("plugin config must be a JSON object".to_string());
+    };
+    for (key, value) in &config {
+        let slot = match key.as_str() {
+            "samples" => &mut s.samples,
+            "interval_ms" => &mut s.interval_ms,
+            "soak_s" => &mut s.soak_s,
+            _ => {
+                return Err(format!(
+                    "unknown config key `{key}` (accepted: samples, interval_ms, soak_s)"
+                ));
+            }
+        };
+        *slot = value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("config key `{key}` must be a whole number, got {value}"))?;
+    }
+    if s.samples == 0 {
+        return Err("config key `samples` must be at least 1".to_string());
+    }
+    Ok(s)
+}
+
+impl Strategy for Aggressive {
+    fn describe() -> PluginInfo {
+        adeploy_sdk::info(
+            "aggressive",
+            "0.1.0",
+            "everything in one wave, roll back only what failed",
+        )
+    }
+
+    fn plan(ctx: DeploymentContext) -> Result<Rollout, String> {
+        if ctx.services.is_empty() {
+            return Err("no services to deploy".to_string());
+        }
+        let s = settings(&ctx)?;
+        let waves = strategy::single_wave(&ctx.services)?;
+        let concurrency = ctx.limits.concurrency.max(1);
+        let notes = vec![
+            format!(
+                "1 wave of all {} steps, {concurrency} at a time; each step still waits for its dependencies",
+                strategy::step_count(&ctx.services)
+            ),
+            "a failure rolls back only the failed services; more than half failed rolls back all"
+                .to_string(),
+        ];
+        Ok(Rollout {
+            waves,
+            concurrency,
+            validation: ValidationPolicy {
+                health_checks: true,
+                samples: s.samples,
+                interval_ms: s.interval_ms,
+                soak_s: s.soak_s,
+            },
+            failure: FailurePolicy {
+                max_failures: 0,
+                rollback_scope: RollbackScope::Failed,
+            },
+            notes,
+        })
+    }
+
+    fn on_progress(ctx: DeploymentContext, event: Progress) -> Decision {
+        if event.kind != ProgressKind::StepFailed {
+            return Decision::Continue;
+        }
+        // Steps in flight are in none of the counters, so prefer the plan's total.
+        let counted = event
+            .succeeded
+            .saturating_add(event.failed)
+            .saturating_add(event.remaining);
+        let total = u32::try_from(strategy::step_count(&ctx.services))
+            .unwrap_or(u32::MAX)
+            .max(counted);
+        if u64::from(event.failed) * 2 > u64::from(total) {
+            Decision::Rollback(format!(
+                "{} of {total} steps failed, more than half (last: {})",
+                event.failed, event.message
+            ))
+        } else {
+            Decision::Continue
+        }
+    }
+}
+
+// Only in the component: a native cdylib cannot carry the component export
+// names (`adeploy:plugin/strategy@0.1.0#plan`) through the linker's version
+// script (rust-lang/rust#141310), and native builds exist only for the tests.
+#[cfg(target_arch = "wasm32")]
+adeploy_sdk::export_strategy!(Aggressive);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adeploy_sdk::strategy::Step;
+    use adeploy_sdk::types::{DeploymentSize, Environment, Metrics, ResourceLimits, Service};
+
+    fn svc(name: &str, deps: &[&str], hosts: &[&str]) -> Service {
+        Service {
+            name: name.into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            has_health_check: true,
+            timeout_s: 60,
+        }
+    }
+
+    fn metrics() -> Metrics {
+        Metrics {
+            cpu_percent: 10.0,
+            memory_percent: 20.0,
+            disk_percent: 30.0,
+            load_per_core: 0.1,
+            network_latency_ms: None,
+        }
+    }
+
+    fn ctx(services: Vec<Service>, config: &str) -> DeploymentContext {
+        DeploymentContext {
+            deployment_id: "deploy_1".into(),
+            environment: Environment::Development,
+            size: DeploymentSize::Small,
+            services,
+            metrics: metrics(),
+            limits: ResourceLimits {
+                cpu_limit: 0.9,
+                memory_limit: 0.9,
+                concurrency: 8,
+            },
+            max_time_minutes: None,
+            dry_run: false,
+            config: config.into(),
+        }
+    }
+
+    fn failed(failed: u32, succeeded: u32, remaining: u32) -> Progress {
+        Progress {
+            kind: ProgressKind::StepFailed,
+            wave: 0,
+            waves_total: 1,
+            step: Some(Step {
+                service: "s0".into(),
+                host: None,
+            }),
+            message: "timed out".into(),
+            succeeded,
+            failed,
+            remaining,
+            elapsed_ms: 1000,
+            metrics: metrics(),
+        }
+    }
+
+    fn independent(n: usize) -> Vec<Service> {
+        (0..n).map(|i| svc(&format!("s{i}"), &[], &[])).collect()
+    }
+
+    #[test]
+    fn one_wave_in_dependency_order() {
+        let services = vec![
+            svc("web", &["api"], &[]),
+            svc("api", &[], &["h1", "h2"]),
+            svc("docs", &[], &[]),
+        ];
+        let plan = Aggressive::plan(ctx(services, "{}")).unwrap();
+        assert_eq!(plan.waves.len(), 1);
+        let order: Vec<&str> = plan.waves[0]
+            .steps
+            .iter()
+            .map(|s| s.service.as_str())
+            .collect();
+        assert_eq!(order, ["api", "api", "docs", "web"]);
+        assert_eq!(plan.concurrency, 8);
+        assert_eq!(plan.failure.rollback_scope, RollbackScope::Failed);
+        assert_eq!(plan.failure.max_failures, 0);
+        let v = plan.validation;
+        assert_eq!(
+            (v.health_checks, v.samples, v.interval_ms, v.soak_s),
+            (true, 1, 500, 0)
+        );
+        assert!(plan.notes[0].starts_with("1 wave of all 4 steps"));
+    }
+
+    #[test]
+    fn config_overrides_and_errors() {
+        let plan = Aggressive::plan(ctx(independent(1), r#"{"soak_s": 3}"#)).unwrap();
+        assert_eq!(plan.validation.soak_s, 3);
+        let err = Aggressive::plan(ctx(independent(1), r#"{"waves": 3}"#)).unwrap_err();
+        assert!(err.contains("`waves`"), "{err}");
+        let err = Aggressive::plan(ctx(independent(1), r#"{"interval_ms": true}"#)).unwrap_err();
+        assert!(err.contains("`interval_ms`"), "{err}");
+    }
+
+    #[test]
+    fn refuses_empty_deployments_and_cycles() {
+        assert_eq!(
+            Aggressive::plan(ctx(vec![], "{}")).unwrap_err(),
+            "no services to deploy"
+        );
+        let cycle = vec![svc("a", &["b"], &[]), svc("b", &["a"], &[])];
+        assert!(
+            Aggressive::plan(ctx(cycle, "{}"))
+                .unwrap_err()
+                .contains("dependency cycle")
+        );
+    }
+
+    #[test]
+    fn rolls_back_only_past_half_failed() {
+        let c = || ctx(independent(4), "{}");
+        assert!(matches!(
+            Aggressive::on_progress(c(), failed(1, 1, 2)),
+            Decision::Continue
+        ));
+        assert!(matches!(
+            Aggressive::on_progress(c(), failed(2, 2, 0)),
+            Decision::Continue
+        ));
+        match Aggressive::on_progress(c(), failed(3, 0, 0)) {
+            Decision::Rollback(reason) => {
+                assert_eq!(
+                    reason,
+                    "3 of 4 steps failed, more than half (last: timed out)"
+                )
+            }
+            other => panic!("expected rollback, got {other:?}"),
+        }
+        let mut over = failed(0, 0, 4);
+        over.kind = ProgressKind::OverBudget;
+        assert!(matches!(
+            Aggressive::on_progress(c(), over),
+            Decision::Continue
+        ));
+    }
+}

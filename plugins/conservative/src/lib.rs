@@ -1,0 +1,317 @@
+//! `conservative`: the careful rollout strategy, for production and anything
+//! that must not break.
+//!
+//! One step at a time in dependency order (a fleet service goes one host at a
+//! time), three healthy samples per step and a soak period (15 s in
+//! production, 5 s elsewhere). The first failed step rolls back everything
+//! deployed so far; while the machine is over budget, nothing new starts for
+//! 30 s.
+//!
+//! Plugin config (JSON, every key optional): `samples`, `interval_ms` and
+//! `soak_s` override the validation policy. Any other key is an error.
+
+use adeploy_sdk::strategy::{
+    self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Step, Strategy,
+    ValidationPolicy,
+};
+use adeploy_sdk::types::{DeploymentContext, Environment, PluginInfo};
+
+/// The strategy; see the crate docs.
+#[derive(Debug)]
+pub struct Conservative;
+
+/// The validation settings the plugin config may override.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Settings {
+    samples: u32,
+    interval_ms: u32,
+    soak_s: u32,
+}
+
+/// The defaults for `ctx`'s environment, overridden by the plugin config.
+fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
+    let production = ctx.environment == Environment::Production;
+    let mut s = Settings {
+        samples: 3,
+        interval_ms: 1000,
+        soak_s: if production { 15 } else { 5 },
+    };
+    let serde_json::Value::Object(config) = adeploy_sdk::parse_config(&ctx.config)? else {
+        return Err("plugin config must be a JSON object".to_string());
+    };
+    for (key, value) in &config {
+        let slot = match key.as_str() {
+            "samples" => &mut s.samples,
+            "interval_ms" => &mut s.interval_ms,
+            "soak_s" => &mut s.soak_s,
+            _ => {
+                return Err(format!(
+                    "unknown config key `{key}` (accepted: samples, interval_ms, soak_s)"
+                ));
+            }
+        };
+        *slot = value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("config key `{key}` must be a whole number, got {value}"))?;
+    }
+    if s.samples == 0 {
+        return Err("config key `samples` must be at least 1".to_string());
+    }
+    Ok(s)
+}
+
+/// `api on web-1`, or just `api` for a local step.
+fn step_label(step: Option<&Step>) -> String {
+    match step {
+        Some(Step {
+            service,
+            host: Some(host),
+        }) => format!("{service} on {host}"),
+        Some(Step {
+            service,
+            host: None,
+        }) => service.clone(),
+        None => "a step".to_string(),
+    }
+}
+
+impl Strategy for Conservative {
+    fn describe() -> PluginInfo {
+        adeploy_sdk::info(
+            "conservative",
+            "0.1.0",
+            "one step at a time in dependency order, soak after each, roll back everything on the first failure",
+        )
+    }
+
+    fn plan(ctx: DeploymentContext) -> Result<Rollout, String> {
+        if ctx.services.is_empty() {
+            return Err("no services to deploy".to_string());
+        }
+        let s = settings(&ctx)?;
+        let waves = strategy::waves(&ctx.services, 1)?;
+        let notes = vec![
+            format!(
+                "{} waves of 1 step each, in dependency order; fleet services go one host at a time",
+                waves.len()
+            ),
+            format!(
+                "each step needs {} healthy samples {} ms apart, then a {} s soak ({})",
+                s.samples,
+                s.interval_ms,
+                s.soak_s,
+                ctx.environment.as_str()
+            ),
+        ];
+        Ok(Rollout {
+            waves,
+            concurrency: ctx.limits.concurrency.max(1),
+            validation: ValidationPolicy {
+                health_checks: true,
+                samples: s.samples,
+                interval_ms: s.interval_ms,
+                soak_s: s.soak_s,
+            },
+            failure: FailurePolicy {
+                max_failures: 0,
+                rollback_scope: RollbackScope::All,
+            },
+            notes,
+        })
+    }
+
+    fn on_progress(_ctx: DeploymentContext, event: Progress) -> Decision {
+        match event.kind {
+            ProgressKind::StepFailed => Decision::Rollback(format!(
+                "{} failed: {}",
+                step_label(event.step.as_ref()),
+                event.message
+            )),
+            ProgressKind::OverBudget => Decision::Pause(30),
+            _ => Decision::Continue,
+        }
+    }
+}
+
+// Only in the component: a native cdylib cannot carry the component export
+// names (`adeploy:plugin/strategy@0.1.0#plan`) through the linker's version
+// script (rust-lang/rust#141310), and native builds exist only for the tests.
+#[cfg(target_arch = "wasm32")]
+adeploy_sdk::export_strategy!(Conservative);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use adeploy_sdk::types::{DeploymentSize, Metrics, ResourceLimits, Service};
+
+    fn svc(name: &str, deps: &[&str], hosts: &[&str]) -> Service {
+        Service {
+            name: name.into(),
+            depends_on: deps.iter().map(|d| d.to_string()).collect(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            has_health_check: true,
+            timeout_s: 60,
+        }
+    }
+
+    fn metrics() -> Metrics {
+        Metrics {
+            cpu_percent: 10.0,
+            memory_percent: 20.0,
+            disk_percent: 30.0,
+            load_per_core: 0.1,
+            network_latency_ms: None,
+        }
+    }
+
+    fn ctx(environment: Environment, services: Vec<Service>, config: &str) -> DeploymentContext {
+        DeploymentContext {
+            deployment_id: "deploy_1".into(),
+            environment,
+            size: DeploymentSize::Medium,
+            services,
+            metrics: metrics(),
+            limits: ResourceLimits {
+                cpu_limit: 0.8,
+                memory_limit: 0.8,
+                concurrency: 0,
+            },
+            max_time_minutes: None,
+            dry_run: false,
+            config: config.into(),
+        }
+    }
+
+    fn progress(kind: ProgressKind, step: Option<Step>) -> Progress {
+        Progress {
+            kind,
+            wave: 0,
+            waves_total: 3,
+            step,
+            message: "health check failed: 503".into(),
+            succeeded: 1,
+            failed: 1,
+            remaining: 1,
+            elapsed_ms: 1000,
+            metrics: metrics(),
+        }
+    }
+
+    #[test]
+    fn one_step_per_wave_in_dependency_order() {
+        let services = vec![svc("api", &["db"], &["h1", "h2"]), svc("db", &[], &[])];
+        let plan = Conservative::plan(ctx(Environment::Staging, services, "{}")).unwrap();
+        let steps: Vec<(String, Option<String>)> = plan
+            .waves
+            .iter()
+            .map(|w| {
+                assert_eq!(w.steps.len(), 1);
+                (w.steps[0].service.clone(), w.steps[0].host.clone())
+            })
+            .collect();
+        assert_eq!(
+            steps,
+            vec![
+                ("db".to_string(), None),
+                ("api".to_string(), Some("h1".to_string())),
+                ("api".to_string(), Some("h2".to_string())),
+            ]
+        );
+        assert_eq!(plan.concurrency, 1);
+        assert_eq!(plan.failure.max_failures, 0);
+        assert_eq!(plan.failure.rollback_scope, RollbackScope::All);
+        assert!(plan.notes[0].starts_with("3 waves of 1 step"));
+    }
+
+    #[test]
+    fn soak_is_longer_in_production() {
+        let prod =
+            Conservative::plan(ctx(Environment::Production, vec![svc("a", &[], &[])], "")).unwrap();
+        let dev = Conservative::plan(ctx(Environment::Development, vec![svc("a", &[], &[])], ""))
+            .unwrap();
+        assert_eq!(prod.validation.soak_s, 15);
+        assert_eq!(dev.validation.soak_s, 5);
+        assert_eq!(dev.validation.samples, 3);
+        assert_eq!(dev.validation.interval_ms, 1000);
+        assert!(dev.validation.health_checks);
+    }
+
+    #[test]
+    fn config_overrides_validation() {
+        let c = ctx(
+            Environment::Production,
+            vec![svc("a", &[], &[])],
+            r#"{"samples": 5, "interval_ms": 250, "soak_s": 60}"#,
+        );
+        let v = Conservative::plan(c).unwrap().validation;
+        assert_eq!((v.samples, v.interval_ms, v.soak_s), (5, 250, 60));
+    }
+
+    #[test]
+    fn bad_config_names_the_key() {
+        let plan = |config: &str| {
+            Conservative::plan(ctx(Environment::Staging, vec![svc("a", &[], &[])], config))
+        };
+        assert!(plan(r#"{"sample": 5}"#).unwrap_err().contains("`sample`"));
+        assert!(
+            plan(r#"{"soak_s": "long"}"#)
+                .unwrap_err()
+                .contains("`soak_s`")
+        );
+        assert!(
+            plan(r#"{"interval_ms": -1}"#)
+                .unwrap_err()
+                .contains("`interval_ms`")
+        );
+        assert!(plan(r#"{"samples": 0}"#).unwrap_err().contains("`samples`"));
+        assert!(plan("[1]").is_err());
+        assert!(plan("{").is_err());
+    }
+
+    #[test]
+    fn refuses_empty_deployments_and_cycles() {
+        assert_eq!(
+            Conservative::plan(ctx(Environment::Local, vec![], "{}")).unwrap_err(),
+            "no services to deploy"
+        );
+        let cycle = vec![svc("a", &["b"], &[]), svc("b", &["a"], &[])];
+        let err = Conservative::plan(ctx(Environment::Local, cycle, "{}")).unwrap_err();
+        assert!(err.contains("dependency cycle"), "{err}");
+    }
+
+    #[test]
+    fn first_failure_rolls_back_and_over_budget_pauses() {
+        let c = || {
+            ctx(
+                Environment::Production,
+                vec![svc("api", &[], &["h1"])],
+                "{}",
+            )
+        };
+        let step = Step {
+            service: "api".into(),
+            host: Some("h1".into()),
+        };
+        match Conservative::on_progress(c(), progress(ProgressKind::StepFailed, Some(step))) {
+            Decision::Rollback(reason) => {
+                assert_eq!(reason, "api on h1 failed: health check failed: 503")
+            }
+            other => panic!("expected rollback, got {other:?}"),
+        }
+        assert!(matches!(
+            Conservative::on_progress(c(), progress(ProgressKind::OverBudget, None)),
+            Decision::Pause(30)
+        ));
+        for kind in [
+            ProgressKind::WaveStarted,
+            ProgressKind::StepSucceeded,
+            ProgressKind::WaveFinished,
+        ] {
+            assert!(matches!(
+                Conservative::on_progress(c(), progress(kind, None)),
+                Decision::Continue
+            ));
+        }
+    }
+}
