@@ -32,24 +32,29 @@ pub trait Detector {
 #[macro_export]
 macro_rules! export_detector {
     ($ty:ty) => {
-        #[doc(hidden)]
-        struct __AdeployDetectorExport;
+        // Native builds (tests, docs) cannot link component export names
+        // (rust-lang/rust#141310); the export exists only in the component.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[doc(hidden)]
+            struct __AdeployDetectorExport;
 
-        impl $crate::detector::bindings::exports::adeploy::plugin::detector::Guest
-            for __AdeployDetectorExport
-        {
-            fn describe() -> $crate::types::PluginInfo {
-                <$ty as $crate::detector::Detector>::describe()
+            impl $crate::detector::bindings::exports::adeploy::plugin::detector::Guest
+                for __AdeployDetectorExport
+            {
+                fn describe() -> $crate::types::PluginInfo {
+                    <$ty as $crate::detector::Detector>::describe()
+                }
+                fn detect(
+                    rules: $crate::detector::DetectionRules,
+                    config: ::std::string::String,
+                ) -> ::core::result::Result<$crate::detector::Detection, ::std::string::String> {
+                    <$ty as $crate::detector::Detector>::detect(rules, config)
+                }
             }
-            fn detect(
-                rules: $crate::detector::DetectionRules,
-                config: ::std::string::String,
-            ) -> ::core::result::Result<$crate::detector::Detection, ::std::string::String> {
-                <$ty as $crate::detector::Detector>::detect(rules, config)
-            }
-        }
 
-        $crate::detector::bindings::__export_detector_world!(__AdeployDetectorExport with_types_in $crate::detector::bindings);
+            $crate::detector::bindings::__export_detector_world!(__AdeployDetectorExport with_types_in $crate::detector::bindings);
+        };
     };
 }
 

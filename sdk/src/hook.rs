@@ -28,22 +28,27 @@ pub trait Hook {
 #[macro_export]
 macro_rules! export_hook {
     ($ty:ty) => {
-        #[doc(hidden)]
-        struct __AdeployHookExport;
+        // Native builds (tests, docs) cannot link component export names
+        // (rust-lang/rust#141310); the export exists only in the component.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[doc(hidden)]
+            struct __AdeployHookExport;
 
-        impl $crate::hook::bindings::exports::adeploy::plugin::hook::Guest for __AdeployHookExport {
-            fn describe() -> $crate::types::PluginInfo {
-                <$ty as $crate::hook::Hook>::describe()
+            impl $crate::hook::bindings::exports::adeploy::plugin::hook::Guest for __AdeployHookExport {
+                fn describe() -> $crate::types::PluginInfo {
+                    <$ty as $crate::hook::Hook>::describe()
+                }
+                fn run(
+                    phase: $crate::hook::Phase,
+                    ctx: $crate::hook::HookContext,
+                ) -> ::core::result::Result<$crate::hook::HookReport, ::std::string::String> {
+                    <$ty as $crate::hook::Hook>::run(phase, ctx)
+                }
             }
-            fn run(
-                phase: $crate::hook::Phase,
-                ctx: $crate::hook::HookContext,
-            ) -> ::core::result::Result<$crate::hook::HookReport, ::std::string::String> {
-                <$ty as $crate::hook::Hook>::run(phase, ctx)
-            }
-        }
 
-        $crate::hook::bindings::__export_hook_world!(__AdeployHookExport with_types_in $crate::hook::bindings);
+            $crate::hook::bindings::__export_hook_world!(__AdeployHookExport with_types_in $crate::hook::bindings);
+        };
     };
 }
 

@@ -45,29 +45,34 @@ pub trait Strategy {
 #[macro_export]
 macro_rules! export_strategy {
     ($ty:ty) => {
-        #[doc(hidden)]
-        struct __AdeployStrategyExport;
+        // Native builds (tests, docs) cannot link component export names
+        // (rust-lang/rust#141310); the export exists only in the component.
+        #[cfg(target_arch = "wasm32")]
+        const _: () = {
+            #[doc(hidden)]
+            struct __AdeployStrategyExport;
 
-        impl $crate::strategy::bindings::exports::adeploy::plugin::strategy::Guest
-            for __AdeployStrategyExport
-        {
-            fn describe() -> $crate::types::PluginInfo {
-                <$ty as $crate::strategy::Strategy>::describe()
+            impl $crate::strategy::bindings::exports::adeploy::plugin::strategy::Guest
+                for __AdeployStrategyExport
+            {
+                fn describe() -> $crate::types::PluginInfo {
+                    <$ty as $crate::strategy::Strategy>::describe()
+                }
+                fn plan(
+                    ctx: $crate::types::DeploymentContext,
+                ) -> ::core::result::Result<$crate::strategy::Rollout, ::std::string::String> {
+                    <$ty as $crate::strategy::Strategy>::plan(ctx)
+                }
+                fn on_progress(
+                    ctx: $crate::types::DeploymentContext,
+                    event: $crate::strategy::Progress,
+                ) -> $crate::strategy::Decision {
+                    <$ty as $crate::strategy::Strategy>::on_progress(ctx, event)
+                }
             }
-            fn plan(
-                ctx: $crate::types::DeploymentContext,
-            ) -> ::core::result::Result<$crate::strategy::Rollout, ::std::string::String> {
-                <$ty as $crate::strategy::Strategy>::plan(ctx)
-            }
-            fn on_progress(
-                ctx: $crate::types::DeploymentContext,
-                event: $crate::strategy::Progress,
-            ) -> $crate::strategy::Decision {
-                <$ty as $crate::strategy::Strategy>::on_progress(ctx, event)
-            }
-        }
 
-        $crate::strategy::bindings::__export_strategy_world!(__AdeployStrategyExport with_types_in $crate::strategy::bindings);
+            $crate::strategy::bindings::__export_strategy_world!(__AdeployStrategyExport with_types_in $crate::strategy::bindings);
+        };
     };
 }
 

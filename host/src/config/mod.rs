@@ -37,13 +37,13 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    /// Syntax or schema error at a known position.
-    #[error("{}:{line}:{column}: {key}: {message}", path.display())]
+    /// Syntax or schema error at a known position. `message` starts with the
+    /// key path, e.g. `plugins.detector: unknown field ...`.
+    #[error("{}:{line}:{column}: {message}", path.display())]
     Invalid {
         path: PathBuf,
         line: usize,
         column: usize,
-        key: String,
         message: String,
     },
     /// A value that parses but makes no sense (or no position is known).
@@ -58,26 +58,22 @@ pub enum ConfigError {
 /// Parses YAML text into `T`, with `path:line:column` and the key path in errors.
 /// The only YAML entry point of adeploy (plugin manifests use it too).
 pub fn parse_yaml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|err| {
-        let key = key_path(err.path());
-        let inner = err.into_inner();
-        let (line, column) = inner.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let message = strip_location(&inner.to_string());
-        if line == 0 {
-            ConfigError::Semantic {
+    // serde_yaml's message already starts with the key path ("plugins.detector: ...")
+    // and ends with the position; we move the position to the front.
+    serde_yaml::from_str(text).map_err(|err| {
+        let message = strip_location(&err.to_string());
+        match err.location() {
+            Some(l) => ConfigError::Invalid {
                 path: path.to_path_buf(),
-                key,
+                line: l.line(),
+                column: l.column(),
                 message,
-            }
-        } else {
-            ConfigError::Invalid {
+            },
+            None => ConfigError::Semantic {
                 path: path.to_path_buf(),
-                line,
-                column,
-                key,
+                key: "(top level)".to_string(),
                 message,
-            }
+            },
         }
     })
 }
@@ -315,8 +311,9 @@ mod tests {
 
     #[test]
     fn malformed_yaml_has_a_position() {
-        let err = Config::from_layers("thresholds: [1,\n", Path::new("bad.yaml")).unwrap_err();
-        assert!(matches!(err, ConfigError::Invalid { line: 2, .. }), "{err}");
+        let err = Config::from_layers("thresholds:\n  high_cpu: 1\n  - x\n", Path::new("bad.yaml"))
+            .unwrap_err();
+        assert!(matches!(err, ConfigError::Invalid { line: 3, .. }), "{err}");
     }
 
     #[test]

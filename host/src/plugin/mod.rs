@@ -14,6 +14,7 @@
 
 mod bindings;
 mod cache;
+mod convert;
 mod grants;
 mod registry;
 mod sandbox;
@@ -40,6 +41,7 @@ pub use bindings::types::{
     ResourceLimits as WitResourceLimits, Service,
 };
 pub use cache::{LoadOutcome, LoadStats, default_cache_dir};
+pub use convert::detection_rules;
 pub use registry::{BUILTIN_NAMES, Manifest, PluginSet};
 pub use sandbox::{EnvSource, HostWorld, PluginEvent};
 
@@ -147,10 +149,12 @@ pub enum PluginError {
         expected: String,
         actual: String,
     },
-    #[error("plugin '{plugin}': bad manifest {}: {reason}", path.display())]
+    #[error("plugin '{plugin}': bad manifest {location}: {reason}")]
     Manifest {
         plugin: String,
         path: PathBuf,
+        /// `path`, or `path:line:column` when the position is known.
+        location: String,
         reason: String,
     },
     #[error("plugin '{plugin}' is a {actual} plugin, not a {expected}")]
@@ -384,6 +388,7 @@ impl PluginHost {
             return Err(PluginError::Manifest {
                 plugin: name.to_string(),
                 path: m.path.clone(),
+                location: m.path.display().to_string(),
                 reason: format!(
                     "declares kind {}, but the component implements {kind}",
                     m.kind
@@ -449,28 +454,34 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Reads and loads a component file (with its manifest, if one is beside it).
+    /// Reads and loads a component file. Its name is the manifest's, else the file stem.
     pub async fn load_file(
         &self,
         path: &Path,
         settings: PluginSettings,
     ) -> Result<Plugin, PluginError> {
-        let fallback = path
+        let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let name = settings.manifest.as_ref().map_or(stem, |m| m.name.clone());
+        self.load_named_file(&name, path, settings).await
+    }
+
+    /// Reads and loads a component file under the given name.
+    pub async fn load_named_file(
+        &self,
+        name: &str,
+        path: &Path,
+        settings: PluginSettings,
+    ) -> Result<Plugin, PluginError> {
         let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-            plugin: fallback.clone(),
+            plugin: name.to_string(),
             path: path.to_path_buf(),
             source,
         })?;
-        let name = settings
-            .manifest
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or(fallback);
         self.load(
-            &name,
+            name,
             PluginSource::Path(path.to_path_buf()),
             &bytes,
             settings,
@@ -713,7 +724,11 @@ impl Plugin {
         // A Rust guest prints its panic message to stderr before trapping.
         let stderr = state.stderr.contents();
         let text = String::from_utf8_lossy(&stderr);
-        if let Some(line) = text.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+        if let Some(line) = text
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty() && !l.starts_with("note: "))
+        {
             reason = format!("{reason} (plugin stderr: {line})");
         }
         PluginError::Trap {
@@ -737,6 +752,13 @@ impl Plugin {
             function,
             reason,
         }
+    }
+
+    /// The context as this plugin receives it: with its own config.
+    fn with_own_config(&self, ctx: &DeploymentContext) -> DeploymentContext {
+        let mut own = ctx.clone();
+        own.config.clone_from(&self.config_json);
+        own
     }
 
     /// Calls the plugin's `describe`.
@@ -790,9 +812,12 @@ impl Plugin {
         };
         let started = Instant::now();
         let mut store = self.new_store();
+        let own = self.with_own_config(ctx);
         let out = tokio::time::timeout(self.timeout, async {
             let i = pre.instantiate_async(&mut store).await?;
-            i.adeploy_plugin_strategy().call_plan(&mut store, ctx).await
+            i.adeploy_plugin_strategy()
+                .call_plan(&mut store, &own)
+                .await
         })
         .await;
         let called = transpose(self.finish("plan", store, started, out)?)
@@ -812,10 +837,11 @@ impl Plugin {
         };
         let started = Instant::now();
         let mut store = self.new_store();
+        let own = self.with_own_config(ctx);
         let out = tokio::time::timeout(self.timeout, async {
             let i = pre.instantiate_async(&mut store).await?;
             i.adeploy_plugin_strategy()
-                .call_on_progress(&mut store, ctx, event)
+                .call_on_progress(&mut store, &own, event)
                 .await
         })
         .await;
@@ -833,10 +859,12 @@ impl Plugin {
         };
         let started = Instant::now();
         let mut store = self.new_store();
+        let mut own = ctx.clone();
+        own.deployment.config.clone_from(&self.config_json);
         let out = tokio::time::timeout(self.timeout, async {
             let i = pre.instantiate_async(&mut store).await?;
             i.adeploy_plugin_hook()
-                .call_run(&mut store, phase, ctx)
+                .call_run(&mut store, phase, &own)
                 .await
         })
         .await;

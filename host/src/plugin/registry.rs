@@ -65,28 +65,40 @@ impl Manifest {
             path: path.to_path_buf(),
             source,
         })?;
-        let parsed: Result<Manifest, String> = match path.extension().and_then(|e| e.to_str()) {
-            Some("toml") => toml::from_str(&text).map_err(|e| {
-                let msg = e.message().to_string();
-                match e.span() {
-                    Some(span) => {
-                        let (line, col) = line_col(&text, span.start);
-                        format!("{line}:{col}: {msg}")
-                    }
-                    None => msg,
-                }
-            }),
-            _ => crate::config::parse_yaml(&text, path).map_err(|e| e.to_string()),
-        };
-        let mut manifest = parsed.map_err(|reason| PluginError::Manifest {
+        let at = |line: usize, col: usize| format!("{}:{line}:{col}", path.display());
+        let parsed: Result<Manifest, (String, String)> =
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("toml") => toml::from_str(&text).map_err(|e| {
+                    let location = match e.span() {
+                        Some(span) => {
+                            let (line, col) = line_col(&text, span.start);
+                            at(line, col)
+                        }
+                        None => path.display().to_string(),
+                    };
+                    (location, e.message().to_string())
+                }),
+                _ => crate::config::parse_yaml(&text, path).map_err(|e| match e {
+                    crate::config::ConfigError::Invalid {
+                        line,
+                        column,
+                        message,
+                        ..
+                    } => (at(line, column), message),
+                    other => (path.display().to_string(), other.to_string()),
+                }),
+            };
+        let mut manifest = parsed.map_err(|(location, reason)| PluginError::Manifest {
             plugin: plugin.clone(),
             path: path.to_path_buf(),
+            location,
             reason,
         })?;
         if manifest.name.trim().is_empty() {
             return Err(PluginError::Manifest {
                 plugin,
                 path: path.to_path_buf(),
+                location: path.display().to_string(),
                 reason: "name is empty".to_string(),
             });
         }
@@ -168,7 +180,7 @@ impl PluginSet {
         }
         for (name, f) in found {
             let settings = settings_for(config, &name, f.manifest);
-            let plugin = host.load_file(&f.path, settings).await?;
+            let plugin = host.load_named_file(&name, &f.path, settings).await?;
             set.plugins.insert(name, Arc::new(plugin));
         }
         for name in config.plugins.keys() {
@@ -290,16 +302,10 @@ mod tests {
         let t = dir.path().join("x.toml");
         std::fs::write(&t, "name = \"x\"\nkind = \"strat\"\n").unwrap();
         let err = Manifest::read(&t).unwrap_err().to_string();
-        assert!(
-            err.contains("x.toml: 2:8: unknown variant `strat`"),
-            "{err}"
-        );
+        assert!(err.contains("x.toml:2:8: unknown variant `strat`"), "{err}");
         let y = dir.path().join("y.yaml");
         std::fs::write(&y, "name: y\nkind: hook\ncolour: red\n").unwrap();
         let err = Manifest::read(&y).unwrap_err().to_string();
-        assert!(
-            err.contains("y.yaml:3:1: (top level): unknown field `colour`"),
-            "{err}"
-        );
+        assert!(err.contains("y.yaml:3:1: unknown field `colour`"), "{err}");
     }
 }

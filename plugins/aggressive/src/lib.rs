@@ -76,13 +76,16 @@ impl Strategy for Aggressive {
         let s = settings(&ctx)?;
         let waves = strategy::single_wave(&ctx.services)?;
         let concurrency = ctx.limits.concurrency.max(1);
+        let steps = strategy::step_count(&ctx.services);
+        // Up to half the steps may fail before the deployment stops.
+        let max_failures = u32::try_from(steps / 2).unwrap_or(u32::MAX);
         let notes = vec![
             format!(
-                "1 wave of all {} steps, {concurrency} at a time; each step still waits for its dependencies",
-                strategy::step_count(&ctx.services)
+                "1 wave of all {steps} steps, {concurrency} at a time; each step still waits for its dependencies"
             ),
-            "a failure rolls back only the failed services; more than half failed rolls back all"
-                .to_string(),
+            format!(
+                "failed services are rolled back alone; more than {max_failures} failures stop the deployment"
+            ),
         ];
         Ok(Rollout {
             waves,
@@ -94,7 +97,7 @@ impl Strategy for Aggressive {
                 soak_s: s.soak_s,
             },
             failure: FailurePolicy {
-                max_failures: 0,
+                max_failures,
                 rollback_scope: RollbackScope::Failed,
             },
             notes,
@@ -124,10 +127,6 @@ impl Strategy for Aggressive {
     }
 }
 
-// Only in the component: a native cdylib cannot carry the component export
-// names (`adeploy:plugin/strategy@0.1.0#plan`) through the linker's version
-// script (rust-lang/rust#141310), and native builds exist only for the tests.
-#[cfg(target_arch = "wasm32")]
 adeploy_sdk::export_strategy!(Aggressive);
 
 #[cfg(test)]
@@ -213,7 +212,7 @@ mod tests {
         assert_eq!(order, ["api", "api", "docs", "web"]);
         assert_eq!(plan.concurrency, 8);
         assert_eq!(plan.failure.rollback_scope, RollbackScope::Failed);
-        assert_eq!(plan.failure.max_failures, 0);
+        assert_eq!(plan.failure.max_failures, 2, "half of 4 steps");
         let v = plan.validation;
         assert_eq!(
             (v.health_checks, v.samples, v.interval_ms, v.soak_s),

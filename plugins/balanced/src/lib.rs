@@ -143,10 +143,6 @@ impl Strategy for Balanced {
     }
 }
 
-// Only in the component: a native cdylib cannot carry the component export
-// names (`adeploy:plugin/strategy@0.1.0#plan`) through the linker's version
-// script (rust-lang/rust#141310), and native builds exist only for the tests.
-#[cfg(target_arch = "wasm32")]
 adeploy_sdk::export_strategy!(Balanced);
 
 #[cfg(test)]

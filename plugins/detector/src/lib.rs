@@ -258,10 +258,6 @@ impl Detector for EnvironmentDetector {
     }
 }
 
-// Only in the component: a native cdylib cannot carry the component export
-// names (`adeploy:plugin/detector@0.1.0#detect`) through the linker's version
-// script (rust-lang/rust#141310), and native builds exist only for the tests.
-#[cfg(target_arch = "wasm32")]
 adeploy_sdk::export_detector!(EnvironmentDetector);
 
 #[cfg(test)]

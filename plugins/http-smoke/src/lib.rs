@@ -218,10 +218,6 @@ impl Hook for HttpSmoke {
     }
 }
 
-// Only in the component: a native cdylib cannot carry the component export
-// names (`adeploy:plugin/hook@0.1.0#run`) through the linker's version script
-// (rust-lang/rust#141310), and native builds exist only for the tests.
-#[cfg(target_arch = "wasm32")]
 adeploy_sdk::export_hook!(HttpSmoke);
 
 #[cfg(test)]

@@ -1,0 +1,67 @@
+//! Conversions between the config's types and the WIT types plugins receive.
+
+use super::bindings::detector_api::{DetectionRules, Marker, MethodWeights, PatternSet};
+use super::bindings::types::Environment as WitEnvironment;
+use crate::config::{self, Environment, EnvironmentDetection};
+
+impl From<Environment> for WitEnvironment {
+    fn from(e: Environment) -> Self {
+        match e {
+            Environment::Local => WitEnvironment::Local,
+            Environment::Development => WitEnvironment::Development,
+            Environment::Staging => WitEnvironment::Staging,
+            Environment::Production => WitEnvironment::Production,
+        }
+    }
+}
+
+impl From<WitEnvironment> for Environment {
+    fn from(e: WitEnvironment) -> Self {
+        match e {
+            WitEnvironment::Local => Environment::Local,
+            WitEnvironment::Development => Environment::Development,
+            WitEnvironment::Staging => Environment::Staging,
+            WitEnvironment::Production => Environment::Production,
+        }
+    }
+}
+
+fn pattern_sets(map: &config::PatternMap<String>) -> Vec<PatternSet> {
+    map.iter()
+        .map(|(env, patterns)| PatternSet {
+            environment: (*env).into(),
+            patterns: patterns.clone(),
+        })
+        .collect()
+}
+
+/// The detection rules detector plugins receive, from `environment_detection`.
+pub fn detection_rules(d: &EnvironmentDetection) -> DetectionRules {
+    DetectionRules {
+        env_var: d.env_var.clone(),
+        hostname_patterns: pattern_sets(&d.hostname_patterns),
+        network_patterns: pattern_sets(&d.network_patterns),
+        filesystem_markers: d
+            .filesystem_markers
+            .iter()
+            .flat_map(|(env, markers)| {
+                markers.iter().map(move |m| Marker {
+                    environment: (*env).into(),
+                    path: m.path().to_string(),
+                    contains: match m {
+                        config::Marker::Path(_) => None,
+                        config::Marker::Contains { contains, .. } => Some(contains.clone()),
+                    },
+                })
+            })
+            .collect(),
+        process_patterns: pattern_sets(&d.process_patterns),
+        weights: MethodWeights {
+            env_var: d.weights.env_var,
+            hostname: d.weights.hostname,
+            network: d.weights.network,
+            filesystem: d.weights.filesystem,
+            process: d.weights.process,
+        },
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests of the adeploy host, one binary with a module per
+//! feature. Plugins are real components built from this repository: the
+//! built-ins (embedded by host/build.rs) and the fixtures in
+//! tests/fixtures/plugins (built by the adeploy-fixtures build script).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod builtin_detector;
+mod builtin_hook;
+mod builtin_strategies;
+mod cli;
+mod common;
+mod sandbox;
