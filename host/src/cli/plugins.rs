@@ -32,7 +32,7 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
     match cmd {
         PluginsCommand::List { dirs } => {
             let config = ctx.config()?;
-            let host = PluginHost::new(HostOptions::default())?;
+            let host = PluginHost::new(HostOptions::for_config(&config))?;
             let set = PluginSet::load(&host, &config, &dirs)
                 .await
                 .context("loading plugins")?;

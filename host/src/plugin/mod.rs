@@ -42,7 +42,7 @@ pub use bindings::types::{
 };
 pub use cache::{LoadOutcome, LoadStats, default_cache_dir};
 pub use convert::detection_rules;
-pub use registry::{BUILTIN_NAMES, Manifest, PluginSet};
+pub use registry::{BUILTIN_NAMES, Manifest, PluginSet, builtin_component};
 pub use sandbox::{EnvSource, HostWorld, PluginEvent};
 
 use crate::config::Grants;
@@ -52,6 +52,12 @@ use sandbox::{PluginState, Sandbox};
 pub const WIT_VERSION: &str = "0.1.0";
 /// Package versions a plugin may have been built against.
 pub const SUPPORTED_WIT: &str = "0.1.x";
+
+/// Plugin calls that may run at the same time (pooling allocator slots).
+const POOL_SLOTS: u32 = 64;
+
+/// Bytes of a pooled memory, table or stack reset in place between calls.
+const KEEP_RESIDENT: usize = 4 << 20;
 
 /// How often the epoch advances; deadlines are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -249,6 +255,23 @@ pub struct HostOptions {
     pub max_memory_mb: u64,
 }
 
+impl HostOptions {
+    /// Defaults, with the memory pool sized for the largest cap in `config`.
+    pub fn for_config(config: &crate::config::Config) -> HostOptions {
+        let largest = config
+            .plugins
+            .values()
+            .filter_map(|p| p.limits.as_ref().and_then(|l| l.memory_mb))
+            .chain(std::iter::once(config.plugin_defaults.memory_mb))
+            .max()
+            .unwrap_or(128);
+        HostOptions {
+            max_memory_mb: largest,
+            ..HostOptions::default()
+        }
+    }
+}
+
 impl Default for HostOptions {
     fn default() -> Self {
         HostOptions {
@@ -323,7 +346,30 @@ impl PluginHost {
         config.wasm_component_model(true);
         config.max_wasm_stack(512 << 10);
         config.async_stack_size(2 << 20);
-        let _ = options.max_memory_mb;
+        // The pooling allocator keeps instance slots, memories and fiber
+        // stacks warm between calls: a fresh store per call stays cheap
+        // (BENCHMARKS.md). Its slots bound concurrent calls, not plugins.
+        let mut pool = wasmtime::PoolingAllocationConfig::new();
+        pool.total_component_instances(POOL_SLOTS)
+            .total_core_instances(POOL_SLOTS * 4)
+            .total_memories(POOL_SLOTS * 2)
+            .total_tables(POOL_SLOTS * 4)
+            .total_stacks(POOL_SLOTS)
+            .max_memory_size(
+                usize::try_from(options.max_memory_mb.max(1) << 20).unwrap_or(usize::MAX),
+            )
+            .async_stack_keep_resident(64 << 10);
+        // Between calls, reset the pages a guest dirtied in place instead of
+        // returning them to the kernel and faulting them in again on the next
+        // call (most of a small call's cost otherwise). Only with PAGEMAP_SCAN
+        // (Linux 6.7+), which resets just the dirty pages: without it, keeping
+        // memory resident would memset the whole region on every call.
+        if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(wasmtime::Enabled::Yes)
+                .linear_memory_keep_resident(KEEP_RESIDENT)
+                .table_keep_resident(64 << 10);
+        }
+        config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(engine_err)?;
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
@@ -759,6 +805,23 @@ impl Plugin {
         let mut own = ctx.clone();
         own.config.clone_from(&self.config_json);
         own
+    }
+
+    /// Instantiates the plugin in a fresh store without calling it, and returns
+    /// how long that took: the fixed cost every call pays.
+    pub async fn instantiate(&self) -> Result<Duration, PluginError> {
+        let started = Instant::now();
+        let mut store = self.new_store();
+        let out = tokio::time::timeout(self.timeout, async {
+            match &self.typed {
+                TypedPre::Detector(p) => p.instantiate_async(&mut store).await.map(drop),
+                TypedPre::Strategy(p) => p.instantiate_async(&mut store).await.map(drop),
+                TypedPre::Hook(p) => p.instantiate_async(&mut store).await.map(drop),
+            }
+        })
+        .await;
+        self.finish("instantiate", store, started, out)
+            .map(|c| c.elapsed)
     }
 
     /// Calls the plugin's `describe`.

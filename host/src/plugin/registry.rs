@@ -23,6 +23,11 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "http-smoke",
 ];
 
+/// The component bytes of a built-in plugin.
+pub fn builtin_component(name: &str) -> Option<&'static [u8]> {
+    BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, b)| *b)
+}
+
 /// A plugin's manifest: `NAME.toml` or `NAME.yaml` beside `NAME.wasm`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
