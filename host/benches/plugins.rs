@@ -1,5 +1,5 @@
 //! Plugin host costs: cold compile of a strategy component, warm load from the
-//! on-disk cache (in a fresh host, as a second process would), instantiation
+//! on-disk cache (what a second process does: read, mmap, link, describe), instantiation
 //! in a fresh store, and one `plan` call (instantiate + call) for 5 and 100
 //! services. Run: `cargo bench -p adeploy --bench plugins`.
 
@@ -88,7 +88,7 @@ fn benches(c: &mut Criterion) {
             )
         })
     });
-    // Fill the cache once, then load with a fresh host each time (a new process).
+    // Fill the cache once; every later load reads the artifact from disk.
     rt.block_on(host(Some(cache.path().to_path_buf())).load(
         "balanced",
         PluginSource::BuiltIn,

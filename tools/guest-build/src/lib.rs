@@ -50,6 +50,31 @@ pub fn target_dir(out_dir: &Path) -> Result<PathBuf, String> {
         })
 }
 
+/// Installs the wasm32-wasip2 standard library with rustup when the toolchain
+/// lacks it (rust-toolchain.toml lists the target, but rustup only adds it
+/// when it installs the toolchain itself).
+fn ensure_target() -> Result<(), String> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("cannot run rustc: {e}"))?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(TARGET).is_dir() {
+        return Ok(());
+    }
+    println!("cargo:warning=installing the {TARGET} target with rustup");
+    let status = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .status()
+        .map_err(|e| format!("the {TARGET} target is missing and rustup cannot be run ({e}); install the target"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`rustup target add {TARGET}` failed ({status})"))
+    }
+}
+
 /// Builds `packages` (cargo package names) of the workspace at `root` for
 /// wasm32-wasip2 into `<target>/guests` and returns their component files.
 /// Call from a build script; it also prints the `rerun-if-changed` lines for
@@ -63,6 +88,7 @@ pub fn build(
     for w in watch {
         println!("cargo:rerun-if-changed={}", root.join(w).display());
     }
+    ensure_target()?;
     let guest_target = target.join("guests");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
