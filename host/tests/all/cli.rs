@@ -227,3 +227,32 @@ fn config_errors_exit_2_with_position() {
         stderr(&o)
     );
 }
+
+#[test]
+fn inspect_rejects_unknown_worlds_and_incompatible_versions_with_exit_2() {
+    let cache = tempfile::tempdir().unwrap();
+    let o = adeploy(
+        &["plugins", "inspect", adeploy_fixtures::ALIEN],
+        cache.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: plugin 'alien' implements no adeploy world")
+            && err.contains("it exports: acme:other/greeter"),
+        "{err}"
+    );
+
+    let o = adeploy(
+        &["plugins", "inspect", adeploy_fixtures::FUTURE],
+        cache.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("plugin 'future' was built against adeploy:plugin@0.2.0; this adeploy supports adeploy:plugin@0.1.x"),
+        "{err}"
+    );
+}

@@ -67,7 +67,11 @@ fn ensure_target() -> Result<(), String> {
     let status = Command::new("rustup")
         .args(["target", "add", TARGET])
         .status()
-        .map_err(|e| format!("the {TARGET} target is missing and rustup cannot be run ({e}); install the target"))?;
+        .map_err(|e| {
+            format!(
+                "the {TARGET} target is missing and rustup cannot be run ({e}); install the target"
+            )
+        })?;
     if status.success() {
         Ok(())
     } else {
