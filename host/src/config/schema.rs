@@ -32,6 +32,8 @@ pub struct Config {
     pub plugin_defaults: PluginLimits,
     /// Per-plugin settings, keyed by plugin name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// The services adeploy can deploy, keyed by name.
+    pub services: BTreeMap<String, ServiceConfig>,
     /// The file this config was loaded from (none for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -201,4 +203,70 @@ impl Grants {
             && !self.hostname
             && !self.processes
     }
+}
+
+/// A command: a string run by `sh -c`, or an argv list run directly.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum CommandSpec {
+    /// Run with `sh -c`.
+    Shell(String),
+    /// Program and arguments, no shell.
+    Argv(Vec<String>),
+}
+
+impl std::fmt::Display for CommandSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CommandSpec::Shell(s) => f.write_str(s),
+            CommandSpec::Argv(v) => f.write_str(&v.join(" ")),
+        }
+    }
+}
+
+/// `services.<name>.health`: exactly one of `http`, `tcp`, `command`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthSpec {
+    /// A URL that must answer with `expect_status`.
+    pub http: Option<String>,
+    /// The status `http` must answer with (200 when not given).
+    pub expect_status: Option<u16>,
+    /// A `host:port` that must accept a TCP connection.
+    pub tcp: Option<String>,
+    /// A command that must exit 0.
+    pub command: Option<CommandSpec>,
+    /// Deadline of one probe in milliseconds (2000 when not given).
+    pub timeout_ms: Option<u64>,
+}
+
+/// Where a service is deployed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TargetKind {
+    /// Processes on this machine.
+    #[default]
+    Local,
+}
+
+/// `services.<name>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Deploys the service.
+    pub deploy: Option<CommandSpec>,
+    /// Undoes `deploy`; a service without one cannot be rolled back (reported).
+    pub rollback: Option<CommandSpec>,
+    /// How to tell the service is healthy after deploying it.
+    pub health: Option<HealthSpec>,
+    /// Services deployed (and healthy) before this one.
+    pub depends_on: Vec<String>,
+    /// Deadline of one deploy including its health checks, in seconds.
+    pub timeout_s: Option<u64>,
+    /// Where it runs.
+    pub target: TargetKind,
+    /// Extra environment variables for its commands.
+    pub env: BTreeMap<String, String>,
+    /// Working directory of its commands (relative to the config file).
+    pub workdir: Option<PathBuf>,
 }
