@@ -1,5 +1,6 @@
 //! Strategies: the [`Strategy`] trait, [`export_strategy!`](crate::export_strategy),
-//! and helpers that turn services into dependency-ordered waves.
+//! helpers that turn services into dependency-ordered waves, and
+//! [`step_label`] for naming a step in decisions and notes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -197,6 +198,37 @@ pub fn step_count(services: &[Service]) -> usize {
     services.iter().map(|s| s.hosts.len().max(1)).sum()
 }
 
+/// A short human name for a step, for rollback reasons and notes:
+/// `api on web-1` for a fleet step, `api` for a local step, and `a step` when
+/// a progress event carries none.
+///
+/// Why: the reason in a [`Decision::Rollback`] or [`Decision::Abort`] is read
+/// by the operator, so every strategy should name steps the same way. Pass it
+/// `event.step.as_ref()` in [`Strategy::on_progress`].
+///
+/// ```
+/// use adeploy_sdk::strategy::{step_label, Step};
+///
+/// let fleet = Step { service: "api".into(), host: Some("web-1".into()) };
+/// let local = Step { service: "api".into(), host: None };
+/// assert_eq!(step_label(Some(&fleet)), "api on web-1");
+/// assert_eq!(step_label(Some(&local)), "api");
+/// assert_eq!(step_label(None), "a step");
+/// ```
+pub fn step_label(step: Option<&Step>) -> String {
+    match step {
+        Some(Step {
+            service,
+            host: Some(host),
+        }) => format!("{service} on {host}"),
+        Some(Step {
+            service,
+            host: None,
+        }) => service.clone(),
+        None => "a step".to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,5 +304,20 @@ mod tests {
         assert_eq!(w.len(), 2);
         assert_eq!(w[0].steps[1].host.as_deref(), Some("h2"));
         assert_eq!(step_count(&[svc("x", &[])]), 1);
+    }
+
+    #[test]
+    fn step_label_names_service_and_host() {
+        let fleet = Step {
+            service: "api".into(),
+            host: Some("web-1".into()),
+        };
+        let local = Step {
+            service: "api".into(),
+            host: None,
+        };
+        assert_eq!(step_label(Some(&fleet)), "api on web-1");
+        assert_eq!(step_label(Some(&local)), "api");
+        assert_eq!(step_label(None), "a step");
     }
 }

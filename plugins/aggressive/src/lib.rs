@@ -35,25 +35,14 @@ fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
         interval_ms: 500,
         soak_s: 0,
     };
-    let serde_json::Value::Object(config) = adeploy_sdk::parse_config(&ctx.config)? else {
-        return Err("plugin config must be a JSON object".to_string());
-    };
-    for (key, value) in &config {
-        let slot = match key.as_str() {
-            "samples" => &mut s.samples,
-            "interval_ms" => &mut s.interval_ms,
-            "soak_s" => &mut s.soak_s,
-            _ => {
-                return Err(format!(
-                    "unknown config key `{key}` (accepted: samples, interval_ms, soak_s)"
-                ));
-            }
-        };
-        *slot = value
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| format!("config key `{key}` must be a whole number, got {value}"))?;
-    }
+    adeploy_sdk::config_whole_numbers(
+        &ctx.config,
+        &mut [
+            ("samples", &mut s.samples),
+            ("interval_ms", &mut s.interval_ms),
+            ("soak_s", &mut s.soak_s),
+        ],
+    )?;
     if s.samples == 0 {
         return Err("config key `samples` must be at least 1".to_string());
     }
@@ -133,61 +122,22 @@ adeploy_sdk::export_strategy!(Aggressive);
 mod tests {
     use super::*;
     use adeploy_sdk::strategy::Step;
-    use adeploy_sdk::types::{DeploymentSize, Environment, Metrics, ResourceLimits, Service};
+    use adeploy_sdk::testing::{context as ctx, progress, service as svc};
+    use adeploy_sdk::types::{Environment, Service};
 
-    fn svc(name: &str, deps: &[&str], hosts: &[&str]) -> Service {
-        Service {
-            name: name.into(),
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            has_health_check: true,
-            timeout_s: 60,
-        }
-    }
-
-    fn metrics() -> Metrics {
-        Metrics {
-            cpu_percent: 10.0,
-            memory_percent: 20.0,
-            disk_percent: 30.0,
-            load_per_core: 0.1,
-            network_latency_ms: None,
-        }
-    }
-
-    fn ctx(services: Vec<Service>, config: &str) -> DeploymentContext {
-        DeploymentContext {
-            deployment_id: "deploy_1".into(),
-            environment: Environment::Development,
-            size: DeploymentSize::Small,
-            services,
-            metrics: metrics(),
-            limits: ResourceLimits {
-                cpu_limit: 0.9,
-                memory_limit: 0.9,
-                concurrency: 8,
-            },
-            max_time_minutes: None,
-            dry_run: false,
-            config: config.into(),
-        }
-    }
-
+    /// A failure of `s0` with these counters.
     fn failed(failed: u32, succeeded: u32, remaining: u32) -> Progress {
+        let step = Step {
+            service: "s0".into(),
+            host: None,
+        };
         Progress {
-            kind: ProgressKind::StepFailed,
-            wave: 0,
             waves_total: 1,
-            step: Some(Step {
-                service: "s0".into(),
-                host: None,
-            }),
             message: "timed out".into(),
             succeeded,
             failed,
             remaining,
-            elapsed_ms: 1000,
-            metrics: metrics(),
+            ..progress(ProgressKind::StepFailed, Some(step))
         }
     }
 
@@ -202,7 +152,9 @@ mod tests {
             svc("api", &[], &["h1", "h2"]),
             svc("docs", &[], &[]),
         ];
-        let plan = Aggressive::plan(ctx(services, "{}")).unwrap();
+        let mut c = ctx(Environment::Development, services, "{}");
+        c.limits.concurrency = 8;
+        let plan = Aggressive::plan(c).unwrap();
         assert_eq!(plan.waves.len(), 1);
         let order: Vec<&str> = plan.waves[0]
             .steps
@@ -223,23 +175,25 @@ mod tests {
 
     #[test]
     fn config_overrides_and_errors() {
-        let plan = Aggressive::plan(ctx(independent(1), r#"{"soak_s": 3}"#)).unwrap();
+        let plan_with =
+            |config: &str| Aggressive::plan(ctx(Environment::Development, independent(1), config));
+        let plan = plan_with(r#"{"soak_s": 3}"#).unwrap();
         assert_eq!(plan.validation.soak_s, 3);
-        let err = Aggressive::plan(ctx(independent(1), r#"{"waves": 3}"#)).unwrap_err();
+        let err = plan_with(r#"{"waves": 3}"#).unwrap_err();
         assert!(err.contains("`waves`"), "{err}");
-        let err = Aggressive::plan(ctx(independent(1), r#"{"interval_ms": true}"#)).unwrap_err();
+        let err = plan_with(r#"{"interval_ms": true}"#).unwrap_err();
         assert!(err.contains("`interval_ms`"), "{err}");
     }
 
     #[test]
     fn refuses_empty_deployments_and_cycles() {
         assert_eq!(
-            Aggressive::plan(ctx(vec![], "{}")).unwrap_err(),
+            Aggressive::plan(ctx(Environment::Development, vec![], "{}")).unwrap_err(),
             "no services to deploy"
         );
         let cycle = vec![svc("a", &["b"], &[]), svc("b", &["a"], &[])];
         assert!(
-            Aggressive::plan(ctx(cycle, "{}"))
+            Aggressive::plan(ctx(Environment::Development, cycle, "{}"))
                 .unwrap_err()
                 .contains("dependency cycle")
         );
@@ -247,7 +201,7 @@ mod tests {
 
     #[test]
     fn rolls_back_only_past_half_failed() {
-        let c = || ctx(independent(4), "{}");
+        let c = || ctx(Environment::Development, independent(4), "{}");
         assert!(matches!(
             Aggressive::on_progress(c(), failed(1, 1, 2)),
             Decision::Continue

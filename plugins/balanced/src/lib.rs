@@ -12,8 +12,8 @@
 //! validation policy. Any other key is an error.
 
 use adeploy_sdk::strategy::{
-    self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Step, Strategy,
-    ValidationPolicy,
+    self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Strategy,
+    ValidationPolicy, step_label,
 };
 use adeploy_sdk::types::{DeploymentContext, Environment, PluginInfo};
 
@@ -39,26 +39,15 @@ fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
         interval_ms: 1000,
         soak_s: if production { 5 } else { 0 },
     };
-    let serde_json::Value::Object(config) = adeploy_sdk::parse_config(&ctx.config)? else {
-        return Err("plugin config must be a JSON object".to_string());
-    };
-    for (key, value) in &config {
-        let slot = match key.as_str() {
-            "waves" => &mut s.waves,
-            "samples" => &mut s.samples,
-            "interval_ms" => &mut s.interval_ms,
-            "soak_s" => &mut s.soak_s,
-            _ => {
-                return Err(format!(
-                    "unknown config key `{key}` (accepted: waves, samples, interval_ms, soak_s)"
-                ));
-            }
-        };
-        *slot = value
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| format!("config key `{key}` must be a whole number, got {value}"))?;
-    }
+    adeploy_sdk::config_whole_numbers(
+        &ctx.config,
+        &mut [
+            ("waves", &mut s.waves),
+            ("samples", &mut s.samples),
+            ("interval_ms", &mut s.interval_ms),
+            ("soak_s", &mut s.soak_s),
+        ],
+    )?;
     if s.waves == 0 {
         return Err("config key `waves` must be at least 1".to_string());
     }
@@ -66,21 +55,6 @@ fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
         return Err("config key `samples` must be at least 1".to_string());
     }
     Ok(s)
-}
-
-/// `api on web-1`, or just `api` for a local step.
-fn step_label(step: Option<&Step>) -> String {
-    match step {
-        Some(Step {
-            service,
-            host: Some(host),
-        }) => format!("{service} on {host}"),
-        Some(Step {
-            service,
-            host: None,
-        }) => service.clone(),
-        None => "a step".to_string(),
-    }
 }
 
 impl Strategy for Balanced {
@@ -148,60 +122,9 @@ adeploy_sdk::export_strategy!(Balanced);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adeploy_sdk::types::{DeploymentSize, Metrics, ResourceLimits, Service};
-
-    fn svc(name: &str, deps: &[&str], hosts: &[&str]) -> Service {
-        Service {
-            name: name.into(),
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            has_health_check: true,
-            timeout_s: 60,
-        }
-    }
-
-    fn metrics() -> Metrics {
-        Metrics {
-            cpu_percent: 10.0,
-            memory_percent: 20.0,
-            disk_percent: 30.0,
-            load_per_core: 0.1,
-            network_latency_ms: None,
-        }
-    }
-
-    fn ctx(environment: Environment, services: Vec<Service>, config: &str) -> DeploymentContext {
-        DeploymentContext {
-            deployment_id: "deploy_1".into(),
-            environment,
-            size: DeploymentSize::Medium,
-            services,
-            metrics: metrics(),
-            limits: ResourceLimits {
-                cpu_limit: 0.8,
-                memory_limit: 0.8,
-                concurrency: 3,
-            },
-            max_time_minutes: None,
-            dry_run: false,
-            config: config.into(),
-        }
-    }
-
-    fn progress(kind: ProgressKind, step: Option<Step>) -> Progress {
-        Progress {
-            kind,
-            wave: 0,
-            waves_total: 4,
-            step,
-            message: "exit status 1".into(),
-            succeeded: 0,
-            failed: 1,
-            remaining: 5,
-            elapsed_ms: 1000,
-            metrics: metrics(),
-        }
-    }
+    use adeploy_sdk::strategy::Step;
+    use adeploy_sdk::testing::{context as ctx, progress, service as svc};
+    use adeploy_sdk::types::Service;
 
     fn independent(n: usize) -> Vec<Service> {
         (0..n).map(|i| svc(&format!("s{i}"), &[], &[])).collect()
@@ -297,7 +220,11 @@ mod tests {
             service: "s1".into(),
             host: None,
         };
-        match Balanced::on_progress(c(), progress(ProgressKind::StepFailed, Some(step))) {
+        let failed = Progress {
+            message: "exit status 1".into(),
+            ..progress(ProgressKind::StepFailed, Some(step))
+        };
+        match Balanced::on_progress(c(), failed) {
             Decision::Rollback(reason) => assert_eq!(reason, "s1 failed: exit status 1"),
             other => panic!("expected rollback, got {other:?}"),
         }

@@ -11,8 +11,8 @@
 //! `soak_s` override the validation policy. Any other key is an error.
 
 use adeploy_sdk::strategy::{
-    self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Step, Strategy,
-    ValidationPolicy,
+    self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Strategy,
+    ValidationPolicy, step_label,
 };
 use adeploy_sdk::types::{DeploymentContext, Environment, PluginInfo};
 
@@ -36,44 +36,18 @@ fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
         interval_ms: 1000,
         soak_s: if production { 15 } else { 5 },
     };
-    let serde_json::Value::Object(config) = adeploy_sdk::parse_config(&ctx.config)? else {
-        return Err("plugin config must be a JSON object".to_string());
-    };
-    for (key, value) in &config {
-        let slot = match key.as_str() {
-            "samples" => &mut s.samples,
-            "interval_ms" => &mut s.interval_ms,
-            "soak_s" => &mut s.soak_s,
-            _ => {
-                return Err(format!(
-                    "unknown config key `{key}` (accepted: samples, interval_ms, soak_s)"
-                ));
-            }
-        };
-        *slot = value
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .ok_or_else(|| format!("config key `{key}` must be a whole number, got {value}"))?;
-    }
+    adeploy_sdk::config_whole_numbers(
+        &ctx.config,
+        &mut [
+            ("samples", &mut s.samples),
+            ("interval_ms", &mut s.interval_ms),
+            ("soak_s", &mut s.soak_s),
+        ],
+    )?;
     if s.samples == 0 {
         return Err("config key `samples` must be at least 1".to_string());
     }
     Ok(s)
-}
-
-/// `api on web-1`, or just `api` for a local step.
-fn step_label(step: Option<&Step>) -> String {
-    match step {
-        Some(Step {
-            service,
-            host: Some(host),
-        }) => format!("{service} on {host}"),
-        Some(Step {
-            service,
-            host: None,
-        }) => service.clone(),
-        None => "a step".to_string(),
-    }
 }
 
 impl Strategy for Conservative {
@@ -139,65 +113,16 @@ adeploy_sdk::export_strategy!(Conservative);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use adeploy_sdk::types::{DeploymentSize, Metrics, ResourceLimits, Service};
-
-    fn svc(name: &str, deps: &[&str], hosts: &[&str]) -> Service {
-        Service {
-            name: name.into(),
-            depends_on: deps.iter().map(|d| d.to_string()).collect(),
-            hosts: hosts.iter().map(|h| h.to_string()).collect(),
-            has_health_check: true,
-            timeout_s: 60,
-        }
-    }
-
-    fn metrics() -> Metrics {
-        Metrics {
-            cpu_percent: 10.0,
-            memory_percent: 20.0,
-            disk_percent: 30.0,
-            load_per_core: 0.1,
-            network_latency_ms: None,
-        }
-    }
-
-    fn ctx(environment: Environment, services: Vec<Service>, config: &str) -> DeploymentContext {
-        DeploymentContext {
-            deployment_id: "deploy_1".into(),
-            environment,
-            size: DeploymentSize::Medium,
-            services,
-            metrics: metrics(),
-            limits: ResourceLimits {
-                cpu_limit: 0.8,
-                memory_limit: 0.8,
-                concurrency: 0,
-            },
-            max_time_minutes: None,
-            dry_run: false,
-            config: config.into(),
-        }
-    }
-
-    fn progress(kind: ProgressKind, step: Option<Step>) -> Progress {
-        Progress {
-            kind,
-            wave: 0,
-            waves_total: 3,
-            step,
-            message: "health check failed: 503".into(),
-            succeeded: 1,
-            failed: 1,
-            remaining: 1,
-            elapsed_ms: 1000,
-            metrics: metrics(),
-        }
-    }
+    use adeploy_sdk::strategy::Step;
+    use adeploy_sdk::testing::{context as ctx, progress, service as svc};
 
     #[test]
     fn one_step_per_wave_in_dependency_order() {
         let services = vec![svc("api", &["db"], &["h1", "h2"]), svc("db", &[], &[])];
-        let plan = Conservative::plan(ctx(Environment::Staging, services, "{}")).unwrap();
+        let mut c = ctx(Environment::Staging, services, "{}");
+        // A concurrency limit of 0 still lets one step run at a time.
+        c.limits.concurrency = 0;
+        let plan = Conservative::plan(c).unwrap();
         let steps: Vec<(String, Option<String>)> = plan
             .waves
             .iter()
