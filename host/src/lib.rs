@@ -24,4 +24,10 @@
 //! ```
 
 pub mod config;
+pub mod detect;
+pub mod engine;
+pub mod exec;
+pub mod history;
+pub mod monitor;
 pub mod plugin;
+pub mod report;

@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and rendering. Nothing printed
 //! here is computed here; every value comes from the `adeploy` library.
 
+mod deploy;
 mod output;
 mod plugins;
 
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use adeploy::config::{Config, ConfigError};
+use adeploy::engine::EngineError;
 use adeploy::plugin::PluginError;
 
 /// adeploy — adaptive deployment orchestrator with WebAssembly plugins.
@@ -34,12 +36,22 @@ pub struct Cli {
     #[arg(long, short = 'v', global = true)]
     verbose: bool,
 
+    /// Where history, logs and reports live (overrides the config's state_dir).
+    #[arg(long, global = true, value_name = "DIR", env = "ADEPLOY_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Deploy services (the seed's `intelligent_deploy.py --services ...`).
+    Run(deploy::RunArgs),
+    /// Recent deployments, newest first (`--list-deployments`).
+    List(deploy::ListArgs),
+    /// The report of one deployment (`--report ID`).
+    Report(deploy::ReportArgs),
     /// List, inspect plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -53,6 +65,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<ConfigError>().is_some() {
             return 2;
+        }
+        if let Some(e) = cause.downcast_ref::<EngineError>() {
+            return if e.is_bad_input() { 2 } else { 1 };
         }
     }
     2
@@ -84,8 +99,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context {
         config_path: cli.config,
         json: cli.json,
+        state_dir: cli.state_dir,
     };
     match cli.command {
+        Command::Run(args) => deploy::run(&ctx, args).await,
+        Command::List(args) => deploy::list(&ctx, args).await,
+        Command::Report(args) => deploy::report(&ctx, args).await,
         Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
     }
 }
@@ -95,6 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub struct Context {
     config_path: Option<PathBuf>,
     json: bool,
+    state_dir: Option<PathBuf>,
 }
 
 impl Context {

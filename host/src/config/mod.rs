@@ -8,8 +8,8 @@
 //!
 //! Layering: the embedded `config/deployment_config.yaml` is the documented
 //! default; `--config F` is merged over it key by key (maps merge, lists and
-//! scalars replace). The user file is first checked on its own, so its errors
-//! point into it.
+//! scalars replace; a user `services` map replaces the demo services whole).
+//! The user file is first checked on its own, so its errors point into it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -105,7 +105,7 @@ impl Config {
     /// The embedded defaults alone.
     pub fn embedded() -> Result<Config, ConfigError> {
         let cfg: Config = parse_yaml(DEFAULT_CONFIG_YAML, Path::new(DEFAULT_CONFIG_NAME))?;
-        cfg.validate(Path::new(DEFAULT_CONFIG_NAME))?;
+        cfg.validate(Path::new(DEFAULT_CONFIG_NAME), DEFAULT_CONFIG_YAML)?;
         Ok(cfg)
     }
 
@@ -128,7 +128,7 @@ impl Config {
         let base: serde_yaml::Value =
             parse_yaml(DEFAULT_CONFIG_YAML, Path::new(DEFAULT_CONFIG_NAME))?;
         let user: serde_yaml::Value = parse_yaml(text, path)?;
-        let merged = merge(base, user);
+        let merged = merge_layers(base, user);
         let mut cfg: Config =
             serde_path_to_error::deserialize(merged).map_err(|err| ConfigError::Semantic {
                 path: path.to_path_buf(),
@@ -136,7 +136,7 @@ impl Config {
                 message: strip_location(&err.into_inner().to_string()),
             })?;
         cfg.source = Some(path.to_path_buf());
-        cfg.validate(path)?;
+        cfg.validate(path, text)?;
         Ok(cfg)
     }
 
@@ -149,12 +149,13 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("."))
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let semantic = |key: String, message: String| ConfigError::Semantic {
             path: path.to_path_buf(),
             key,
             message,
         };
+        self.validate_services(path, text)?;
         for (name, limits) in &self.resource_limits {
             for (field, v) in [
                 ("cpu_limit", limits.cpu_limit),
@@ -200,6 +201,183 @@ impl Config {
         }
         Ok(())
     }
+}
+
+impl Config {
+    /// Every service has a deploy command, a well-formed health check, and
+    /// dependencies on defined services without cycles. Errors point at the
+    /// line of the offending key when the user's file has it.
+    fn validate_services(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let err = |keys: &[&str], message: String| {
+            let key = keys.join(".");
+            match locate(text, keys) {
+                Some((line, column)) => ConfigError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message: format!("{key}: {message}"),
+                },
+                None => ConfigError::Semantic {
+                    path: path.to_path_buf(),
+                    key,
+                    message,
+                },
+            }
+        };
+        for (name, s) in &self.services {
+            if s.deploy.is_none() {
+                return Err(err(
+                    &["services", name],
+                    "has no `deploy` command".to_string(),
+                ));
+            }
+            for (field, cmd) in [("deploy", &s.deploy), ("rollback", &s.rollback)] {
+                if let Some(CommandSpec::Argv(v)) = cmd
+                    && v.first().is_none_or(|p| p.is_empty())
+                {
+                    return Err(err(
+                        &["services", name, field],
+                        "an argv list needs a program".to_string(),
+                    ));
+                }
+            }
+            if let Some(h) = &s.health {
+                let kinds = [h.http.is_some(), h.tcp.is_some(), h.command.is_some()]
+                    .iter()
+                    .filter(|k| **k)
+                    .count();
+                if kinds != 1 {
+                    return Err(err(
+                        &["services", name, "health"],
+                        format!("needs exactly one of http, tcp, command (found {kinds})"),
+                    ));
+                }
+                if let Some(url) = &h.http
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    return Err(err(
+                        &["services", name, "health", "http"],
+                        format!("{url:?} is not an http(s) URL"),
+                    ));
+                }
+                if let Some(addr) = &h.tcp
+                    && addr
+                        .rsplit_once(':')
+                        .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+                {
+                    return Err(err(
+                        &["services", name, "health", "tcp"],
+                        format!("{addr:?} is not host:port"),
+                    ));
+                }
+            }
+            for dep in &s.depends_on {
+                if !self.services.contains_key(dep) {
+                    return Err(err(
+                        &["services", name, "depends_on"],
+                        format!(
+                            "unknown service '{dep}' (defined: {})",
+                            self.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(cycle) = dependency_cycle(&self.services) {
+            return Err(err(
+                &["services", &cycle[0], "depends_on"],
+                format!("dependency cycle: {}", cycle.join(" -> ")),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A cycle in `depends_on`, as the list of services on it (first repeated last).
+fn dependency_cycle(services: &BTreeMap<String, ServiceConfig>) -> Option<Vec<String>> {
+    fn visit<'a>(
+        n: &'a str,
+        services: &'a BTreeMap<String, ServiceConfig>,
+        stack: &mut Vec<&'a str>,
+        done: &mut std::collections::HashSet<&'a str>,
+    ) -> Option<Vec<String>> {
+        if let Some(pos) = stack.iter().position(|s| *s == n) {
+            let mut c: Vec<String> = stack[pos..].iter().map(|s| s.to_string()).collect();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        stack.push(n);
+        for d in services
+            .get(n)
+            .map(|s| s.depends_on.as_slice())
+            .unwrap_or_default()
+        {
+            if let Some(c) = visit(d, services, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.insert(n);
+        None
+    }
+    let mut done = std::collections::HashSet::new();
+    services
+        .keys()
+        .find_map(|n| visit(n, services, &mut Vec::new(), &mut done))
+}
+
+/// The 1-based line and column of a key path in block-style YAML, if present.
+fn locate(text: &str, keys: &[&str]) -> Option<(usize, usize)> {
+    let mut from = 0usize;
+    let mut parent_indent: Option<usize> = None;
+    let mut found = None;
+    let lines: Vec<&str> = text.lines().collect();
+    for key in keys {
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(from) {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            if let Some(p) = parent_indent
+                && indent <= p
+                && i > from
+            {
+                break;
+            }
+            let bare = trimmed.trim_start_matches("- ");
+            let matches = bare
+                .strip_prefix(*key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+                || bare
+                    .strip_prefix(&format!("\"{key}\""))
+                    .is_some_and(|rest| rest.trim_start().starts_with(':'));
+            if matches {
+                hit = Some((i, indent));
+                break;
+            }
+        }
+        let (i, indent) = hit?;
+        found = Some((i + 1, indent + 1));
+        from = i;
+        parent_indent = Some(indent);
+    }
+    found
+}
+
+/// Merges the user layer over the defaults. `services` is replaced whole: the
+/// embedded demo services are examples, not a base to extend.
+fn merge_layers(mut base: serde_yaml::Value, user: serde_yaml::Value) -> serde_yaml::Value {
+    if let (serde_yaml::Value::Mapping(b), serde_yaml::Value::Mapping(u)) = (&mut base, &user)
+        && u.contains_key("services")
+    {
+        b.remove("services");
+    }
+    merge(base, user)
 }
 
 /// Deep merge: maps merge key by key, everything else in `over` replaces `base`.

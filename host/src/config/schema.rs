@@ -61,6 +61,9 @@ pub struct Thresholds {
     pub critical_memory: f64,
     /// Maximum deployment duration in minutes.
     pub max_deployment_time: u32,
+    /// Free disk percent on the state directory's filesystem below which
+    /// deployments are blocked.
+    pub min_free_disk_percent: f64,
 }
 
 /// `ml_config`.
@@ -93,6 +96,10 @@ pub struct EnvironmentDetection {
     pub process_patterns: PatternMap<String>,
     /// Weight of one piece of evidence per method.
     pub weights: MethodWeights,
+    /// Used when the evidence is missing, tied, or below `min_confidence`.
+    pub default_environment: Option<super::Environment>,
+    /// Share of the evidence weight (0..1) the winner needs.
+    pub min_confidence: f64,
 }
 
 /// A filesystem marker: a path, or a path that must contain a text.

@@ -9,5 +9,7 @@ mod builtin_detector;
 mod builtin_hook;
 mod builtin_strategies;
 mod cli;
+mod cli_run;
 mod common;
+mod engine;
 mod sandbox;

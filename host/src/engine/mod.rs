@@ -1,0 +1,873 @@
+//! The engine: the decision flow of one deployment, and the queries around
+//! it (list, report).
+//!
+//! ```text
+//! request ─▶ validate request ─▶ detect environment ─▶ sample metrics ─▶ load history
+//!   ─▶ select strategy ─▶ safety override? ─▶ resources ─▶ validate conditions ─▶ plan
+//!   ─▶ (dry run | confirm) ─▶ execute waves ─▶ collect ─▶ learn ─▶ report
+//! ```
+//!
+//! Why it is shaped this way: everything that can be refused for bad input
+//! (unknown services, unknown strategy) is refused before the run lock is taken
+//! or anything is written, so a typo never leaves a trace in the history.
+//! Every step of the flow is a decision in the log, and every step of
+//! execution is an event on the channel the caller passes in: the CLI renders
+//! the same stream an embedding tool receives.
+
+mod execute;
+pub mod select;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Local, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::{Config, Environment};
+use crate::detect::EnvironmentDetector;
+use crate::exec::DeploymentLog;
+use crate::history::{
+    DecisionRecord, DeploymentRecord, DeploymentStatus, History, HistoryError, RunLock,
+};
+use crate::monitor::{Sampler, Snapshot, SystemMonitor};
+use crate::plugin::{HostOptions, PluginError, PluginHost, PluginKind, PluginSet};
+use crate::report::{self, Report};
+pub use execute::{StepRecord, StepStatus};
+pub use select::{RuleSelector, Selection, SelectionContext, StrategySelector};
+
+/// `--deployment-size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentSize {
+    Small,
+    #[default]
+    Medium,
+    Large,
+}
+
+impl DeploymentSize {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentSize::Small => "small",
+            DeploymentSize::Medium => "medium",
+            DeploymentSize::Large => "large",
+        }
+    }
+}
+
+/// What to deploy and how.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentRequest {
+    /// Service names from the config, in the operator's order.
+    pub services: Vec<String>,
+    /// A strategy plugin's name, or `None`/`adaptive` to let adeploy choose.
+    pub strategy: Option<String>,
+    /// `--environment`: skips detection.
+    pub environment: Option<Environment>,
+    /// `--max-time`: hard deadline of the whole deployment.
+    pub max_time: Option<Duration>,
+    pub size: DeploymentSize,
+    /// Run the decision flow and plan, execute nothing.
+    pub dry_run: bool,
+    /// Deploy even though memory or disk is over its threshold.
+    pub force: bool,
+}
+
+/// Something that happened, for live progress. The final outcome is the
+/// return value of [`Engine::deploy`], not an event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum DeploymentEvent {
+    Decision(DecisionRecord),
+    Planned {
+        strategy: String,
+        waves: Vec<Vec<String>>,
+        concurrency: u32,
+    },
+    WaveStarted {
+        wave: u32,
+        waves: u32,
+    },
+    StepStarted {
+        service: String,
+        wave: u32,
+    },
+    StepFinished {
+        service: String,
+        ok: bool,
+        message: String,
+        seconds: f64,
+    },
+    Paused {
+        seconds: u32,
+        reason: String,
+    },
+    RollbackStarted {
+        reason: String,
+        services: Vec<String>,
+    },
+    StepRolledBack {
+        service: String,
+        ok: bool,
+        message: String,
+    },
+    Hook {
+        phase: String,
+        name: String,
+        ok: bool,
+        message: String,
+    },
+}
+
+/// Why a deployment could not be attempted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Bad input: unknown service or strategy, invalid request. Exit code 2.
+    #[error("{0}")]
+    BadInput(String),
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Monitor(#[from] crate::monitor::MonitorError),
+    /// The operator declined the plan (`--interactive`).
+    #[error("deployment cancelled at the confirmation prompt")]
+    Declined,
+}
+
+impl EngineError {
+    /// True for errors caused by the request or the config (exit code 2).
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            EngineError::BadInput(_) => true,
+            EngineError::Plugin(p) => p.is_bad_input(),
+            _ => false,
+        }
+    }
+}
+
+/// How a deployment ended.
+#[derive(Debug, Clone)]
+pub struct DeploymentOutcome {
+    pub id: String,
+    pub status: DeploymentStatus,
+    pub success: bool,
+    pub report: Report,
+    /// Where the JSON report was written (none for a dry run).
+    pub report_path: Option<PathBuf>,
+    pub log_path: Option<PathBuf>,
+}
+
+/// Called with the plan before execution (`--interactive`); `false` declines.
+pub type Confirm = Box<dyn Fn(&report::PlanView) -> bool + Send + Sync>;
+
+/// Where the engine keeps its state and finds its plugins.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Overrides `state_dir` of the config.
+    pub state_dir: Option<PathBuf>,
+    /// `--plugins DIR` directories.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Plugin host settings (cache directory, world).
+    pub host: Option<HostOptions>,
+    /// How long a second run waits for the first before refusing.
+    pub lock_wait: Option<Duration>,
+}
+
+/// The deployment engine. One per process is plenty; it holds the plugin
+/// host, the loaded plugins and the system monitor.
+pub struct Engine {
+    config: Config,
+    state_dir: PathBuf,
+    plugins: PluginSet,
+    _host: PluginHost,
+    monitor: Arc<SystemMonitor>,
+    selector: Box<dyn StrategySelector>,
+    lock_wait: Duration,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("state_dir", &self.state_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A decision log that also publishes each entry as an event.
+pub(crate) struct DecisionLog {
+    entries: Vec<DecisionRecord>,
+    events: Option<UnboundedSender<DeploymentEvent>>,
+}
+
+impl DecisionLog {
+    fn new(events: Option<UnboundedSender<DeploymentEvent>>) -> Self {
+        DecisionLog {
+            entries: Vec::new(),
+            events,
+        }
+    }
+
+    pub(crate) fn record(&mut self, decision_type: &str, details: serde_json::Value) {
+        let d = DecisionRecord {
+            timestamp: Utc::now(),
+            decision_type: decision_type.to_string(),
+            details,
+        };
+        tracing::debug!(decision = decision_type, details = %d.details, "decision");
+        self.emit(DeploymentEvent::Decision(d.clone()));
+        self.entries.push(d);
+    }
+
+    pub(crate) fn emit(&self, event: DeploymentEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+}
+
+impl Engine {
+    /// Loads the plugins and prepares the state directory's paths (nothing is
+    /// written until a deployment starts).
+    pub async fn new(config: Config, options: EngineOptions) -> Result<Engine, EngineError> {
+        let state_dir = options.state_dir.clone().unwrap_or_else(|| {
+            let s = &config.state_dir;
+            if s.is_absolute() {
+                s.clone()
+            } else {
+                std::env::current_dir().unwrap_or_default().join(s)
+            }
+        });
+        let host = PluginHost::new(
+            options
+                .host
+                .clone()
+                .unwrap_or_else(|| HostOptions::for_config(&config)),
+        )?;
+        let plugins = PluginSet::load(&host, &config, &options.plugin_dirs).await?;
+        let monitor = Arc::new(SystemMonitor::new(
+            state_dir.parent().unwrap_or(Path::new("/")),
+        )?);
+        Ok(Engine {
+            config,
+            state_dir,
+            plugins,
+            _host: host,
+            monitor,
+            selector: Box::new(RuleSelector),
+            lock_wait: options.lock_wait.unwrap_or(Duration::from_secs(10)),
+        })
+    }
+
+    /// Replaces the adaptive strategy selector (the seam the ML model fills).
+    pub fn set_selector(&mut self, selector: Box<dyn StrategySelector>) {
+        self.selector = selector;
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+
+    pub fn plugins(&self) -> &PluginSet {
+        &self.plugins
+    }
+
+    pub fn monitor(&self) -> &Arc<SystemMonitor> {
+        &self.monitor
+    }
+
+    /// The history store of this state directory.
+    pub fn history(&self) -> Result<History, EngineError> {
+        Ok(History::open(&self.state_dir)?)
+    }
+
+    /// The strategies that can be named with `--strategy`.
+    pub fn strategies(&self) -> Vec<String> {
+        self.plugins
+            .of_kind(PluginKind::Strategy)
+            .map(|p| p.name().to_string())
+            .collect()
+    }
+
+    fn check_request(&self, req: &DeploymentRequest) -> Result<(), EngineError> {
+        if req.services.is_empty() {
+            return Err(EngineError::BadInput(
+                "no services given: name at least one with --services".into(),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for s in &req.services {
+            if !self.config.services.contains_key(s) {
+                let known: Vec<&str> = self.config.services.keys().map(String::as_str).collect();
+                return Err(EngineError::BadInput(format!(
+                    "unknown service '{s}' (the config defines: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+            if !seen.insert(s) {
+                return Err(EngineError::BadInput(format!(
+                    "service '{s}' is named twice"
+                )));
+            }
+        }
+        if let Some(name) = req.strategy.as_deref()
+            && name != "adaptive"
+            && !self.strategies().iter().any(|s| s == name)
+        {
+            return Err(EngineError::BadInput(format!(
+                "unknown strategy '{name}' (installed: adaptive, {})",
+                self.strategies().join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs one deployment through the whole decision flow. `events` receives
+    /// live progress; `confirm` is asked before execution (`--interactive`).
+    pub async fn deploy(
+        &self,
+        req: DeploymentRequest,
+        events: Option<UnboundedSender<DeploymentEvent>>,
+        confirm: Option<Confirm>,
+    ) -> Result<DeploymentOutcome, EngineError> {
+        self.check_request(&req)?;
+        let started_wall = Utc::now();
+        let started = Instant::now();
+        let id = format!("deploy_{}", started_wall.timestamp_millis());
+        let mut log = DecisionLog::new(events);
+        self.note_inactive_experiments(&mut log);
+
+        // Detect environment.
+        let detected = EnvironmentDetector::new(&self.plugins, &self.config)
+            .detect(req.environment)
+            .await?;
+        log.record(
+            "environment_detected",
+            json!({
+                "environment": detected.environment,
+                "confidence": detected.confidence,
+                "source": detected.source,
+                "evidence": detected.evidence,
+                "notes": detected.notes,
+            }),
+        );
+        let environment = detected.environment;
+
+        // Sample metrics.
+        let monitor = self.monitor.clone();
+        let baseline = tokio::task::spawn_blocking(move || monitor.sample())
+            .await
+            .unwrap_or_else(|_| empty_snapshot());
+        log.record(
+            "system_metrics",
+            serde_json::to_value(baseline).unwrap_or_default(),
+        );
+
+        // Load history.
+        let history = if req.dry_run {
+            History::open(&self.state_dir).ok()
+        } else {
+            Some(History::open(&self.state_dir)?)
+        };
+        let past: Vec<DeploymentRecord> = history
+            .as_ref()
+            .and_then(|h| h.list_deployments(200).ok())
+            .unwrap_or_default();
+        let recent: Vec<bool> = past
+            .iter()
+            .filter(|d| d.environment == environment.as_str() && !d.dry_run)
+            .filter_map(|d| d.success)
+            .collect();
+        log.record(
+            "history_loaded",
+            json!({
+                "deployments": past.len(),
+                "in_environment": recent.len(),
+                "recent_success_rate": if recent.is_empty() { None } else {
+                    Some(recent.iter().filter(|ok| **ok).count() as f64 / recent.len() as f64)
+                },
+            }),
+        );
+
+        // Select the strategy.
+        let strategy = self.select_strategy(&req, environment, &baseline, &recent, &mut log);
+        let strategy = self.safety_override(&req, environment, &baseline, strategy, &mut log);
+
+        // Resources and validation.
+        let limits = self.limits_for(&strategy);
+        log.record(
+            "resources_calculated",
+            json!({ "strategy": strategy, "limits": limits }),
+        );
+        self.validate_conditions(&req, &baseline, &mut log)?;
+
+        // Plan.
+        let plugin = self.plugins.get(&strategy)?.clone();
+        let ctx = self.context(&id, &req, environment, &baseline, &limits);
+        let planned = plugin.plan(&ctx).await?;
+        let rollout = planned.value;
+        let view = report::PlanView::new(&strategy, &rollout);
+        log.record("plan", serde_json::to_value(&view).unwrap_or_default());
+        log.emit(DeploymentEvent::Planned {
+            strategy: strategy.clone(),
+            waves: view.waves.clone(),
+            concurrency: rollout.concurrency,
+        });
+
+        if req.dry_run {
+            log.record(
+                "dry_run",
+                json!({ "executed": false, "reason": "--dry-run: nothing was deployed" }),
+            );
+            let report = Report::build(report::ReportInput {
+                id: &id,
+                started_at: started_wall,
+                duration: started.elapsed(),
+                success: true,
+                status: DeploymentStatus::Succeeded,
+                strategy: &strategy,
+                environment,
+                services: &req.services,
+                dry_run: true,
+                decisions: &log.entries,
+                plan: Some(&view),
+                steps: &[],
+                samples: &[baseline],
+                past: &past,
+            });
+            return Ok(DeploymentOutcome {
+                id,
+                status: DeploymentStatus::Succeeded,
+                success: true,
+                report,
+                report_path: None,
+                log_path: None,
+            });
+        }
+
+        if let Some(confirm) = &confirm
+            && !confirm(&view)
+        {
+            return Err(EngineError::Declined);
+        }
+
+        // From here on the deployment is recorded.
+        let lock = RunLock::acquire(&self.state_dir, self.lock_wait)?;
+        let history = History::open(&self.state_dir)?;
+        let recovered = history.recover_interrupted(&lock)?;
+        if !recovered.is_empty() {
+            log.record("recovered_interrupted", json!({ "deployments": recovered }));
+        }
+        let deployment_log =
+            DeploymentLog::create(&self.state_dir.join("deployment_logs"), Local::now()).map_err(
+                |source| EngineError::Io {
+                    what: "cannot create the deployment log".into(),
+                    source,
+                },
+            )?;
+        let mut record = DeploymentRecord {
+            id: id.clone(),
+            started_at: started_wall,
+            finished_at: None,
+            status: DeploymentStatus::Running,
+            environment: environment.as_str().to_string(),
+            strategy: strategy.clone(),
+            services: req.services.clone(),
+            deployment_size: req.size.as_str().to_string(),
+            dry_run: false,
+            success: None,
+            duration_s: None,
+            log_path: Some(deployment_log.path().to_path_buf()),
+            report_path: None,
+            pid: std::process::id(),
+            summary: None,
+            extra: serde_json::Value::Null,
+        };
+        history.put_deployment(&record)?;
+        history.append_decisions(&id, &log.entries)?;
+        let flushed = log.entries.len();
+
+        let sampler = Sampler::start(self.monitor.clone(), Duration::from_secs(1));
+        // --max-time, else thresholds.max_deployment_time, is a hard deadline.
+        let (limit, limit_label) = match req.max_time {
+            Some(d) => (
+                Some(d),
+                format!("--max-time of {} min", d.as_secs().div_ceil(60)),
+            ),
+            None if self.config.thresholds.max_deployment_time > 0 => {
+                let m = self.config.thresholds.max_deployment_time;
+                (
+                    Some(Duration::from_secs(u64::from(m) * 60)),
+                    format!("thresholds.max_deployment_time of {m} min"),
+                )
+            }
+            None => (None, String::new()),
+        };
+        let deadline = limit.map(|d| started + d);
+        let run = execute::Execution {
+            engine: self,
+            id: &id,
+            strategy: &strategy,
+            environment,
+            size: req.size,
+            plugin: &plugin,
+            ctx: &ctx,
+            rollout: &rollout,
+            limits: &limits,
+            deadline,
+            deadline_label: &limit_label,
+            log: &deployment_log,
+        };
+        let result = run.run(&mut log).await;
+        let samples = sampler.stop().await;
+
+        let success = result.success;
+        let status = result.status;
+        log.record(
+            "deployment_finished",
+            json!({ "success": success, "status": status, "message": result.message }),
+        );
+        let report = Report::build(report::ReportInput {
+            id: &id,
+            started_at: started_wall,
+            duration: started.elapsed(),
+            success,
+            status,
+            strategy: &strategy,
+            environment,
+            services: &req.services,
+            dry_run: false,
+            decisions: &log.entries,
+            plan: Some(&view),
+            steps: &result.steps,
+            samples: &samples,
+            past: &past,
+        });
+        let report_path = self
+            .state_dir
+            .join("deployment_reports")
+            .join(format!("deployment_report_{id}.json"));
+        report::write_atomically(&report_path, &report).map_err(|source| EngineError::Io {
+            what: format!("cannot write {}", report_path.display()),
+            source,
+        })?;
+
+        record.finished_at = Some(Utc::now());
+        record.status = status;
+        record.success = Some(success);
+        record.duration_s = Some(started.elapsed().as_secs_f64());
+        record.report_path = Some(report_path.clone());
+        record.summary = Some(result.message.clone());
+        record.extra = json!({ "steps": result.steps });
+        history.append_decisions(&id, &log.entries[flushed..])?;
+        history.append_samples(&id, &samples.iter().map(Into::into).collect::<Vec<_>>())?;
+        history.put_deployment(&record)?;
+        drop(lock);
+        Ok(DeploymentOutcome {
+            id,
+            status,
+            success,
+            report,
+            report_path: Some(report_path),
+            log_path: Some(deployment_log.path().to_path_buf()),
+        })
+    }
+
+    /// The seed's experimental switches are parsed; none is active yet. Say
+    /// so rather than silently ignore one that is turned on.
+    fn note_inactive_experiments(&self, log: &mut DecisionLog) {
+        let e = &self.config.experimental;
+        let on: Vec<(&str, &str)> = [
+            (
+                e.enable_predictive_scaling,
+                "enable_predictive_scaling",
+                "the ML optimizer",
+            ),
+            (
+                e.enable_rollback_prediction,
+                "enable_rollback_prediction",
+                "the ML optimizer",
+            ),
+            (
+                e.enable_canary_deployments,
+                "enable_canary_deployments",
+                "plugins in any language (the canary strategy)",
+            ),
+        ]
+        .into_iter()
+        .filter(|(flag, _, _)| *flag)
+        .map(|(_, name, by)| (name, by))
+        .collect();
+        for (name, by) in &on {
+            tracing::warn!("experimental.{name} is on but not active yet: it arrives with {by}");
+        }
+        if !on.is_empty() {
+            log.record(
+                "experimental_inactive",
+                json!({ "switches": on.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "active": false }),
+            );
+        }
+    }
+
+    fn select_strategy(
+        &self,
+        req: &DeploymentRequest,
+        environment: Environment,
+        metrics: &Snapshot,
+        recent: &[bool],
+        log: &mut DecisionLog,
+    ) -> String {
+        match req.strategy.as_deref() {
+            Some(name) if name != "adaptive" => {
+                log.record(
+                    "strategy_selected",
+                    json!({ "strategy": name, "source": "operator" }),
+                );
+                name.to_string()
+            }
+            _ => {
+                let candidates = self.strategies();
+                let sel = self.selector.select(&SelectionContext {
+                    environment,
+                    size: req.size,
+                    metrics,
+                    services: &req.services,
+                    candidates: &candidates,
+                    recent_outcomes: recent,
+                    config: &self.config,
+                });
+                log.record(
+                    "strategy_predicted",
+                    json!({
+                        "strategy": sel.strategy,
+                        "confidence": sel.confidence,
+                        "method": sel.method,
+                        "reasons": sel.reasons,
+                    }),
+                );
+                sel.strategy
+            }
+        }
+    }
+
+    /// CPU over `thresholds.high_cpu` moves aggressive to balanced outside
+    /// local and development.
+    fn safety_override(
+        &self,
+        _req: &DeploymentRequest,
+        environment: Environment,
+        metrics: &Snapshot,
+        strategy: String,
+        log: &mut DecisionLog,
+    ) -> String {
+        let careful_env = matches!(environment, Environment::Staging | Environment::Production);
+        if strategy == "aggressive"
+            && careful_env
+            && metrics.cpu_percent > self.config.thresholds.high_cpu
+            && self.plugins.get("balanced").is_ok()
+        {
+            log.record(
+                "safety_override",
+                json!({
+                    "from": "aggressive",
+                    "to": "balanced",
+                    "reason": format!(
+                        "CPU {:.1}% is over thresholds.high_cpu {:.1}% in {environment}",
+                        metrics.cpu_percent, self.config.thresholds.high_cpu
+                    ),
+                }),
+            );
+            return "balanced".to_string();
+        }
+        log.record("safety_override", json!({ "applied": false }));
+        strategy
+    }
+
+    fn validate_conditions(
+        &self,
+        req: &DeploymentRequest,
+        metrics: &Snapshot,
+        log: &mut DecisionLog,
+    ) -> Result<(), EngineError> {
+        let t = &self.config.thresholds;
+        let mut problems = Vec::new();
+        if metrics.memory_percent > t.critical_memory {
+            problems.push(format!(
+                "memory {:.1}% is over thresholds.critical_memory {:.1}%",
+                metrics.memory_percent, t.critical_memory
+            ));
+        }
+        let free = 100.0 - metrics.disk_percent;
+        if free < t.min_free_disk_percent {
+            problems.push(format!(
+                "free disk {:.1}% is under thresholds.min_free_disk_percent {:.1}%",
+                free, t.min_free_disk_percent
+            ));
+        }
+        let passed = problems.is_empty() || req.force;
+        log.record(
+            "validation",
+            json!({ "passed": passed, "problems": problems, "forced": req.force && !problems.is_empty() }),
+        );
+        if passed {
+            Ok(())
+        } else {
+            Err(EngineError::BadInput(format!(
+                "system resources too high: {}; wait for lower load, or pass --force",
+                problems.join("; ")
+            )))
+        }
+    }
+
+    fn limits_for(&self, strategy: &str) -> crate::config::ResourceLimits {
+        self.config
+            .resource_limits
+            .get(strategy)
+            .or_else(|| self.config.resource_limits.get("balanced"))
+            .cloned()
+            .unwrap_or(crate::config::ResourceLimits {
+                cpu_limit: 0.7,
+                memory_limit: 0.7,
+                concurrency: 4,
+            })
+    }
+
+    fn context(
+        &self,
+        id: &str,
+        req: &DeploymentRequest,
+        environment: Environment,
+        metrics: &Snapshot,
+        limits: &crate::config::ResourceLimits,
+    ) -> crate::plugin::DeploymentContext {
+        use crate::plugin::{DeploymentContext, Metrics, Service, WitResourceLimits};
+        DeploymentContext {
+            deployment_id: id.to_string(),
+            environment: environment.into(),
+            size: match req.size {
+                DeploymentSize::Small => crate::plugin::DeploymentSize::Small,
+                DeploymentSize::Medium => crate::plugin::DeploymentSize::Medium,
+                DeploymentSize::Large => crate::plugin::DeploymentSize::Large,
+            },
+            services: req
+                .services
+                .iter()
+                .map(|name| {
+                    let s = &self.config.services[name];
+                    Service {
+                        name: name.clone(),
+                        depends_on: s.depends_on.clone(),
+                        hosts: Vec::new(),
+                        has_health_check: s.health.is_some(),
+                        timeout_s: u32::try_from(service_timeout(s).as_secs()).unwrap_or(u32::MAX),
+                    }
+                })
+                .collect(),
+            metrics: Metrics {
+                cpu_percent: metrics.cpu_percent,
+                memory_percent: metrics.memory_percent,
+                disk_percent: metrics.disk_percent,
+                load_per_core: metrics.load_per_core,
+                network_latency_ms: metrics.network_latency_ms,
+            },
+            limits: WitResourceLimits {
+                cpu_limit: limits.cpu_limit,
+                memory_limit: limits.memory_limit,
+                concurrency: limits.concurrency,
+            },
+            max_time_minutes: req
+                .max_time
+                .map(|d| u32::try_from(d.as_secs().div_ceil(60)).unwrap_or(u32::MAX)),
+            dry_run: req.dry_run,
+            config: "{}".to_string(),
+        }
+    }
+
+    /// Recent deployments, newest first. Deployments cut off by a crash show
+    /// as interrupted once no run holds the state directory.
+    pub fn list(&self, limit: usize) -> Result<Vec<DeploymentRecord>, EngineError> {
+        let history = History::open(&self.state_dir)?;
+        if let Ok(lock) = RunLock::acquire(&self.state_dir, Duration::ZERO) {
+            history.recover_interrupted(&lock)?;
+        }
+        Ok(history.list_deployments(limit)?)
+    }
+
+    /// The report of a finished deployment.
+    pub fn report(&self, id: &str) -> Result<Report, EngineError> {
+        let path = self
+            .state_dir
+            .join("deployment_reports")
+            .join(format!("deployment_report_{id}.json"));
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                EngineError::BadInput(format!(
+                    "{} is not a valid report ({e}); it may be from another version",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let history = History::open(&self.state_dir)?;
+                match history.get_deployment(id)? {
+                    Some(d) => Err(EngineError::BadInput(format!(
+                        "deployment '{id}' has no report (status {:?}); see its log {}",
+                        d.status,
+                        d.log_path
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
+                    ))),
+                    None => Err(EngineError::BadInput(format!(
+                        "no deployment '{id}' in {}; `adeploy list` shows the ids",
+                        self.state_dir.display()
+                    ))),
+                }
+            }
+            Err(source) => Err(EngineError::Io {
+                what: format!("cannot read {}", path.display()),
+                source,
+            }),
+        }
+    }
+}
+
+/// A service's deadline for one deploy including its health checks.
+pub(crate) fn service_timeout(s: &crate::config::ServiceConfig) -> Duration {
+    Duration::from_secs(s.timeout_s.unwrap_or(120).max(1))
+}
+
+fn empty_snapshot() -> Snapshot {
+    Snapshot {
+        timestamp: Utc::now(),
+        cpu_percent: 0.0,
+        memory_percent: 0.0,
+        disk_percent: 0.0,
+        load_per_core: 0.0,
+        network_latency_ms: None,
+    }
+}
+
+/// Compile-time check: a deployment can run on a multi-threaded runtime
+/// (`tokio::spawn(engine.deploy(..))` in an embedding tool).
+#[allow(dead_code)]
+fn deploy_is_send(e: &Engine) -> impl Send + '_ {
+    e.deploy(DeploymentRequest::default(), None, None)
+}

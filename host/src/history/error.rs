@@ -1,0 +1,115 @@
+//! The history's error type.
+//!
+//! Every message starts with (or names) the file it is about and says what
+//! the user can do, because the usual fix is an action on that file: wait for
+//! another run, move a damaged database aside, pick another `--state-dir`.
+//! redb's own error types stay private (the source is boxed), so swapping the
+//! storage engine does not change the public API.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Boxed source error of the storage engine.
+pub type BoxedSource = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong with the history database or the run lock.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HistoryError {
+    /// A directory or file under the state directory could not be created, opened or read.
+    #[error("{}: cannot {action}: {source}; check that the state directory is writable or use another --state-dir", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What was attempted (`create the state directory`, ...).
+        action: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Another process kept the database open for longer than the open timeout.
+    #[error("{}: still in use by another adeploy process after waiting {:.1} s; wait for it to finish and retry", path.display(), waited.as_secs_f64())]
+    Locked {
+        /// The database file.
+        path: PathBuf,
+        /// How long this process waited.
+        waited: Duration,
+    },
+
+    /// Another adeploy run holds the state directory's run lock.
+    #[error("another adeploy run{} holds the state directory {} (lock file {}); wait for it to finish or use another --state-dir", holder(*pid), state_dir.display(), lock_path.display())]
+    Busy {
+        /// The holder's process id, when its lock file could be read.
+        pid: Option<u32>,
+        /// The contended state directory.
+        state_dir: PathBuf,
+        /// The lock file.
+        lock_path: PathBuf,
+    },
+
+    /// The file is not an adeploy history database (not redb, damaged, or another program's).
+    #[error("{}: not a readable adeploy history database ({reason}); adeploy does not delete or replace it: move it aside and run again to start a new history", path.display())]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The database was written by a newer adeploy (or a redb format this one cannot read).
+    #[error("{}: written by a newer or incompatible adeploy ({detail}); adeploy does not change it: upgrade adeploy, or move the file aside to start a new history", path.display())]
+    Incompatible {
+        /// The database file.
+        path: PathBuf,
+        /// Which version was found and which are supported.
+        detail: String,
+    },
+
+    /// A record asked for by key no longer decodes (listings skip such records instead).
+    #[error("{}: record {key} cannot be decoded ({source}); it was written by another adeploy version or damaged", path.display())]
+    Undecodable {
+        /// The database file.
+        path: PathBuf,
+        /// The table and key.
+        key: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A record could not be encoded as JSON.
+    #[error("{}: cannot encode record {key}: {source}", path.display())]
+    Encode {
+        /// The database file.
+        path: PathBuf,
+        /// The table and key.
+        key: String,
+        /// The JSON error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The run lock passed in guards another state directory than this history.
+    #[error("{}: the run lock passed in guards another state directory ({}); acquire the run lock of this state directory first", path.display(), lock_path.display())]
+    WrongLock {
+        /// The database file.
+        path: PathBuf,
+        /// The lock file that was held.
+        lock_path: PathBuf,
+    },
+
+    /// Any other failure of the storage engine (I/O while reading or committing, ...).
+    #[error("{}: history database error: {source}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The storage engine's error.
+        #[source]
+        source: BoxedSource,
+    },
+}
+
+fn holder(pid: Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+}

@@ -1,0 +1,347 @@
+//! `adeploy run`, `list`, `report` as a user runs them: exit codes, bad input,
+//! a crash in the middle, and the README's demo.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::engine::World;
+
+fn adeploy(args: &[&str], cwd: &Path, state: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_adeploy"))
+        .args(args)
+        .current_dir(cwd)
+        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
+        .env("ADEPLOY_STATE_DIR", state)
+        .env_remove("ADEPLOY_CONFIG")
+        .env_remove("DEPLOYMENT_ENVIRONMENT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn list_json(cwd: &Path, state: &Path) -> serde_json::Value {
+    let o = adeploy(&["list", "--json"], cwd, state);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn run_list_and_report_with_exit_codes() {
+    let w = World::new();
+    let ok = w.service("api", &[], "{command: 'true'}");
+    let bad = w
+        .service("web", &["api"], "{command: 'false'}")
+        .replace("timeout_s: 20", "timeout_s: 1");
+    let cfg = w.write_config(&(ok + &bad));
+    let cfg = cfg.to_str().unwrap();
+    let state = w.state();
+    let o = adeploy(
+        &[
+            "run",
+            "--config",
+            cfg,
+            "--services",
+            "api",
+            "--environment",
+            "staging",
+            "--json",
+        ],
+        w.dir.path(),
+        &state,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let id = v["report"]["deployment_summary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(v["report"]["deployment_summary"]["success"], true);
+
+    let o = adeploy(
+        &[
+            "run",
+            "--config",
+            cfg,
+            "--services",
+            "api",
+            "web",
+            "--strategy",
+            "balanced",
+            "--environment",
+            "staging",
+        ],
+        w.dir.path(),
+        &state,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a failed, rolled-back deployment exits 1: {}",
+        stderr(&o)
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("FAILED") && out.contains("rolled back"),
+        "{out}"
+    );
+
+    let list = list_json(w.dir.path(), &state);
+    let deployments = list["deployments"].as_array().unwrap();
+    assert_eq!(deployments.len(), 2);
+    assert_eq!(deployments[0]["status"], "rolled_back", "newest first");
+    assert_eq!(deployments[1]["id"], id.as_str());
+
+    let o = adeploy(&["report", &id], w.dir.path(), &state);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("environment_detected"));
+    let o = adeploy(&["report", "deploy_0"], w.dir.path(), &state);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no deployment 'deploy_0'"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn bad_input_exits_2_and_writes_nothing() {
+    let w = World::new();
+    let state = w.state();
+    let cfg = w.write_config(&w.service("api", &[], "{command: 'true'}"));
+    let cfg = cfg.to_str().unwrap();
+    let malformed = w.dir.path().join("malformed.yaml");
+    std::fs::write(&malformed, "services:\n  api:\n    deploy: [unclosed\n").unwrap();
+    let unknown_key = w.dir.path().join("unknown.yaml");
+    std::fs::write(
+        &unknown_key,
+        "services:\n  api:\n    deploy: 'true'\n    helth: {command: 'true'}\n",
+    )
+    .unwrap();
+    let bad_dep = w.dir.path().join("dep.yaml");
+    std::fs::write(
+        &bad_dep,
+        "services:\n  api:\n    deploy: 'true'\n    depends_on: [db]\n",
+    )
+    .unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "run",
+                "--config",
+                malformed.to_str().unwrap(),
+                "--services",
+                "api",
+            ],
+            "malformed.yaml:",
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                unknown_key.to_str().unwrap(),
+                "--services",
+                "api",
+            ],
+            "unknown.yaml:4:5: services.api: unknown field `helth`",
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                bad_dep.to_str().unwrap(),
+                "--services",
+                "api",
+            ],
+            "dep.yaml:4:5: services.api.depends_on: unknown service 'db'",
+        ),
+        (
+            vec!["run", "--config", cfg, "--services", "nope"],
+            "unknown service 'nope'",
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                cfg,
+                "--services",
+                "api",
+                "--strategy",
+                "yolo",
+            ],
+            "unknown strategy 'yolo'",
+        ),
+        (
+            vec![
+                "run",
+                "--config",
+                cfg,
+                "--services",
+                "api",
+                "--deployment-size",
+                "huge",
+            ],
+            "invalid value 'huge'",
+        ),
+        (
+            vec!["run", "--config", cfg, "--services", "api", "--interactive"],
+            "--interactive needs a terminal",
+        ),
+    ];
+    for (args, expect) in cases {
+        let o = adeploy(&args, w.dir.path(), &state);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(expect),
+            "{args:?}: expected {expect:?} in {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    assert!(
+        !state.join("deployment_data/deployment_history.db").exists(),
+        "nothing written to history"
+    );
+}
+
+#[test]
+fn sigkill_mid_deployment_leaves_it_interrupted_and_the_database_usable() {
+    let w = World::new();
+    let started = w.dir.path().join("started");
+    let pgid = w.dir.path().join("pgid");
+    let services = format!(
+        "  slow:\n    deploy: 'echo $$ > {}; touch {}; sleep 60'\n    rollback: 'true'\n",
+        pgid.display(),
+        started.display()
+    );
+    let cfg = w.write_config(&services);
+    let state = w.state();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_adeploy"))
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--services",
+            "slow",
+            "--environment",
+            "staging",
+        ])
+        .current_dir(w.dir.path())
+        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
+        .env("ADEPLOY_STATE_DIR", &state)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !started.exists() {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "the deploy command never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The deploy command lives on in its own process group; end it.
+    let group = std::fs::read_to_string(&pgid).unwrap();
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", group.trim())])
+        .status();
+
+    let list = list_json(w.dir.path(), &state);
+    let d = &list["deployments"][0];
+    assert_eq!(d["status"], "interrupted", "{list}");
+    // The database still takes new deployments.
+    let cfg2 = w.write_config(&w.service("api", &[], "{command: 'true'}"));
+    let o = adeploy(
+        &[
+            "run",
+            "--config",
+            cfg2.to_str().unwrap(),
+            "--services",
+            "api",
+            "--environment",
+            "staging",
+        ],
+        w.dir.path(),
+        &state,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        list_json(w.dir.path(), &state)["deployments"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn dry_run_from_the_cli_prints_the_plan_and_runs_nothing() {
+    let w = World::new();
+    let cfg = w.write_config(
+        &[
+            w.service("db", &[], "{command: 'true'}"),
+            w.service("api", &["db"], "{command: 'true'}"),
+        ]
+        .concat(),
+    );
+    let state = w.state();
+    let o = adeploy(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--services",
+            "api",
+            "db",
+            "--dry-run",
+            "--strategy",
+            "conservative",
+        ],
+        w.dir.path(),
+        &state,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("wave 1: db") && out.contains("wave 2: api"),
+        "{out}"
+    );
+    assert!(w.order().is_empty());
+}
+
+/// The README's first command, on the embedded defaults: real HTTP servers.
+#[test]
+fn readme_demo_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let o = adeploy(
+        &["run", "--services", "api-service", "web-frontend"],
+        dir.path(),
+        &state,
+    );
+    let pids: Vec<String> = ["api-service", "web-frontend"]
+        .iter()
+        .filter_map(|s| std::fs::read_to_string(state.join("demo").join(s).join("pid")).ok())
+        .collect();
+    for pid in &pids {
+        let _ = Command::new("kill").arg(pid.trim()).status();
+    }
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        stderr(&o)
+    );
+    assert_eq!(pids.len(), 2, "both demo servers were started");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("succeeded"), "{out}");
+}

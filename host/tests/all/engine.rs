@@ -1,0 +1,391 @@
+//! The engine end to end: real commands, real health checks against loopback
+//! servers, real redb history and report files in a temporary state dir.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use adeploy::config::{Config, Environment};
+use adeploy::engine::{DeploymentRequest, Engine, EngineOptions, StepStatus};
+use adeploy::history::DeploymentStatus;
+use adeploy::plugin::HostOptions;
+
+use crate::common::{HttpServer, cache_dir, empty_world};
+
+/// A state dir, an order file the commands append to, and a config.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub order: PathBuf,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let order = dir.path().join("order.txt");
+        World { dir, order }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Lines of the order file (`deploy api`, `rollback api`, ...).
+    pub fn order(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.order)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// A config (YAML) with generous limits and `services` (YAML, indented by 2).
+    pub fn config_yaml(&self, services: &str) -> String {
+        format!(
+            "resource_limits:\n  conservative: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 2}}\n  balanced: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 4}}\n  aggressive: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 8}}\n\
+             thresholds: {{high_cpu: 101.0, critical_memory: 100.0, min_free_disk_percent: 0.0}}\n\
+             plugins:\n  conservative: {{config: {{samples: 1, interval_ms: 50, soak_s: 0}}}}\n  balanced: {{config: {{samples: 1, interval_ms: 50}}}}\n\
+             services:\n{services}"
+        )
+    }
+
+    pub fn write_config(&self, services: &str) -> PathBuf {
+        let path = self.dir.path().join("config.yaml");
+        std::fs::write(&path, self.config_yaml(services)).unwrap();
+        path
+    }
+
+    pub async fn engine(&self, services: &str) -> Engine {
+        let path = self.write_config(services);
+        let config = Config::load(Some(&path)).unwrap();
+        let options = EngineOptions {
+            state_dir: Some(self.state()),
+            host: Some(HostOptions {
+                cache_dir: Some(cache_dir()),
+                world: empty_world(Path::new("/")),
+                max_memory_mb: 256,
+            }),
+            ..EngineOptions::default()
+        };
+        Engine::new(config, options).await.unwrap()
+    }
+
+    /// A service that appends `deploy NAME` / `rollback NAME` to the order file.
+    pub fn service(&self, name: &str, deps: &[&str], health: &str) -> String {
+        let o = self.order.display();
+        format!(
+            "  {name}:\n    deploy: 'echo \"deploy {name}\" >> {o}'\n    rollback: 'echo \"rollback {name}\" >> {o}'\n    depends_on: [{}]\n    health: {health}\n    timeout_s: 20\n",
+            deps.join(", ")
+        )
+    }
+}
+
+fn request(services: &[&str], strategy: &str) -> DeploymentRequest {
+    DeploymentRequest {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        strategy: Some(strategy.to_string()),
+        environment: Some(Environment::Staging),
+        ..DeploymentRequest::default()
+    }
+}
+
+const OK: &str = "{command: 'true'}";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_services_deploy_in_dependency_order_under_each_strategy() {
+    for strategy in ["conservative", "balanced", "aggressive"] {
+        let w = World::new();
+        let services = [
+            w.service("web", &["api"], OK),
+            w.service("api", &["db"], OK),
+            w.service("db", &[], OK),
+        ]
+        .concat();
+        let engine = w.engine(&services).await;
+        let out = engine
+            .deploy(request(&["web", "api", "db"], strategy), None, None)
+            .await
+            .unwrap();
+        assert!(out.success, "{strategy}: {}", out.report.human_summary());
+        assert_eq!(
+            w.order(),
+            vec!["deploy db", "deploy api", "deploy web"],
+            "{strategy}"
+        );
+        assert_eq!(out.report.deployment_summary.strategy_used, strategy);
+        let listed = engine.list(10).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, out.id);
+        assert_eq!(listed[0].status, DeploymentStatus::Succeeded);
+        let path = out.report_path.unwrap();
+        assert!(path.ends_with(format!(
+            "deployment_reports/deployment_report_{}.json",
+            out.id
+        )));
+        let stored: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        for key in [
+            "deployment_summary",
+            "decision_process",
+            "performance_analysis",
+            "system_impact",
+            "lessons_learned",
+            "recommendations",
+        ] {
+            assert!(stored.get(key).is_some(), "report lacks {key}");
+        }
+        assert_eq!(engine.report(&out.id).unwrap(), out.report);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_health_check_rolls_back_exactly_what_was_deployed_in_reverse() {
+    let w = World::new();
+    let down = HttpServer::start(503, "down");
+    let bad = format!(
+        "{{http: 'http://127.0.0.1:{}/health', timeout_ms: 500}}",
+        down.port
+    );
+    let services = [
+        w.service("db", &[], OK),
+        w.service("api", &["db"], OK),
+        w.service("web", &["api"], &bad),
+        w.service("docs", &["web"], OK),
+    ]
+    .concat()
+    .replace(
+        &format!("health: {bad}\n    timeout_s: 20"),
+        &format!("health: {bad}\n    timeout_s: 2"),
+    );
+    let engine = w.engine(&services).await;
+    let out = engine
+        .deploy(
+            request(&["db", "api", "web", "docs"], "conservative"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!out.success);
+    assert_eq!(out.status, DeploymentStatus::RolledBack);
+    assert_eq!(
+        w.order(),
+        vec![
+            "deploy db",
+            "deploy api",
+            "deploy web",
+            "rollback web",
+            "rollback api",
+            "rollback db"
+        ],
+        "docs was never deployed, so it is not rolled back"
+    );
+    let r = &out.report;
+    assert!(!r.deployment_summary.success);
+    let types: Vec<&str> = r
+        .decision_process
+        .iter()
+        .map(|d| d.decision_type.as_str())
+        .collect();
+    assert!(
+        types.contains(&"step_finished") && types.contains(&"rollback_started"),
+        "{types:?}"
+    );
+    let web = r.steps.iter().find(|s| s.service == "web").unwrap();
+    assert_eq!(web.status, StepStatus::Failed);
+    assert!(web.message.contains("503"), "{}", web.message);
+    assert_eq!(
+        r.steps.iter().find(|s| s.service == "docs").unwrap().status,
+        StepStatus::Pending
+    );
+    assert!(!r.lessons_learned.is_empty() && !r.recommendations.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_executes_nothing() {
+    let w = World::new();
+    let marker = w.dir.path().join("hook-ran");
+    let services = w.service("api", &[], OK);
+    let path = w.write_config(&services);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(&format!(
+        "hooks:\n  pre_deployment_scripts: ['touch {}']\n",
+        marker.display()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(Some(&path)).unwrap();
+    let engine = Engine::new(
+        config,
+        EngineOptions {
+            state_dir: Some(w.state()),
+            host: Some(HostOptions {
+                cache_dir: Some(cache_dir()),
+                world: empty_world(Path::new("/")),
+                max_memory_mb: 256,
+            }),
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut req = request(&["api"], "balanced");
+    req.dry_run = true;
+    let out = engine.deploy(req, None, None).await.unwrap();
+    assert!(out.report.deployment_summary.dry_run);
+    assert!(out.report.plan.is_some());
+    assert!(w.order().is_empty(), "no deploy or rollback command ran");
+    assert!(!marker.exists(), "no hook ran");
+    assert!(out.report_path.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_time_stops_a_slow_deploy_and_rolls_back() {
+    let w = World::new();
+    let o = w.order.display();
+    let services = format!(
+        "  fast:\n    deploy: 'echo \"deploy fast\" >> {o}'\n    rollback: 'echo \"rollback fast\" >> {o}'\n\
+         \x20 slow:\n    deploy: 'echo \"deploy slow\" >> {o}; sleep 30'\n    rollback: 'echo \"rollback slow\" >> {o}'\n    depends_on: [fast]\n"
+    );
+    let engine = w.engine(&services).await;
+    let mut req = request(&["fast", "slow"], "conservative");
+    req.max_time = Some(Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    let out = engine.deploy(req, None, None).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the 30 s sleep was cut short"
+    );
+    assert!(!out.success);
+    assert_eq!(out.status, DeploymentStatus::RolledBack);
+    assert_eq!(
+        w.order(),
+        vec![
+            "deploy fast",
+            "deploy slow",
+            "rollback slow",
+            "rollback fast"
+        ]
+    );
+    let slow = out
+        .report
+        .steps
+        .iter()
+        .find(|s| s.service == "slow")
+        .unwrap();
+    assert_eq!(slow.status, StepStatus::Cancelled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_get_the_context_environment() {
+    let w = World::new();
+    let env_file = w.dir.path().join("env.txt");
+    let services = format!(
+        "  api:\n    deploy: 'env | grep ^ADEPLOY_ | sort > {}'\n",
+        env_file.display()
+    );
+    let engine = w.engine(&services).await;
+    let out = engine
+        .deploy(request(&["api"], "aggressive"), None, None)
+        .await
+        .unwrap();
+    assert!(out.success, "{}", out.report.human_summary());
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    for var in [
+        format!("ADEPLOY_DEPLOYMENT_ID={}", out.id),
+        "ADEPLOY_SERVICE=api".into(),
+        "ADEPLOY_STRATEGY=aggressive".into(),
+        "ADEPLOY_ENVIRONMENT=staging".into(),
+        "ADEPLOY_DEPLOYMENT_SIZE=medium".into(),
+        "ADEPLOY_WAVE=1".into(),
+        "ADEPLOY_HOST=localhost".into(),
+    ] {
+        assert!(env.contains(&var), "{var} missing in:\n{env}");
+    }
+    let log = std::fs::read_to_string(out.log_path.unwrap()).unwrap();
+    assert!(
+        log.contains("api deploy"),
+        "command output and results go to the log:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_pre_deployment_hook_aborts_before_anything_is_deployed() {
+    let w = World::new();
+    let services = w.service("api", &[], OK);
+    let path = w.write_config(&services);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("hooks:\n  pre_deployment_scripts: ['echo backing up; exit 3']\n");
+    std::fs::write(&path, text).unwrap();
+    let engine = Engine::new(
+        Config::load(Some(&path)).unwrap(),
+        EngineOptions {
+            state_dir: Some(w.state()),
+            host: Some(HostOptions {
+                cache_dir: Some(cache_dir()),
+                world: empty_world(Path::new("/")),
+                max_memory_mb: 256,
+            }),
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let out = engine
+        .deploy(request(&["api"], "balanced"), None, None)
+        .await
+        .unwrap();
+    assert!(!out.success);
+    assert_eq!(out.status, DeploymentStatus::Aborted);
+    assert!(w.order().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_service_or_strategy_is_refused_before_anything_is_written() {
+    let w = World::new();
+    let engine = w.engine(&w.service("api", &[], OK)).await;
+    let err = engine
+        .deploy(request(&["nope"], "balanced"), None, None)
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input());
+    assert_eq!(
+        err.to_string(),
+        "unknown service 'nope' (the config defines: api)"
+    );
+    let err = engine
+        .deploy(request(&["api"], "yolo"), None, None)
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input());
+    assert!(
+        err.to_string().starts_with("unknown strategy 'yolo'"),
+        "{err}"
+    );
+    assert!(
+        !w.state()
+            .join("deployment_data/deployment_history.db")
+            .exists(),
+        "nothing written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_picks_by_environment_and_records_why() {
+    let w = World::new();
+    let engine = w.engine(&w.service("api", &[], OK)).await;
+    for (env, expect) in [
+        (Environment::Production, "conservative"),
+        (Environment::Development, "aggressive"),
+    ] {
+        let mut req = request(&["api"], "adaptive");
+        req.environment = Some(env);
+        req.dry_run = true;
+        let out = engine.deploy(req, None, None).await.unwrap();
+        assert_eq!(out.report.deployment_summary.strategy_used, expect);
+        let d = out
+            .report
+            .decision_process
+            .iter()
+            .find(|d| d.decision_type == "strategy_predicted")
+            .unwrap();
+        assert_eq!(d.details["method"], "rules");
+    }
+}
