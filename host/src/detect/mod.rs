@@ -50,6 +50,23 @@ pub struct DetectedEnvironment {
 }
 
 /// Runs the detectors and combines their evidence.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use adeploy::config::Config;
+/// use adeploy::detect::EnvironmentDetector;
+/// use adeploy::plugin::{HostOptions, PluginHost, PluginSet};
+///
+/// let config = Config::load(None)?;
+/// let host = PluginHost::new(HostOptions::for_config(&config))?;
+/// let plugins = PluginSet::load(&host, &config, &[]).await?;
+/// let found = EnvironmentDetector::new(&plugins, &config).detect(None).await?;
+/// println!("{} (confidence {:.2})", found.environment, found.confidence);
+/// for e in &found.evidence {
+///     println!("  {} {}: {}", e.detector, e.method, e.detail);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct EnvironmentDetector<'a> {
     plugins: &'a PluginSet,

@@ -13,8 +13,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -27,46 +26,7 @@ use crate::plugin::{
     Decision, DeploymentContext, HookContext, Metrics, Phase, Plugin, PluginKind, Progress,
     ProgressKind, RollbackScope, Rollout, Step,
 };
-
-/// What happened to one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    /// Never started.
-    Pending,
-    Succeeded,
-    Failed,
-    /// Not started because a service it depends on did not succeed.
-    Skipped,
-    /// Stopped by the deadline.
-    Cancelled,
-}
-
-/// One step's record, in the report and the history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub service: String,
-    pub host: Option<String>,
-    /// Zero-based wave index.
-    pub wave: u32,
-    pub status: StepStatus,
-    pub started_at: Option<DateTime<Utc>>,
-    pub seconds: f64,
-    pub message: String,
-    /// Whether it was rolled back (none: not attempted).
-    pub rolled_back: Option<bool>,
-    pub rollback_message: Option<String>,
-}
-
-impl StepRecord {
-    /// The deploy command ran (fully or partly): rollback may be needed.
-    fn deployed(&self) -> bool {
-        matches!(
-            self.status,
-            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Cancelled
-        )
-    }
-}
+use crate::report::{StepRecord, StepStatus};
 
 pub(crate) struct ExecutionResult {
     pub success: bool,

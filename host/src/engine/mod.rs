@@ -35,7 +35,7 @@ use crate::history::{
 use crate::monitor::{Sampler, Snapshot, SystemMonitor};
 use crate::plugin::{HostOptions, PluginError, PluginHost, PluginKind, PluginSet};
 use crate::report::{self, Report};
-pub use execute::{StepRecord, StepStatus};
+pub use crate::report::{StepRecord, StepStatus};
 pub use select::{RuleSelector, Selection, SelectionContext, StrategySelector};
 
 /// `--deployment-size`.
@@ -187,6 +187,22 @@ pub struct EngineOptions {
 
 /// The deployment engine. One per process is plenty; it holds the plugin
 /// host, the loaded plugins and the system monitor.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use adeploy::config::Config;
+/// use adeploy::engine::{DeploymentRequest, Engine, EngineOptions};
+///
+/// let engine = Engine::new(Config::load(None)?, EngineOptions::default()).await?;
+/// let request = DeploymentRequest {
+///     services: vec!["api-service".into(), "web-frontend".into()],
+///     dry_run: true,
+///     ..DeploymentRequest::default()
+/// };
+/// let outcome = engine.deploy(request, None, None).await?;
+/// print!("{}", outcome.report.human_summary());
+/// # Ok(()) }
+/// ```
 pub struct Engine {
     config: Config,
     state_dir: PathBuf,

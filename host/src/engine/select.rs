@@ -45,6 +45,33 @@ pub trait StrategySelector: Send + Sync {
 
 /// The seed's transparent rules: the environment sets a starting point, and
 /// load, size and recent failures each move one step towards caution.
+///
+/// ```
+/// use adeploy::config::{Config, Environment};
+/// use adeploy::engine::{DeploymentSize, RuleSelector, SelectionContext, StrategySelector};
+/// use adeploy::monitor::Snapshot;
+///
+/// let config = Config::embedded().unwrap();
+/// let metrics = Snapshot {
+///     timestamp: chrono::Utc::now(),
+///     cpu_percent: 20.0,
+///     memory_percent: 40.0,
+///     disk_percent: 50.0,
+///     load_per_core: 0.3,
+///     network_latency_ms: None,
+/// };
+/// let candidates = ["conservative", "balanced", "aggressive"].map(String::from);
+/// let choice = RuleSelector.select(&SelectionContext {
+///     environment: Environment::Staging,
+///     size: DeploymentSize::Large,
+///     metrics: &metrics,
+///     services: &[],
+///     candidates: &candidates,
+///     recent_outcomes: &[],
+///     config: &config,
+/// });
+/// assert_eq!(choice.strategy, "conservative"); // staging starts at balanced; large adds caution
+/// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RuleSelector;
 

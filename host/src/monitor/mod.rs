@@ -46,6 +46,15 @@ struct State {
 }
 
 /// Reads the machine's load. Cheap to share (`Arc`), safe to call from any thread.
+///
+/// ```
+/// use adeploy::monitor::SystemMonitor;
+///
+/// let monitor = SystemMonitor::new(std::path::Path::new("/")).unwrap();
+/// let now = monitor.sample();
+/// assert!((0.0..=100.0).contains(&now.memory_percent));
+/// println!("CPU {:.0}%, memory {:.0}%, disk {:.0}%", now.cpu_percent, now.memory_percent, now.disk_percent);
+/// ```
 pub struct SystemMonitor {
     state: Mutex<State>,
     disk_path: PathBuf,

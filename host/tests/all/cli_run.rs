@@ -345,3 +345,32 @@ fn readme_demo_runs() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("succeeded"), "{out}");
 }
+
+#[test]
+fn interactive_with_yes_shows_the_plan_and_deploys_without_a_terminal() {
+    let w = World::new();
+    let cfg = w.write_config(&w.service("api", &[], "{command: 'true'}"));
+    let state = w.state();
+    let o = adeploy(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--services",
+            "api",
+            "--interactive",
+            "--yes",
+            "--environment",
+            "staging",
+        ],
+        w.dir.path(),
+        &state,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("plan: "),
+        "the plan is shown: {}",
+        stderr(&o)
+    );
+    assert_eq!(w.order(), vec!["deploy api"]);
+}
