@@ -265,15 +265,17 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 "  {service}: {} {message}",
                 if ok { "rolled back" } else { "ROLLBACK FAILED" }
             )),
+            // Hooks that did their job stay in the decision log; failures show.
             DeploymentEvent::Hook {
                 phase,
                 name,
                 ok,
                 message,
-            } => say(format!(
-                "  hook {phase} {name}: {} {message}",
-                if ok { "ok" } else { "FAILED" }
-            )),
+            } => {
+                if !ok {
+                    say(format!("  hook {phase} {name} FAILED: {message}"));
+                }
+            }
         }
         if let Some(pb) = &bar {
             let avg = if done > 0 {
