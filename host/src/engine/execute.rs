@@ -90,6 +90,24 @@ impl Execution<'_> {
         ]
     }
 
+    /// The environment (context variables plus the service's `env`) and the
+    /// working directory of a service's commands.
+    fn command_env(
+        &self,
+        name: &str,
+        service: &ServiceConfig,
+        wave: u32,
+    ) -> (Vec<(String, String)>, PathBuf) {
+        let mut env = self.env_for(name, wave);
+        env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        let cwd = match &service.workdir {
+            Some(w) if w.is_absolute() => w.clone(),
+            Some(w) => self.engine.config.base_dir().join(w),
+            None => self.engine.config.base_dir(),
+        };
+        (env, cwd)
+    }
+
     fn hook_plugins(&self) -> Vec<Arc<Plugin>> {
         self.engine
             .plugins
@@ -648,13 +666,7 @@ impl Execution<'_> {
             .cloned()
             .unwrap_or_default();
         let name = rec.service.clone();
-        let mut env = self.env_for(&name, wave);
-        env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let cwd: PathBuf = match &service.workdir {
-            Some(w) if w.is_absolute() => w.clone(),
-            Some(w) => self.engine.config.base_dir().join(w),
-            None => self.engine.config.base_dir(),
-        };
+        let (env, cwd) = self.command_env(&name, &service, wave);
         let mut timeout = service_timeout(&service);
         if let Some(left) = self.remaining() {
             timeout = timeout.min(left);
@@ -771,12 +783,7 @@ impl Execution<'_> {
             let (ok, message) = match &service.rollback {
                 None => (false, "no rollback command configured".to_string()),
                 Some(cmd) => {
-                    let env = self.env_for(&name, steps[i].wave);
-                    let cwd = match &service.workdir {
-                        Some(w) if w.is_absolute() => w.clone(),
-                        Some(w) => self.engine.config.base_dir().join(w),
-                        None => self.engine.config.base_dir(),
-                    };
+                    let (env, cwd) = self.command_env(&name, &service, steps[i].wave);
                     let label = format!("{name} rollback");
                     let opts = RunOptions {
                         label: &label,

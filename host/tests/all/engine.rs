@@ -54,7 +54,15 @@ impl World {
     }
 
     pub async fn engine(&self, services: &str) -> Engine {
+        self.engine_with(services, "").await
+    }
+
+    /// Like [`World::engine`], with more top-level YAML appended to the config.
+    pub async fn engine_with(&self, services: &str, extra: &str) -> Engine {
         let path = self.write_config(services);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str(extra);
+        std::fs::write(&path, text).unwrap();
         let config = Config::load(Some(&path)).unwrap();
         let options = EngineOptions {
             state_dir: Some(self.state()),
@@ -203,29 +211,11 @@ async fn failing_health_check_rolls_back_exactly_what_was_deployed_in_reverse() 
 async fn dry_run_executes_nothing() {
     let w = World::new();
     let marker = w.dir.path().join("hook-ran");
-    let services = w.service("api", &[], OK);
-    let path = w.write_config(&services);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(&format!(
+    let hook = format!(
         "hooks:\n  pre_deployment_scripts: ['touch {}']\n",
         marker.display()
-    ));
-    std::fs::write(&path, text).unwrap();
-    let config = Config::load(Some(&path)).unwrap();
-    let engine = Engine::new(
-        config,
-        EngineOptions {
-            state_dir: Some(w.state()),
-            host: Some(HostOptions {
-                cache_dir: Some(cache_dir()),
-                world: empty_world(Path::new("/")),
-                max_memory_mb: 256,
-            }),
-            ..EngineOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    );
+    let engine = w.engine_with(&w.service("api", &[], OK), &hook).await;
     let mut req = request(&["api"], "balanced");
     req.dry_run = true;
     let out = engine.deploy(req, None, None).await.unwrap();
@@ -309,25 +299,8 @@ async fn commands_get_the_context_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_pre_deployment_hook_aborts_before_anything_is_deployed() {
     let w = World::new();
-    let services = w.service("api", &[], OK);
-    let path = w.write_config(&services);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str("hooks:\n  pre_deployment_scripts: ['echo backing up; exit 3']\n");
-    std::fs::write(&path, text).unwrap();
-    let engine = Engine::new(
-        Config::load(Some(&path)).unwrap(),
-        EngineOptions {
-            state_dir: Some(w.state()),
-            host: Some(HostOptions {
-                cache_dir: Some(cache_dir()),
-                world: empty_world(Path::new("/")),
-                max_memory_mb: 256,
-            }),
-            ..EngineOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let hook = "hooks:\n  pre_deployment_scripts: ['echo backing up; exit 3']\n";
+    let engine = w.engine_with(&w.service("api", &[], OK), hook).await;
     let out = engine
         .deploy(request(&["api"], "balanced"), None, None)
         .await
