@@ -152,6 +152,14 @@ impl EngineError {
         match self {
             EngineError::BadInput(_) => true,
             EngineError::Plugin(p) => p.is_bad_input(),
+            // Corrupted or foreign state, or a state dir another run holds:
+            // nothing was attempted, the operator has to act.
+            EngineError::History(
+                HistoryError::Corrupt { .. }
+                | HistoryError::Incompatible { .. }
+                | HistoryError::Busy { .. }
+                | HistoryError::Locked { .. },
+            ) => true,
             _ => false,
         }
     }

@@ -362,3 +362,58 @@ async fn adaptive_picks_by_environment_and_records_why() {
         assert_eq!(d.details["method"], "rules");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_on_the_same_state_dir_waits_then_refuses() {
+    let w = World::new();
+    let o = w.order.display();
+    let services = format!("  slow:\n    deploy: 'echo \"deploy slow\" >> {o}; sleep 3'\n");
+    let first = w.engine(&services).await;
+    let path = w.dir.path().join("config.yaml");
+    let second = Engine::new(
+        Config::load(Some(&path)).unwrap(),
+        EngineOptions {
+            state_dir: Some(w.state()),
+            host: Some(HostOptions {
+                cache_dir: Some(cache_dir()),
+                world: empty_world(Path::new("/")),
+                max_memory_mb: 256,
+            }),
+            lock_wait: Some(Duration::from_millis(300)),
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let running = tokio::spawn(async move {
+        first
+            .deploy(request(&["slow"], "aggressive"), None, None)
+            .await
+    });
+    // Wait until the first run is deploying (it holds the lock by then).
+    let t = std::time::Instant::now();
+    while w.order().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let err = second
+        .deploy(request(&["slow"], "aggressive"), None, None)
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("another adeploy run") && msg.contains(&std::process::id().to_string()),
+        "{msg}"
+    );
+    // While the first run writes, the history is readable.
+    let listed = second.list(5).unwrap();
+    assert_eq!(listed[0].status, DeploymentStatus::Running);
+    let first_outcome = running.await.unwrap().unwrap();
+    assert!(first_outcome.success);
+    assert_eq!(
+        second.list(5).unwrap().len(),
+        1,
+        "the refused run left no record"
+    );
+}
