@@ -175,6 +175,22 @@ impl Config {
                 ));
             }
         }
+        if self.monitoring.sample_interval_ms == 0 || self.monitoring.latency_timeout_ms == 0 {
+            return Err(semantic(
+                "monitoring".to_string(),
+                "sample_interval_ms and latency_timeout_ms must be at least 1".to_string(),
+            ));
+        }
+        for (i, e) in self.monitoring.latency_endpoints.iter().enumerate() {
+            if e.rsplit_once(':')
+                .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+            {
+                return Err(semantic(
+                    format!("monitoring.latency_endpoints[{i}]"),
+                    format!("{e:?} is not host:port"),
+                ));
+            }
+        }
         if self.plugin_defaults.timeout_ms == 0 || self.plugin_defaults.memory_mb == 0 {
             return Err(semantic(
                 "plugin_defaults".to_string(),

@@ -28,6 +28,8 @@ pub struct Config {
     pub hooks: Hooks,
     /// Experimental switches of the seed.
     pub experimental: Experimental,
+    /// System monitoring: sampling, trends, network latency.
+    pub monitoring: Monitoring,
     /// Limits every plugin gets unless its own entry says otherwise.
     pub plugin_defaults: PluginLimits,
     /// Per-plugin settings, keyed by plugin name.
@@ -64,6 +66,20 @@ pub struct Thresholds {
     /// Free disk percent on the state directory's filesystem below which
     /// deployments are blocked.
     pub min_free_disk_percent: f64,
+}
+
+/// `monitoring`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Monitoring {
+    /// Interval of background samples during a deployment, in milliseconds.
+    pub sample_interval_ms: u64,
+    /// Window over which a trend (rising, steady, falling) is computed, in seconds.
+    pub trend_window_s: u64,
+    /// `host:port` endpoints whose TCP connect time is the network latency.
+    pub latency_endpoints: Vec<String>,
+    /// Deadline of one latency probe, in milliseconds.
+    pub latency_timeout_ms: u64,
 }
 
 /// `ml_config`.

@@ -530,7 +530,10 @@ impl Engine {
         history.append_decisions(&id, &log.entries)?;
         let flushed = log.entries.len();
 
-        let sampler = Sampler::start(self.monitor.clone(), Duration::from_secs(1));
+        let sampler = Sampler::start(
+            self.monitor.clone(),
+            Duration::from_millis(self.config.monitoring.sample_interval_ms.max(10)),
+        );
         // --max-time, else thresholds.max_deployment_time, is a hard deadline.
         let (limit, limit_label) = match req.max_time {
             Some(d) => (
