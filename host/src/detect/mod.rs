@@ -3,8 +3,9 @@
 //!
 //! Why combine evidence rather than answers: each detector reports weighted
 //! evidence, so two detectors that each lean weakly towards staging can
-//! outweigh one that leans towards development. An explicit `--environment`
-//! wins with confidence 1.0; missing, tied or weak evidence falls back to
+//! outweigh one that leans towards development. An explicit `--environment`,
+//! and then the `DEPLOYMENT_ENVIRONMENT` variable (as a detector read it),
+//! win with confidence 1.0; missing, tied or weak evidence falls back to
 //! `environment_detection.default_environment` with a warning, and every
 //! piece of evidence is kept for the decision log.
 
@@ -31,6 +32,9 @@ pub struct EvidenceRecord {
 pub enum DetectionSource {
     /// `--environment`.
     Operator,
+    /// The variable named by `environment_detection.env_var`
+    /// (`DEPLOYMENT_ENVIRONMENT`), as a detector read it.
+    EnvVar,
     /// The detectors' evidence.
     Evidence,
     /// `default_environment`, for lack of clear evidence.
@@ -131,6 +135,21 @@ impl<'a> EnvironmentDetector<'a> {
         mut notes: Vec<String>,
     ) -> DetectedEnvironment {
         let d = &self.config.environment_detection;
+        // The variable names the environment outright, like --environment.
+        if let Some(e) = evidence
+            .iter()
+            .filter(|e| e.method == "env-var")
+            .max_by(|a, b| a.weight.total_cmp(&b.weight))
+        {
+            let environment = e.environment;
+            return DetectedEnvironment {
+                environment,
+                confidence: 1.0,
+                source: DetectionSource::EnvVar,
+                evidence,
+                notes,
+            };
+        }
         let fallback = d.default_environment.unwrap_or(Environment::Development);
         let mut totals: BTreeMap<Environment, f64> = BTreeMap::new();
         for e in &evidence {

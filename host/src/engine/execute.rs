@@ -209,10 +209,7 @@ impl Execution<'_> {
     }
 
     async fn metrics(&self) -> crate::monitor::Snapshot {
-        let m = self.engine.monitor.clone();
-        tokio::task::spawn_blocking(move || m.sample())
-            .await
-            .unwrap_or_else(|_| super::empty_snapshot())
+        self.engine.sample_metrics().await
     }
 
     async fn progress(

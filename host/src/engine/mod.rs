@@ -191,6 +191,9 @@ pub struct EngineOptions {
     pub host: Option<HostOptions>,
     /// How long a second run waits for the first before refusing.
     pub lock_wait: Option<Duration>,
+    /// Pins every metric reading to this snapshot instead of measuring the
+    /// machine: for simulations and tests of the load-dependent decisions.
+    pub fixed_metrics: Option<Snapshot>,
 }
 
 /// The deployment engine. One per process is plenty; it holds the plugin
@@ -219,6 +222,7 @@ pub struct Engine {
     monitor: Arc<SystemMonitor>,
     selector: Box<dyn StrategySelector>,
     lock_wait: Duration,
+    fixed_metrics: Option<Snapshot>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -291,7 +295,23 @@ impl Engine {
             monitor,
             selector: Box::new(RuleSelector),
             lock_wait: options.lock_wait.unwrap_or(Duration::from_secs(10)),
+            fixed_metrics: options.fixed_metrics,
         })
+    }
+
+    /// The machine's load now (or the pinned snapshot, see
+    /// [`EngineOptions::fixed_metrics`]).
+    pub async fn sample_metrics(&self) -> Snapshot {
+        if let Some(s) = self.fixed_metrics {
+            return Snapshot {
+                timestamp: Utc::now(),
+                ..s
+            };
+        }
+        let monitor = self.monitor.clone();
+        tokio::task::spawn_blocking(move || monitor.sample())
+            .await
+            .unwrap_or_else(|_| empty_snapshot())
     }
 
     /// Replaces the adaptive strategy selector (the seam the ML model fills).
@@ -397,10 +417,7 @@ impl Engine {
         let environment = detected.environment;
 
         // Sample metrics.
-        let monitor = self.monitor.clone();
-        let baseline = tokio::task::spawn_blocking(move || monitor.sample())
-            .await
-            .unwrap_or_else(|_| empty_snapshot());
+        let baseline = self.sample_metrics().await;
         log.record(
             "system_metrics",
             serde_json::to_value(baseline).unwrap_or_default(),
@@ -530,10 +547,13 @@ impl Engine {
         history.append_decisions(&id, &log.entries)?;
         let flushed = log.entries.len();
 
-        let sampler = Sampler::start(
-            self.monitor.clone(),
-            Duration::from_millis(self.config.monitoring.sample_interval_ms.max(10)),
-        );
+        let sampler = match self.fixed_metrics {
+            Some(_) => None,
+            None => Some(Sampler::start(
+                self.monitor.clone(),
+                Duration::from_millis(self.config.monitoring.sample_interval_ms.max(10)),
+            )),
+        };
         // --max-time, else thresholds.max_deployment_time, is a hard deadline.
         let (limit, limit_label) = match req.max_time {
             Some(d) => (
@@ -565,7 +585,10 @@ impl Engine {
             log: &deployment_log,
         };
         let result = run.run(&mut log).await;
-        let samples = sampler.stop().await;
+        let samples = match sampler {
+            Some(s) => s.stop().await,
+            None => vec![baseline],
+        };
 
         let success = result.success;
         let status = result.status;

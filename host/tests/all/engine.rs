@@ -417,3 +417,149 @@ async fn a_second_run_on_the_same_state_dir_waits_then_refuses() {
         "the refused run left no record"
     );
 }
+
+fn snapshot(cpu: f64, memory: f64, disk: f64) -> adeploy::monitor::Snapshot {
+    adeploy::monitor::Snapshot {
+        timestamp: chrono::Utc::now(),
+        cpu_percent: cpu,
+        memory_percent: memory,
+        disk_percent: disk,
+        load_per_core: 0.5,
+        network_latency_ms: None,
+    }
+}
+
+/// An engine whose every metric reading is `metrics`, with the default
+/// thresholds (high_cpu 80, critical_memory 95, min_free_disk_percent 5).
+async fn loaded_engine(w: &World, metrics: adeploy::monitor::Snapshot) -> Engine {
+    let yaml = w.config_yaml(&w.service("api", &[], OK)).replace(
+        "thresholds: {high_cpu: 101.0, critical_memory: 100.0, min_free_disk_percent: 0.0}\n",
+        "",
+    );
+    let path = w.dir.path().join("loaded.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    Engine::new(
+        Config::load(Some(&path)).unwrap(),
+        EngineOptions {
+            state_dir: Some(w.state()),
+            host: Some(HostOptions {
+                cache_dir: Some(cache_dir()),
+                world: empty_world(Path::new("/")),
+                max_memory_mb: 256,
+            }),
+            fixed_metrics: Some(metrics),
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn decision<'a>(r: &'a adeploy::report::Report, kind: &str) -> &'a serde_json::Value {
+    &r.decision_process
+        .iter()
+        .find(|d| d.decision_type == kind)
+        .unwrap_or_else(|| panic!("no {kind} decision"))
+        .details
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn critical_memory_blocks_unless_forced() {
+    let w = World::new();
+    let engine = loaded_engine(&w, snapshot(10.0, 97.5, 40.0)).await;
+    let err = engine
+        .deploy(request(&["api"], "balanced"), None, None)
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("memory 97.5% is over thresholds.critical_memory 95.0%")
+            && msg.contains("--force"),
+        "{msg}"
+    );
+    assert!(w.order().is_empty());
+    let mut req = request(&["api"], "balanced");
+    req.force = true;
+    let out = engine.deploy(req, None, None).await.unwrap();
+    assert!(out.success);
+    let v = decision(&out.report, "validation");
+    assert_eq!(v["forced"], true);
+    assert!(v["problems"][0].as_str().unwrap().contains("97.5"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_below_the_floor_blocks() {
+    let w = World::new();
+    let engine = loaded_engine(&w, snapshot(10.0, 30.0, 97.0)).await;
+    let err = engine
+        .deploy(request(&["api"], "aggressive"), None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("free disk 3.0% is under thresholds.min_free_disk_percent 5.0%"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn high_cpu_moves_aggressive_to_balanced_outside_local_and_development() {
+    let w = World::new();
+    let engine = loaded_engine(&w, snapshot(88.0, 30.0, 40.0)).await;
+    let mut req = request(&["api"], "aggressive");
+    req.dry_run = true;
+    let out = engine.deploy(req.clone(), None, None).await.unwrap();
+    assert_eq!(out.report.deployment_summary.strategy_used, "balanced");
+    let o = decision(&out.report, "safety_override");
+    assert_eq!(o["from"], "aggressive");
+    assert!(
+        o["reason"]
+            .as_str()
+            .unwrap()
+            .contains("CPU 88.0% is over thresholds.high_cpu 80.0%"),
+        "{o}"
+    );
+    req.environment = Some(Environment::Development);
+    let out = engine.deploy(req, None, None).await.unwrap();
+    assert_eq!(out.report.deployment_summary.strategy_used, "aggressive");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_strategy_budget_no_step_starts_until_the_deadline() {
+    // CPU 88% against the conservative budget of 40%: nothing may start.
+    let w = World::new();
+    let yaml = w.config_yaml(&w.service("api", &[], OK)).replace(
+        "conservative: {cpu_limit: 1.0,",
+        "conservative: {cpu_limit: 0.4,",
+    );
+    let path = w.dir.path().join("budget.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let engine = Engine::new(
+        Config::load(Some(&path)).unwrap(),
+        EngineOptions {
+            state_dir: Some(w.state()),
+            host: Some(HostOptions {
+                cache_dir: Some(cache_dir()),
+                world: empty_world(Path::new("/")),
+                max_memory_mb: 256,
+            }),
+            fixed_metrics: Some(snapshot(88.0, 30.0, 40.0)),
+            ..EngineOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut req = request(&["api"], "conservative");
+    req.max_time = Some(Duration::from_secs(2));
+    let out = engine.deploy(req, None, None).await.unwrap();
+    assert!(!out.success);
+    assert!(w.order().is_empty(), "no step started while over budget");
+    let types: Vec<&str> = out
+        .report
+        .decision_process
+        .iter()
+        .map(|d| d.decision_type.as_str())
+        .collect();
+    assert!(types.contains(&"over_budget"), "{types:?}");
+}
