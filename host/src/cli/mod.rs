@@ -2,6 +2,7 @@
 //! here is computed here; every value comes from the `adeploy` library.
 
 mod deploy;
+mod diagnostics;
 mod output;
 mod plugins;
 
@@ -52,6 +53,9 @@ enum Command {
     List(deploy::ListArgs),
     /// The report of one deployment (`--report ID`).
     Report(deploy::ReportArgs),
+    /// Environment, metrics and trend, thresholds, plugins, state, model and
+    /// config (`--diagnostics`); exit 1 when a check is critical.
+    Diagnostics(diagnostics::DiagnosticsArgs),
     /// List, inspect plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
@@ -105,6 +109,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => deploy::run(&ctx, args).await,
         Command::List(args) => deploy::list(&ctx, args).await,
         Command::Report(args) => deploy::report(&ctx, args).await,
+        Command::Diagnostics(args) => diagnostics::run(&ctx, args).await,
         Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
     }
 }

@@ -665,8 +665,14 @@ impl Execution<'_> {
         let name = rec.service.clone();
         let (env, cwd) = self.command_env(&name, &service, wave);
         let mut timeout = service_timeout(&service);
-        if let Some(left) = self.remaining() {
-            timeout = timeout.min(left);
+        // When the deployment's deadline is nearer than the service's own
+        // timeout, running out of time means the deadline, not a slow service.
+        let mut clipped = false;
+        if let Some(left) = self.remaining()
+            && left < timeout
+        {
+            timeout = left;
+            clipped = true;
         }
         let log = self.log.clone();
         let hooks = self.hook_plugins();
@@ -710,7 +716,7 @@ impl Execution<'_> {
                 cancel: Some(&cancel),
             };
             match exec::run_command(deploy, &opts).await {
-                Ok(o) if o.cancelled => {
+                Ok(o) if o.cancelled || (o.timed_out && clipped) => {
                     return finish(false, "cancelled: the deadline was reached".into(), true);
                 }
                 Ok(o) if !o.success => {
@@ -734,6 +740,9 @@ impl Execution<'_> {
                     return finish(false, "cancelled: the deadline was reached".into(), true);
                 }
                 match outcome {
+                    Ok(o) if !o.healthy && clipped && tokio::time::Instant::now() >= deadline => {
+                        return finish(false, "cancelled: the deadline was reached".into(), true);
+                    }
                     Ok(o) if o.healthy => {}
                     Ok(o) => {
                         return finish(false, format!("health check failed: {}", o.message), false);

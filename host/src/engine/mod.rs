@@ -14,6 +14,7 @@
 //! execution is an event on the channel the caller passes in: the CLI renders
 //! the same stream an embedding tool receives.
 
+pub mod diagnostics;
 mod execute;
 pub mod select;
 
@@ -417,7 +418,17 @@ impl Engine {
         let environment = detected.environment;
 
         // Sample metrics.
-        let baseline = self.sample_metrics().await;
+        let mut baseline = self.sample_metrics().await;
+        let m = &self.config.monitoring;
+        if !m.latency_endpoints.is_empty() {
+            let latency = crate::monitor::measure_latency(
+                &m.latency_endpoints,
+                Duration::from_millis(m.latency_timeout_ms),
+            )
+            .await;
+            baseline.network_latency_ms = crate::monitor::median_latency(&latency);
+            log.record("network_latency", json!({ "endpoints": latency }));
+        }
         log.record(
             "system_metrics",
             serde_json::to_value(baseline).unwrap_or_default(),
@@ -549,9 +560,11 @@ impl Engine {
 
         let sampler = match self.fixed_metrics {
             Some(_) => None,
-            None => Some(Sampler::start(
+            None => Some(Sampler::start_with_latency(
                 self.monitor.clone(),
                 Duration::from_millis(self.config.monitoring.sample_interval_ms.max(10)),
+                self.config.monitoring.latency_endpoints.clone(),
+                Duration::from_millis(self.config.monitoring.latency_timeout_ms),
             )),
         };
         // --max-time, else thresholds.max_deployment_time, is a hard deadline.

@@ -20,7 +20,7 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// How a component became ready.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LoadOutcome {
     /// Compiled now (and stored, when the cache is on).

@@ -220,3 +220,60 @@ async fn conflicting_evidence_is_decided_by_the_weights() {
     assert_eq!(d.environment, Some(WitEnvironment::Development));
     assert!((d.confidence - 5.0 / 8.0).abs() < 1e-9, "{}", d.confidence);
 }
+
+/// Through the engine's detector: the variable wins outright over other evidence.
+#[tokio::test]
+async fn deployment_environment_variable_wins_with_full_confidence() {
+    let root = tempfile::tempdir().unwrap();
+    let mut world = empty_world(root.path());
+    world.hostname = Some("api-prod-7".into());
+    world.env = EnvSource::Fixed(HashMap::from([(
+        "DEPLOYMENT_ENVIRONMENT".into(),
+        "staging".into(),
+    )]));
+    let config = Config::embedded().unwrap();
+    let host = host(world);
+    let set = builtins(&host, &config).await;
+    let found = adeploy::detect::EnvironmentDetector::new(&set, &config)
+        .detect(None)
+        .await
+        .unwrap();
+    assert_eq!(found.environment, adeploy::config::Environment::Staging);
+    assert_eq!(found.confidence, 1.0);
+    assert_eq!(found.source, adeploy::detect::DetectionSource::EnvVar);
+    assert!(
+        found.evidence.iter().any(|e| e.method == "hostname"),
+        "the other evidence is still recorded"
+    );
+    // --environment wins over the variable.
+    let found = adeploy::detect::EnvironmentDetector::new(&set, &config)
+        .detect(Some(adeploy::config::Environment::Production))
+        .await
+        .unwrap();
+    assert_eq!(found.environment, adeploy::config::Environment::Production);
+    assert_eq!(found.source, adeploy::detect::DetectionSource::Operator);
+}
+
+#[tokio::test]
+async fn no_evidence_falls_back_to_the_default_with_a_warning() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = Config::embedded().unwrap();
+    config.environment_detection.process_patterns.clear();
+    config.environment_detection.default_environment = Some(adeploy::config::Environment::Staging);
+    let host = host(empty_world(root.path()));
+    let set = builtins(&host, &config).await;
+    let found = adeploy::detect::EnvironmentDetector::new(&set, &config)
+        .detect(None)
+        .await
+        .unwrap();
+    assert_eq!(found.environment, adeploy::config::Environment::Staging);
+    assert_eq!(found.source, adeploy::detect::DetectionSource::Default);
+    assert!(
+        found
+            .notes
+            .iter()
+            .any(|n| n.contains("default_environment")),
+        "{:?}",
+        found.notes
+    );
+}

@@ -11,5 +11,6 @@ mod builtin_strategies;
 mod cli;
 mod cli_run;
 mod common;
+mod diagnostics;
 mod engine;
 mod sandbox;
