@@ -64,7 +64,14 @@ impl World {
         text.push_str(extra);
         std::fs::write(&path, text).unwrap();
         let config = Config::load(Some(&path)).unwrap();
-        let options = EngineOptions {
+        let options = self.options();
+        Engine::new(config, options).await.unwrap()
+    }
+
+    /// The engine options every test uses: this world's state dir, the
+    /// shared component cache, a plain world for detectors.
+    pub fn options(&self) -> EngineOptions {
+        EngineOptions {
             state_dir: Some(self.state()),
             host: Some(HostOptions {
                 cache_dir: Some(cache_dir()),
@@ -72,8 +79,7 @@ impl World {
                 max_memory_mb: 256,
             }),
             ..EngineOptions::default()
-        };
-        Engine::new(config, options).await.unwrap()
+        }
     }
 
     /// A service that appends `deploy NAME` / `rollback NAME` to the order file.
@@ -373,14 +379,8 @@ async fn a_second_run_on_the_same_state_dir_waits_then_refuses() {
     let second = Engine::new(
         Config::load(Some(&path)).unwrap(),
         EngineOptions {
-            state_dir: Some(w.state()),
-            host: Some(HostOptions {
-                cache_dir: Some(cache_dir()),
-                world: empty_world(Path::new("/")),
-                max_memory_mb: 256,
-            }),
             lock_wait: Some(Duration::from_millis(300)),
-            ..EngineOptions::default()
+            ..w.options()
         },
     )
     .await
@@ -441,14 +441,8 @@ async fn loaded_engine(w: &World, metrics: adeploy::monitor::Snapshot) -> Engine
     Engine::new(
         Config::load(Some(&path)).unwrap(),
         EngineOptions {
-            state_dir: Some(w.state()),
-            host: Some(HostOptions {
-                cache_dir: Some(cache_dir()),
-                world: empty_world(Path::new("/")),
-                max_memory_mb: 256,
-            }),
             fixed_metrics: Some(metrics),
-            ..EngineOptions::default()
+            ..w.options()
         },
     )
     .await
@@ -538,14 +532,8 @@ async fn over_the_strategy_budget_no_step_starts_until_the_deadline() {
     let engine = Engine::new(
         Config::load(Some(&path)).unwrap(),
         EngineOptions {
-            state_dir: Some(w.state()),
-            host: Some(HostOptions {
-                cache_dir: Some(cache_dir()),
-                world: empty_world(Path::new("/")),
-                max_memory_mb: 256,
-            }),
             fixed_metrics: Some(snapshot(88.0, 30.0, 40.0)),
-            ..EngineOptions::default()
+            ..w.options()
         },
     )
     .await
