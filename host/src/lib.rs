@@ -28,6 +28,7 @@ pub mod detect;
 pub mod engine;
 pub mod exec;
 pub mod history;
+pub mod ml;
 pub mod monitor;
 pub mod plugin;
 pub mod report;

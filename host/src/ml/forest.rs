@@ -1,0 +1,504 @@
+//! A serialisable random forest over linfa-trees decision trees.
+//!
+//! `linfa-ensemble`'s forest cannot be serialised, and the model must live in
+//! the history database, so the bagging is done here: each tree is a plain
+//! `linfa_trees::DecisionTree` (serialisable with the `serde` feature) fitted
+//! on a bootstrap sample of the rows and a random subset of the columns, and
+//! stored together with the column indices it saw. Everything the forest
+//! needs after training (trees, out-of-bag accuracy, importances) is plain
+//! data, so a deserialised forest predicts exactly like the one that trained.
+//!
+//! Training is reproducible: tree `i` draws from its own `StdRng` seeded from
+//! `(seed, i)`, so the result does not depend on how many threads fitted the
+//! trees. Trees are fitted on scoped threads (one per core); call
+//! [`RandomForest::fit`] from a blocking context (`spawn_blocking`), not on an
+//! async worker.
+//!
+//! Prediction walks each tree with the public node accessors instead of
+//! building an `ndarray` per call, which keeps one prediction in the
+//! microseconds and cannot panic on a short row or a hand-edited model.
+
+use linfa::prelude::*;
+use linfa_trees::{DecisionTree, SplitQuality, TreeNode};
+use ndarray::{Array1, Array2};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use super::MlError;
+
+/// Hyper-parameters of [`RandomForest::fit`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ForestParams {
+    /// Number of trees.
+    pub trees: usize,
+    /// Maximum depth of each tree.
+    pub max_depth: usize,
+    /// A node with fewer distinct training rows is not split (at least 2).
+    pub min_samples_split: usize,
+    /// Share of the columns each tree sees, in (0, 1].
+    pub feature_fraction: f64,
+    /// Bootstrap sample size as a share of the rows, in (0, 1].
+    pub bootstrap_fraction: f64,
+    /// Seed of the random draws: same data + same params = same forest.
+    pub seed: u64,
+}
+
+impl Default for ForestParams {
+    fn default() -> Self {
+        ForestParams {
+            trees: 50,
+            max_depth: 8,
+            min_samples_split: 2,
+            feature_fraction: 0.7,
+            bootstrap_fraction: 1.0,
+            seed: 0x00ad_e910,
+        }
+    }
+}
+
+impl ForestParams {
+    fn validate(&self) -> Result<(), MlError> {
+        let bad = |m: &str| Err(MlError::InvalidParams(m.to_string()));
+        if self.trees == 0 {
+            return bad("trees must be at least 1");
+        }
+        if self.max_depth == 0 {
+            return bad("max_depth must be at least 1");
+        }
+        if self.min_samples_split < 2 {
+            return bad("min_samples_split must be at least 2");
+        }
+        if !(self.feature_fraction > 0.0 && self.feature_fraction <= 1.0) {
+            return bad("feature_fraction must be in (0, 1]");
+        }
+        if !(self.bootstrap_fraction > 0.0 && self.bootstrap_fraction <= 1.0) {
+            return bad("bootstrap_fraction must be in (0, 1]");
+        }
+        Ok(())
+    }
+}
+
+/// One tree and the columns of the full matrix it was trained on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct FittedTree {
+    columns: Vec<usize>,
+    tree: DecisionTree<f64, usize>,
+}
+
+impl FittedTree {
+    /// The tree's vote for `row` (full-width), `None` if the row is too short
+    /// for it or the tree is malformed.
+    fn vote(&self, row: &[f64]) -> Option<bool> {
+        let mut node = self.tree.root_node();
+        loop {
+            if node.is_leaf() {
+                return node.prediction().map(|label| label == 1);
+            }
+            let (feature, threshold, _) = node.split();
+            let value = *row.get(*self.columns.get(feature)?)?;
+            let children = node.children();
+            let next = if value < threshold {
+                children.first()
+            } else {
+                children.get(1)
+            };
+            node = next.and_then(|c| c.as_deref())?;
+        }
+    }
+}
+
+/// A bagged forest of binary decision trees (`true` = success).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RandomForest {
+    n_features: usize,
+    trees: Vec<FittedTree>,
+    /// Set when the training labels had one class: no trees, always this.
+    constant: Option<bool>,
+    oob_accuracy: Option<f64>,
+    importances: Vec<f64>,
+}
+
+/// Decorrelated per-tree seed (splitmix64 of seed + index).
+fn tree_seed(seed: u64, index: usize) -> u64 {
+    let mut z = seed.wrapping_add(
+        (index as u64)
+            .wrapping_add(1)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Weight of one draw of a success row (a failure draw weighs 1): linfa-trees picks a
+/// leaf's class by iterating a `HashMap`, so an exact tie would be decided by
+/// hash order and training would not be reproducible. The slightly lighter
+/// success rows break every tie the same way, towards failure (the cautious
+/// answer for a deployment); 2^-10 is exact in f32 and too small to change
+/// any split that is not a tie.
+const SUCCESS_WEIGHT: f32 = 1.0 - 1.0 / 1024.0;
+
+/// One fitted tree, its in-bag mask and its (unnormalised) importances.
+type TreeFit = (FittedTree, Vec<bool>, Vec<f64>);
+
+/// Fit tree `index` on its bootstrap sample and column subset.
+fn fit_tree(
+    x: &Array2<f64>,
+    y: &[bool],
+    params: &ForestParams,
+    index: usize,
+) -> Result<TreeFit, MlError> {
+    let (n, d) = x.dim();
+    let mut rng = StdRng::seed_from_u64(tree_seed(params.seed, index));
+    let n_boot = ((n as f64 * params.bootstrap_fraction).round() as usize).clamp(1, n);
+    let k = ((d as f64 * params.feature_fraction).round() as usize).clamp(1, d);
+
+    // A bootstrap sample holds ~37% duplicates: fit on the distinct rows
+    // weighted by how often they were drawn. The split scores are the same
+    // (linfa-trees works on weighted class frequencies) and every node scan
+    // is over fewer rows, which is most of the training time.
+    let mut drawn = vec![0u32; n];
+    for _ in 0..n_boot {
+        drawn[rng.gen_range(0..n)] += 1;
+    }
+    let in_bag: Vec<bool> = drawn.iter().map(|&c| c > 0).collect();
+    let rows: Vec<usize> = (0..n).filter(|&r| in_bag[r]).collect();
+    let mut columns = rand::seq::index::sample(&mut rng, d, k).into_vec();
+    columns.sort_unstable();
+
+    let records = Array2::from_shape_fn((rows.len(), k), |(r, c)| x[[rows[r], columns[c]]]);
+    let labels: Vec<bool> = rows.iter().map(|&r| y[r]).collect();
+    let counts: Vec<f64> = rows.iter().map(|&r| f64::from(drawn[r])).collect();
+    let targets: Array1<usize> = labels.iter().map(|&v| usize::from(v)).collect();
+    let weights: Array1<f32> = rows
+        .iter()
+        .map(|&r| drawn[r] as f32 * if y[r] { SUCCESS_WEIGHT } else { 1.0 })
+        .collect();
+    let dataset = Dataset::new(records, targets).with_weights(weights);
+    let tree = DecisionTree::params()
+        .split_quality(SplitQuality::Gini)
+        .max_depth(Some(params.max_depth))
+        .min_weight_split(params.min_samples_split as f32)
+        .min_weight_leaf(0.5)
+        .fit(&dataset)
+        .map_err(|e| MlError::Train(e.to_string()))?;
+
+    let mut importance = vec![0.0; d];
+    let sample: Vec<usize> = (0..rows.len()).collect();
+    let fitted = FittedTree { columns, tree };
+    mdi(
+        fitted.tree.root_node(),
+        &sample,
+        dataset.records(),
+        &Weighted {
+            labels: &labels,
+            counts: &counts,
+        },
+        &fitted.columns,
+        &mut importance,
+    );
+    Ok((fitted, in_bag, importance))
+}
+
+/// Labels and draw counts of a tree's distinct training rows.
+struct Weighted<'a> {
+    labels: &'a [bool],
+    counts: &'a [f64],
+}
+
+impl Weighted<'_> {
+    /// Gini impurity of `rows` times their total draw count.
+    fn gini(&self, rows: &[usize]) -> f64 {
+        let n: f64 = rows.iter().map(|&r| self.counts[r]).sum();
+        if n <= 0.0 {
+            return 0.0;
+        }
+        let yes: f64 = rows
+            .iter()
+            .filter(|&&r| self.labels[r])
+            .map(|&r| self.counts[r])
+            .sum();
+        let p = yes / n;
+        n * 2.0 * p * (1.0 - p)
+    }
+}
+
+/// Mean decrease in impurity: push the tree's own training rows through it
+/// and credit each split's column with its size-weighted Gini decrease.
+/// (linfa's `feature_importance` averages unweighted per-node decreases, so a
+/// split of two rows near a leaf counts as much as the root split.)
+fn mdi(
+    node: &TreeNode<f64, usize>,
+    rows: &[usize],
+    records: &Array2<f64>,
+    labels: &Weighted<'_>,
+    columns: &[usize],
+    importance: &mut [f64],
+) {
+    if node.is_leaf() || rows.is_empty() {
+        return;
+    }
+    let (feature, threshold, _) = node.split();
+    let (left, right): (Vec<usize>, Vec<usize>) = rows
+        .iter()
+        .partition(|&&r| records.get((r, feature)).is_some_and(|&v| v < threshold));
+    if let Some(slot) = columns.get(feature).and_then(|&c| importance.get_mut(c)) {
+        *slot += labels.gini(rows) - labels.gini(&left) - labels.gini(&right);
+    }
+    let children = node.children();
+    for (child, part) in children.into_iter().zip([left, right]) {
+        if let Some(child) = child.as_deref() {
+            mdi(child, &part, records, labels, columns, importance);
+        }
+    }
+}
+
+impl RandomForest {
+    /// Train on `x` (one row per sample) and labels `y`.
+    ///
+    /// Errors on empty data, mismatched lengths, non-finite values and bad
+    /// parameters. Labels of a single class are fine: the forest then always
+    /// predicts that class (and reports no out-of-bag accuracy).
+    pub fn fit(x: &Array2<f64>, y: &[bool], params: &ForestParams) -> Result<Self, MlError> {
+        params.validate()?;
+        let (n, d) = x.dim();
+        if n == 0 || d == 0 {
+            return Err(MlError::EmptyData);
+        }
+        if y.len() != n {
+            return Err(MlError::Shape {
+                rows: n,
+                labels: y.len(),
+            });
+        }
+        if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(MlError::NonFinite { row, column });
+        }
+        if y.iter().all(|&v| v == y[0]) {
+            return Ok(RandomForest {
+                n_features: d,
+                trees: Vec::new(),
+                constant: Some(y[0]),
+                oob_accuracy: None,
+                importances: vec![0.0; d],
+            });
+        }
+
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |p| p.get())
+            .min(params.trees);
+        let fitted: Vec<Result<TreeFit, MlError>> = if threads <= 1 {
+            (0..params.trees)
+                .map(|i| fit_tree(x, y, params, i))
+                .collect()
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|t| {
+                        s.spawn(move || {
+                            (t..params.trees)
+                                .step_by(threads)
+                                .map(|i| (i, fit_tree(x, y, params, i)))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                let mut all: Vec<(usize, Result<_, MlError>)> = Vec::with_capacity(params.trees);
+                for h in handles {
+                    match h.join() {
+                        Ok(part) => all.extend(part),
+                        Err(_) => all.push((
+                            usize::MAX,
+                            Err(MlError::Train("a tree worker panicked".into())),
+                        )),
+                    }
+                }
+                all.sort_by_key(|(i, _)| *i);
+                all.into_iter().map(|(_, r)| r).collect()
+            })
+        };
+        let mut trees = Vec::with_capacity(params.trees);
+        let mut bags = Vec::with_capacity(params.trees);
+        let mut importance = vec![0.0; d];
+        for r in fitted {
+            let (tree, in_bag, imp) = r?;
+            trees.push(tree);
+            bags.push(in_bag);
+            for (total, v) in importance.iter_mut().zip(imp) {
+                *total += v.max(0.0);
+            }
+        }
+
+        // Out-of-bag accuracy: each row judged only by trees that never saw it.
+        let (mut judged, mut correct) = (0usize, 0usize);
+        for (r, row) in x.rows().into_iter().enumerate() {
+            let row = row.to_vec();
+            let (mut yes, mut total) = (0usize, 0usize);
+            for (tree, bag) in trees.iter().zip(&bags) {
+                if !bag[r]
+                    && let Some(v) = tree.vote(&row)
+                {
+                    total += 1;
+                    yes += usize::from(v);
+                }
+            }
+            if total > 0 {
+                judged += 1;
+                correct += usize::from((2 * yes >= total) == y[r]);
+            }
+        }
+        let oob_accuracy = (judged > 0).then(|| correct as f64 / judged as f64);
+        let sum: f64 = importance.iter().sum();
+        let importances = if sum > 0.0 {
+            importance.into_iter().map(|v| v / sum).collect()
+        } else {
+            vec![0.0; d]
+        };
+        Ok(RandomForest {
+            n_features: d,
+            trees,
+            constant: None,
+            oob_accuracy,
+            importances,
+        })
+    }
+
+    /// Share of trees voting success for `row` (the same columns as in
+    /// training). 0.5 when no tree can judge the row (e.g. it is too short).
+    pub fn predict_proba(&self, row: &[f64]) -> f64 {
+        if let Some(c) = self.constant {
+            return if c { 1.0 } else { 0.0 };
+        }
+        let (mut yes, mut total) = (0usize, 0usize);
+        for tree in &self.trees {
+            if let Some(v) = tree.vote(row) {
+                total += 1;
+                yes += usize::from(v);
+            }
+        }
+        if total == 0 {
+            0.5
+        } else {
+            yes as f64 / total as f64
+        }
+    }
+
+    /// Accuracy on out-of-bag rows, measured during [`fit`](Self::fit).
+    pub fn oob_accuracy(&self) -> Option<f64> {
+        self.oob_accuracy
+    }
+
+    /// Per-column importance (mean decrease in Gini impurity, weighted by the
+    /// rows reaching each split), summing to 1 (all 0 when nothing was split).
+    pub fn feature_importances(&self) -> Vec<f64> {
+        self.importances.clone()
+    }
+
+    /// Number of columns the forest was trained on.
+    pub fn n_features(&self) -> usize {
+        self.n_features
+    }
+
+    /// Number of trees.
+    pub fn n_trees(&self) -> usize {
+        self.trees.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` rows of 4 uniform features in [0, 100); success iff column 0 < 50.
+    fn separable(n: usize, seed: u64) -> (Array2<f64>, Vec<bool>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let x = Array2::from_shape_fn((n, 4), |_| rng.gen_range(0.0..100.0));
+        let y = x.column(0).iter().map(|&v| v < 50.0).collect();
+        (x, y)
+    }
+
+    #[test]
+    fn learns_a_separable_rule() {
+        let (x, y) = separable(400, 1);
+        let f = RandomForest::fit(&x, &y, &ForestParams::default()).unwrap();
+        assert_eq!(f.n_trees(), 50);
+        let (xt, yt) = separable(200, 2);
+        let hits = xt
+            .rows()
+            .into_iter()
+            .zip(&yt)
+            .filter(|(r, y)| (f.predict_proba(&r.to_vec()) >= 0.5) == **y)
+            .count();
+        let acc = hits as f64 / yt.len() as f64;
+        assert!(acc > 0.9, "held-out accuracy {acc}");
+        let oob = f.oob_accuracy().unwrap();
+        assert!(oob > 0.8, "oob accuracy {oob}");
+        let imp = f.feature_importances();
+        assert!((imp.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        assert!(imp[0] > 0.5, "column 0 should dominate: {imp:?}");
+    }
+
+    #[test]
+    fn training_is_reproducible() {
+        let (x, y) = separable(200, 3);
+        let p = ForestParams {
+            trees: 10,
+            ..ForestParams::default()
+        };
+        let a = RandomForest::fit(&x, &y, &p).unwrap();
+        let b = RandomForest::fit(&x, &y, &p).unwrap();
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            serde_json::to_string(&b).unwrap()
+        );
+    }
+
+    #[test]
+    fn single_class_predicts_that_class() {
+        let (x, _) = separable(20, 4);
+        let f = RandomForest::fit(&x, &[false; 20], &ForestParams::default()).unwrap();
+        assert_eq!(f.predict_proba(&[1.0, 2.0, 3.0, 4.0]), 0.0);
+        assert_eq!(f.oob_accuracy(), None);
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        let p = ForestParams::default();
+        let empty = Array2::<f64>::zeros((0, 3));
+        assert!(matches!(
+            RandomForest::fit(&empty, &[], &p),
+            Err(MlError::EmptyData)
+        ));
+        let (mut x, y) = separable(10, 5);
+        assert!(matches!(
+            RandomForest::fit(&x, &y[..9], &p),
+            Err(MlError::Shape {
+                rows: 10,
+                labels: 9
+            })
+        ));
+        x[[3, 2]] = f64::NAN;
+        assert!(matches!(
+            RandomForest::fit(&x, &y, &p),
+            Err(MlError::NonFinite { row: 3, column: 2 })
+        ));
+        let bad = ForestParams {
+            feature_fraction: 0.0,
+            ..p
+        };
+        assert!(matches!(
+            RandomForest::fit(&x, &y, &bad),
+            Err(MlError::InvalidParams(_))
+        ));
+    }
+
+    #[test]
+    fn short_rows_do_not_panic() {
+        let (x, y) = separable(100, 6);
+        let f = RandomForest::fit(&x, &y, &ForestParams::default()).unwrap();
+        let p = f.predict_proba(&[]);
+        assert!((0.0..=1.0).contains(&p));
+    }
+}

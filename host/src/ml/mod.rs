@@ -1,0 +1,66 @@
+//! Learned strategy selection: the core the engine's selector builds on.
+//!
+//! The engine asks one question of this module: *how likely is each candidate
+//! strategy to succeed in the current context?* The answer comes from a random
+//! forest trained on past deployments kept in the history database.
+//!
+//! Why it is shaped this way:
+//!
+//! - **One feature extractor** ([`features::extract`]) is used at training and
+//!   at prediction time, and the trained model stores the feature weights it
+//!   was trained with, so the two can never drift apart (the classic silent
+//!   bug of ML in production).
+//! - **Our own bagging over linfa-trees** ([`forest`]) instead of
+//!   `linfa-ensemble`: the ensemble crate's forest has no `Serialize`, and the
+//!   design keeps the model in the history database across restarts. Every
+//!   `DecisionTree` serialises, so the forest is a list of trees plus the
+//!   columns each tree saw; it also gives us out-of-bag accuracy for free,
+//!   which is what the engine reports as confidence in the model.
+//! - **One model for all strategies** ([`model::StrategyModel`]), with the
+//!   strategy one-hot encoded, so strategies share what the context teaches
+//!   (load, environment, hour) while still learning their own effects.
+//! - **No dependency upward**: this module knows `config` and nothing of the
+//!   engine or the CLI (engine → ml → config/history). Fallback rules below
+//!   `min_training_samples`, exploration and utility are the engine's policy.
+//! - **Never panics on input**: bad training data, bad parameters and corrupt
+//!   or foreign model bytes are [`MlError`]s; a model blob from another
+//!   version is reported as [`MlError::Incompatible`] so the caller can
+//!   retrain instead of failing the deployment.
+
+pub mod features;
+pub mod forest;
+pub mod model;
+
+pub use features::{FEATURE_NAMES, FeatureContext, extract, unknown_weight_keys};
+pub use forest::{ForestParams, RandomForest};
+pub use model::{FORMAT_VERSION, ModelMeta, Prediction, StrategyModel, TrainingRow};
+
+/// Errors of training, prediction and model persistence.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MlError {
+    /// No rows, or rows without features.
+    #[error("no training data")]
+    EmptyData,
+    /// The feature matrix and the labels disagree.
+    #[error("shape mismatch: {rows} feature rows but {labels} labels")]
+    Shape { rows: usize, labels: usize },
+    /// A feature value is NaN or infinite.
+    #[error("non-finite feature value at row {row}, column {column}")]
+    NonFinite { row: usize, column: usize },
+    /// Forest parameters out of range.
+    #[error("invalid forest parameters: {0}")]
+    InvalidParams(String),
+    /// The decision-tree learner refused the data.
+    #[error("training failed: {0}")]
+    Train(String),
+    /// The model could not be encoded.
+    #[error("cannot encode model: {0}")]
+    Encode(String),
+    /// The bytes are not a strategy model (or are damaged).
+    #[error("corrupt model data: {0}")]
+    Corrupt(String),
+    /// A strategy model written by a different format version.
+    #[error("incompatible model format version {found} (this build reads {expected})")]
+    Incompatible { found: u32, expected: u32 },
+}
