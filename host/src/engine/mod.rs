@@ -435,7 +435,11 @@ impl Engine {
         );
 
         // Load history.
-        let history = if req.dry_run {
+        // Read what exists; creating the database waits until something is
+        // deployed (a refused or dry run leaves the state dir untouched).
+        let history = if !crate::history::database_path(&self.state_dir).exists() {
+            None
+        } else if req.dry_run {
             History::open(&self.state_dir).ok()
         } else {
             Some(History::open(&self.state_dir)?)

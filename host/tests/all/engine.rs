@@ -230,6 +230,10 @@ async fn dry_run_executes_nothing() {
     assert!(w.order().is_empty(), "no deploy or rollback command ran");
     assert!(!marker.exists(), "no hook ran");
     assert!(out.report_path.is_none());
+    assert!(
+        !w.state().exists(),
+        "a dry run leaves the state dir untouched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,6 +477,12 @@ async fn critical_memory_blocks_unless_forced() {
         "{msg}"
     );
     assert!(w.order().is_empty());
+    assert!(
+        !w.state()
+            .join("deployment_data/deployment_history.db")
+            .exists(),
+        "a refused run writes nothing"
+    );
     let mut req = request(&["api"], "balanced");
     req.force = true;
     let out = engine.deploy(req, None, None).await.unwrap();
