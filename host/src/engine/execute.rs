@@ -567,16 +567,35 @@ impl Execution<'_> {
         started: Instant,
         dl: &mut DecisionLog,
     ) -> Option<Stop> {
+        // The strategy is asked (and the decision log written) when the wait
+        // begins and then every ASK_EVERY; in between the budget is re-checked
+        // quietly each second, so a long wait does not flood the log.
+        const ASK_EVERY: Duration = Duration::from_secs(10);
+        let mut last_asked: Option<Instant> = None;
         loop {
             let m = self.metrics().await;
             let over_cpu = m.cpu_percent > self.limits.cpu_limit * 100.0;
             let over_mem = m.memory_percent > self.limits.memory_limit * 100.0;
             if !over_cpu && !over_mem {
+                if last_asked.is_some() {
+                    dl.record(
+                        "back_under_budget",
+                        json!({ "cpu_percent": m.cpu_percent, "memory_percent": m.memory_percent }),
+                    );
+                }
                 return None;
             }
             if self.past_deadline() {
                 return Some(Stop::Deadline(self.deadline_message()));
             }
+            if last_asked.is_some_and(|t| t.elapsed() < ASK_EVERY) {
+                tokio::time::sleep(
+                    Duration::from_secs(1).min(self.remaining().unwrap_or(Duration::MAX)),
+                )
+                .await;
+                continue;
+            }
+            last_asked = Some(Instant::now());
             let msg = format!(
                 "over budget: CPU {:.0}% (limit {:.0}%), memory {:.0}% (limit {:.0}%)",
                 m.cpu_percent,
@@ -589,7 +608,7 @@ impl Execution<'_> {
                 .progress(ProgressKind::OverBudget, wave, None, &msg, steps, started)
                 .await;
             match self.decide(&p, dl).await {
-                Decision::Continue => self.pause(1, &msg, dl).await,
+                Decision::Continue => {}
                 other => {
                     if let Some(s) = self.apply(other, dl).await {
                         return Some(s);

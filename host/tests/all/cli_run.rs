@@ -322,8 +322,24 @@ fn dry_run_from_the_cli_prints_the_plan_and_runs_nothing() {
 fn readme_demo_runs() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
+    // The embedded config and its demo services, with the CPU budgets raised:
+    // on a CI machine busy with other tests, the default 90% budget of
+    // aggressive would (rightly) hold the deployment back until it is quieter.
+    let cfg = dir.path().join("busy-machine.yaml");
+    std::fs::write(
+        &cfg,
+        "resource_limits:\n  aggressive: {cpu_limit: 1.0}\n  balanced: {cpu_limit: 1.0}\n  conservative: {cpu_limit: 1.0}\n",
+    )
+    .unwrap();
     let o = adeploy(
-        &["run", "--services", "api-service", "web-frontend"],
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--services",
+            "api-service",
+            "web-frontend",
+        ],
         dir.path(),
         &state,
     );
