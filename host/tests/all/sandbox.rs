@@ -217,15 +217,7 @@ async fn capabilities_outside_the_grant_come_back_as_error_values() {
         .plan(&ctx(vec![], WitEnvironment::Staging))
         .await
         .unwrap();
-    let notes: HashMap<String, String> = called
-        .value
-        .notes
-        .iter()
-        .filter_map(|n| {
-            n.split_once(": ")
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect();
+    let notes = notes_by_key(&called.value.notes);
     for key in [
         "env",
         "shadow",
@@ -308,15 +300,7 @@ async fn plan_fixture_ctx(host: &PluginHost, grants: Grants, cfg: &str) -> HashM
         .plan(&ctx(vec![], WitEnvironment::Staging))
         .await
         .unwrap();
-    called
-        .value
-        .notes
-        .iter()
-        .filter_map(|n| {
-            n.split_once(": ")
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-        })
-        .collect()
+    notes_by_key(&called.value.notes)
 }
 
 #[tokio::test]
@@ -339,4 +323,15 @@ async fn a_fresh_store_per_call_means_a_trap_does_not_poison_the_plugin() {
         // describe still works on the same plugin after its plan trapped.
         assert_eq!(plugin.describe().await.unwrap().value.name, "trap");
     }
+}
+
+/// The snoop fixture's notes (`key: outcome`) by key.
+fn notes_by_key(notes: &[String]) -> HashMap<String, String> {
+    notes
+        .iter()
+        .filter_map(|n| {
+            n.split_once(": ")
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
 }
