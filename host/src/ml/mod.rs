@@ -30,10 +30,12 @@
 pub mod features;
 pub mod forest;
 pub mod model;
+pub mod outcome;
 
 pub use features::{FEATURE_NAMES, FeatureContext, extract, unknown_weight_keys};
 pub use forest::{ForestParams, RandomForest};
 pub use model::{FORMAT_VERSION, ModelMeta, Prediction, StrategyModel, TrainingRow};
+pub use outcome::Outcome;
 
 /// Errors of training, prediction and model persistence.
 #[derive(Debug, thiserror::Error)]
