@@ -157,6 +157,22 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         emit(&Text(text), false)?;
     }
+    // The result is out; a retraining this deployment triggered finishes
+    // before the process exits.
+    for r in engine.wait_for_learning().await {
+        match &r.result {
+            Ok(m) if !ctx.json => eprintln!(
+                "learning: strategy model retrained on {} deployments in {:.1} s{}",
+                m.samples,
+                r.seconds,
+                m.oob_accuracy
+                    .map(|a| format!(" (out-of-bag accuracy {a:.2})"))
+                    .unwrap_or_default()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: retraining the strategy model failed: {e}"),
+        }
+    }
     Ok(if outcome.success {
         ExitCode::SUCCESS
     } else {
@@ -180,6 +196,9 @@ fn render_plan(plan: &PlanView) -> String {
     }
     for n in &plan.notes {
         s.push_str(&format!("  note: {n}\n"));
+    }
+    for w in &plan.warnings {
+        s.push_str(&format!("  WARNING: {w}\n"));
     }
     s
 }
@@ -212,6 +231,9 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                         | "strategy_predicted"
                         | "strategy_selected"
                         | "safety_override"
+                        | "max_time_check"
+                        | "rollback_prediction"
+                        | "model_discarded"
                 ) && d.details.get("applied") != Some(&serde_json::Value::Bool(false))
                 {
                     say(format!("decision {}: {}", d.decision_type, d.details));
@@ -265,6 +287,11 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 "  {service}: {} {message}",
                 if ok { "rolled back" } else { "ROLLBACK FAILED" }
             )),
+            DeploymentEvent::Alert { message } => say(format!("ALERT: {message}")),
+            DeploymentEvent::Scaled { from, to, reason } => {
+                concurrency = to.max(1) as usize;
+                say(format!("  concurrency {from} → {to}: {reason}"))
+            }
             // Hooks that did their job stay in the decision log; failures show.
             DeploymentEvent::Hook {
                 phase,

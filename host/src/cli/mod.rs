@@ -3,6 +3,7 @@
 
 mod deploy;
 mod diagnostics;
+mod model;
 mod output;
 mod plugins;
 
@@ -59,6 +60,9 @@ enum Command {
     /// List, inspect plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// The learned strategy model: status, retrain, reset.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
 }
 
 /// Sorts an error into an exit code: 2 for bad input, 1 for runtime failures.
@@ -111,6 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => deploy::report(&ctx, args).await,
         Command::Diagnostics(args) => diagnostics::run(&ctx, args).await,
         Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
+        Command::Model(cmd) => model::run(&ctx, cmd).await,
     }
 }
 

@@ -191,6 +191,30 @@ impl Config {
                 ));
             }
         }
+        let ml = &self.ml_config;
+        for (field, v) in [
+            ("exploration_rate", ml.exploration_rate),
+            (
+                "rollback_prediction_threshold",
+                ml.rollback_prediction_threshold,
+            ),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(semantic(
+                    format!("ml_config.{field}"),
+                    format!("must be a fraction in [0, 1], got {v}"),
+                ));
+            }
+        }
+        if !ml.model_type.is_empty() && ml.model_type != "random_forest" {
+            return Err(semantic(
+                "ml_config.model_type".to_string(),
+                format!(
+                    "{:?} is not available; adeploy has `random_forest`",
+                    ml.model_type
+                ),
+            ));
+        }
         if self.plugin_defaults.timeout_ms == 0 || self.plugin_defaults.memory_mb == 0 {
             return Err(semantic(
                 "plugin_defaults".to_string(),

@@ -28,6 +28,8 @@ pub struct Config {
     pub hooks: Hooks,
     /// Experimental switches of the seed.
     pub experimental: Experimental,
+    /// When repeated failures raise an alert.
+    pub alerts: Alerts,
     /// System monitoring: sampling, trends, network latency.
     pub monitoring: Monitoring,
     /// Limits every plugin gets unless its own entry says otherwise.
@@ -94,6 +96,23 @@ pub struct MlConfig {
     pub min_training_samples: u32,
     /// Multipliers applied to features.
     pub feature_weights: BTreeMap<String, f64>,
+    /// Share of adaptive deployments (outside production) that try a
+    /// strategy with fewer than `min_strategy_samples` deployments, 0..1.
+    pub exploration_rate: f64,
+    /// A strategy with fewer deployments than this is explored, not trusted.
+    pub min_strategy_samples: u32,
+    /// With `experimental.enable_rollback_prediction`: a predicted failure
+    /// probability above this (0..1) needs confirmation.
+    pub rollback_prediction_threshold: f64,
+}
+
+/// `alerts`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Alerts {
+    /// Alert after this many consecutive failures of a service or in an
+    /// environment (0 turns alerts off).
+    pub consecutive_failures: u32,
 }
 
 /// `environment_detection`.

@@ -49,7 +49,14 @@ pub(crate) struct Execution<'a> {
     /// What set the deadline, for messages (`--max-time of 5 min`).
     pub deadline_label: &'a str,
     pub log: &'a DeploymentLog,
+    /// Consecutive failures before this deployment (for on-failure hooks).
+    pub streaks: &'a crate::ml::Streaks,
+    /// The background sampler, when the machine is measured.
+    pub sampler: Option<&'a crate::monitor::Sampler>,
 }
+
+/// How far ahead predictive scaling projects the load trend, in minutes.
+const SCALING_HORIZON_MIN: f64 = 1.0;
 
 /// Why execution stopped early.
 #[derive(Debug, Clone)]
@@ -303,7 +310,8 @@ impl Execution<'_> {
             };
         }
 
-        let concurrency = self.rollout.concurrency.min(self.limits.concurrency).max(1) as usize;
+        let mut concurrency = self.rollout.concurrency.min(self.limits.concurrency).max(1) as usize;
+        let mut readings: Vec<crate::monitor::Snapshot> = Vec::new();
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let mut order: Vec<usize> = Vec::new(); // indices in deploy start order
         let mut stop: Option<Stop> = None;
@@ -403,6 +411,9 @@ impl Execution<'_> {
                 if !done.ok {
                     failures += 1;
                 }
+                if stop.is_none() && self.engine.config.experimental.enable_predictive_scaling {
+                    self.rescale(&mut concurrency, &mut readings, dl).await;
+                }
                 if stop.is_none() {
                     let step = Step {
                         service: steps[done.index].service.clone(),
@@ -481,13 +492,15 @@ impl Execution<'_> {
                 self.rollout.failure.rollback_scope,
             ),
         };
-        let failed_count = u32::try_from(
-            steps
-                .iter()
-                .filter(|s| !matches!(s.status, StepStatus::Succeeded))
-                .count(),
-        )
-        .unwrap_or(u32::MAX);
+        // Hooks get the consecutive failures this one extends: of the
+        // environment, or of a service that failed now, whichever is longer.
+        let failed_count = steps
+            .iter()
+            .filter(|s| matches!(s.status, StepStatus::Failed | StepStatus::Cancelled))
+            .map(|s| self.streaks.services.get(&s.service).copied().unwrap_or(0) + 1)
+            .chain(std::iter::once(self.streaks.environment + 1))
+            .max()
+            .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX));
         let _ = self
             .deployment_hooks(Phase::OnFailure, failed_count, &reason, dl)
             .await;
@@ -522,6 +535,81 @@ impl Execution<'_> {
             message: reason,
             steps,
         }
+    }
+
+    /// `experimental.enable_predictive_scaling`: one step less concurrency
+    /// while CPU or memory rises toward the strategy's budget (projected
+    /// [`SCALING_HORIZON_MIN`] ahead), one more while both fall well below it,
+    /// between 1 and `resource_limits.<strategy>.concurrency`.
+    async fn rescale(
+        &self,
+        concurrency: &mut usize,
+        readings: &mut Vec<crate::monitor::Snapshot>,
+        dl: &mut DecisionLog,
+    ) {
+        use crate::monitor::{Direction, Metric, trend};
+        let now = self.metrics().await;
+        readings.push(now);
+        let mut samples = self.sampler.map(|s| s.snapshot()).unwrap_or_default();
+        samples.extend(readings.iter().copied());
+        let window = Duration::from_secs(self.engine.config.monitoring.trend_window_s.max(1));
+        let most = self.limits.concurrency.max(1) as usize;
+        let mut stats = Vec::new();
+        for (metric, budget) in [
+            (Metric::Cpu, self.limits.cpu_limit * 100.0),
+            (Metric::Memory, self.limits.memory_limit * 100.0),
+        ] {
+            let Some(t) = trend(&samples, metric, window) else {
+                return;
+            };
+            let value = metric.value(&now);
+            let projected = value + t.slope_per_min * SCALING_HORIZON_MIN;
+            stats.push((
+                metric,
+                t.direction,
+                t.slope_per_min,
+                value,
+                projected,
+                budget,
+            ));
+        }
+        let rising = stats
+            .iter()
+            .find(|s| s.1 == Direction::Rising && s.4 >= s.5 * 0.9)
+            .map(|s| (s.0, s.3, s.2, s.4, s.5));
+        let calm = stats
+            .iter()
+            .all(|s| s.1 != Direction::Rising && s.4 < s.5 * 0.6)
+            && stats.iter().any(|s| s.1 == Direction::Falling);
+        let (to, why) = match rising {
+            Some((metric, value, slope, projected, budget)) if *concurrency > 1 => (
+                *concurrency - 1,
+                format!(
+                    "{} {value:.0}% rising {slope:+.1} points/min toward the budget of {budget:.0}% (projected {projected:.0}% in {SCALING_HORIZON_MIN} min)",
+                    metric.name()
+                ),
+            ),
+            None if calm && *concurrency < most => (
+                *concurrency + 1,
+                format!(
+                    "load falling well below the budget (CPU {:.0}%, memory {:.0}%)",
+                    now.cpu_percent, now.memory_percent
+                ),
+            ),
+            _ => return,
+        };
+        let from = u32::try_from(*concurrency).unwrap_or(u32::MAX);
+        let to32 = u32::try_from(to).unwrap_or(u32::MAX);
+        dl.record(
+            "predictive_scaling",
+            json!({ "from": from, "to": to32, "reason": why, "cpu_percent": now.cpu_percent, "memory_percent": now.memory_percent }),
+        );
+        dl.emit(DeploymentEvent::Scaled {
+            from,
+            to: to32,
+            reason: why,
+        });
+        *concurrency = to;
     }
 
     fn deadline_message(&self) -> String {

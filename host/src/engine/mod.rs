@@ -16,13 +16,15 @@
 
 pub mod diagnostics;
 mod execute;
+pub mod learn;
 pub mod select;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{Local, Utc};
+use chrono::{Local, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
@@ -33,11 +35,16 @@ use crate::exec::DeploymentLog;
 use crate::history::{
     DecisionRecord, DeploymentRecord, DeploymentStatus, History, HistoryError, RunLock,
 };
+use crate::ml::DurationEstimate;
 use crate::monitor::{Sampler, Snapshot, SystemMonitor};
 use crate::plugin::{HostOptions, PluginError, PluginHost, PluginKind, PluginSet};
 use crate::report::{self, Report};
 pub use crate::report::{StepRecord, StepStatus};
-pub use select::{RuleSelector, Selection, SelectionContext, StrategySelector};
+use learn::ModelState;
+pub use select::{
+    AdaptiveSelector, CandidateScore, LearningContext, RuleSelector, Selection, SelectionContext,
+    StrategySelector,
+};
 
 /// `--deployment-size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -121,6 +128,16 @@ pub enum DeploymentEvent {
         ok: bool,
         message: String,
     },
+    /// Repeated failures (`alerts.consecutive_failures`).
+    Alert {
+        message: String,
+    },
+    /// `experimental.enable_predictive_scaling` changed the concurrency.
+    Scaled {
+        from: u32,
+        to: u32,
+        reason: String,
+    },
 }
 
 /// Why a deployment could not be attempted.
@@ -142,6 +159,9 @@ pub enum EngineError {
     },
     #[error("{0}")]
     Monitor(#[from] crate::monitor::MonitorError),
+    /// Training the strategy model failed.
+    #[error("{0}")]
+    Learn(String),
     /// The operator declined the plan (`--interactive`).
     #[error("deployment cancelled at the confirmation prompt")]
     Declined,
@@ -182,7 +202,7 @@ pub struct DeploymentOutcome {
 pub type Confirm = Box<dyn Fn(&report::PlanView) -> bool + Send + Sync>;
 
 /// Where the engine keeps its state and finds its plugins.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct EngineOptions {
     /// Overrides `state_dir` of the config.
     pub state_dir: Option<PathBuf>,
@@ -195,7 +215,28 @@ pub struct EngineOptions {
     /// Pins every metric reading to this snapshot instead of measuring the
     /// machine: for simulations and tests of the load-dependent decisions.
     pub fixed_metrics: Option<Snapshot>,
+    /// Takes every metric reading from this function instead of the machine
+    /// (wins over `fixed_metrics`): for an embedding tool with its own
+    /// monitoring, and for simulations of changing load.
+    pub metrics_source: Option<MetricsSource>,
 }
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("state_dir", &self.state_dir)
+            .field("plugin_dirs", &self.plugin_dirs)
+            .field("host", &self.host)
+            .field("lock_wait", &self.lock_wait)
+            .field("fixed_metrics", &self.fixed_metrics)
+            .field("metrics_source", &self.metrics_source.is_some())
+            .finish()
+    }
+}
+
+/// A function that returns the machine's load (see
+/// [`EngineOptions::metrics_source`]).
+pub type MetricsSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
 
 /// The deployment engine. One per process is plenty; it holds the plugin
 /// host, the loaded plugins and the system monitor.
@@ -223,7 +264,9 @@ pub struct Engine {
     monitor: Arc<SystemMonitor>,
     selector: Box<dyn StrategySelector>,
     lock_wait: Duration,
-    fixed_metrics: Option<Snapshot>,
+    metrics_source: Option<MetricsSource>,
+    /// Model retrainings running in the background.
+    learning: Mutex<Vec<tokio::task::JoinHandle<learn::Retrained>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -294,20 +337,25 @@ impl Engine {
             plugins,
             _host: host,
             monitor,
-            selector: Box::new(RuleSelector),
+            selector: Box::new(AdaptiveSelector),
             lock_wait: options.lock_wait.unwrap_or(Duration::from_secs(10)),
-            fixed_metrics: options.fixed_metrics,
+            metrics_source: match (options.metrics_source, options.fixed_metrics) {
+                (Some(f), _) => Some(f),
+                (None, Some(s)) => Some(Arc::new(move || Snapshot {
+                    timestamp: Utc::now(),
+                    ..s
+                })),
+                (None, None) => None,
+            },
+            learning: Mutex::new(Vec::new()),
         })
     }
 
     /// The machine's load now (or the pinned snapshot, see
     /// [`EngineOptions::fixed_metrics`]).
     pub async fn sample_metrics(&self) -> Snapshot {
-        if let Some(s) = self.fixed_metrics {
-            return Snapshot {
-                timestamp: Utc::now(),
-                ..s
-            };
+        if let Some(source) = &self.metrics_source {
+            return source();
         }
         let monitor = self.monitor.clone();
         tokio::task::spawn_blocking(move || monitor.sample())
@@ -446,27 +494,84 @@ impl Engine {
         };
         let past: Vec<DeploymentRecord> = history
             .as_ref()
-            .and_then(|h| h.list_deployments(200).ok())
+            .and_then(|h| h.list_deployments(usize::MAX).ok())
             .unwrap_or_default();
-        let recent: Vec<bool> = past
+        let outcomes = learn::outcomes(&past);
+        let recent: Vec<bool> = outcomes
             .iter()
-            .filter(|d| d.environment == environment.as_str() && !d.dry_run)
-            .filter_map(|d| d.success)
+            .filter(|o| o.environment == environment)
+            .map(|o| o.success)
             .collect();
+        let model_state = match &history {
+            Some(h) if req.dry_run => learn::load_model(h).unwrap_or(ModelState::Missing),
+            Some(h) => learn::load_model(h)?,
+            None => ModelState::Missing,
+        };
+        if let ModelState::Discarded(reason) = &model_state {
+            log.record("model_discarded", json!({ "reason": reason }));
+        }
+        let training_samples = outcomes.iter().filter(|o| o.features.is_some()).count();
         log.record(
             "history_loaded",
             json!({
-                "deployments": past.len(),
+                "deployments": outcomes.len(),
                 "in_environment": recent.len(),
                 "recent_success_rate": if recent.is_empty() { None } else {
                     Some(recent.iter().filter(|ok| **ok).count() as f64 / recent.len() as f64)
+                },
+                "training_samples": training_samples,
+                "model": match &model_state {
+                    ModelState::Ready(m) => json!({
+                        "samples": m.meta().samples,
+                        "trained_at": m.meta().trained_at,
+                        "oob_accuracy": m.meta().oob_accuracy,
+                    }),
+                    ModelState::Missing => json!(null),
+                    ModelState::Discarded(_) => json!("discarded"),
                 },
             }),
         );
 
         // Select the strategy.
-        let strategy = self.select_strategy(&req, environment, &baseline, &recent, &mut log);
+        let candidates = self.strategies();
+        let features = learn::feature_context(
+            &baseline,
+            environment,
+            req.size,
+            req.services.len(),
+            &outcomes,
+            "",
+        );
+        let durations =
+            crate::ml::estimate_all(&outcomes, &candidates, environment, req.services.len());
+        let learning = LearningContext {
+            model: &model_state,
+            outcomes: &outcomes,
+            training_samples,
+            features: &features,
+            durations: &durations,
+            roll: rand::random::<f64>(),
+        };
+        let learning = (!outcomes.is_empty()).then_some(&learning);
+        let (strategy, selection) =
+            self.select_strategy(&req, environment, &baseline, &recent, learning, &mut log);
+        let strategy =
+            self.check_max_time(&req, strategy, selection.as_ref(), &durations, &mut log)?;
         let strategy = self.safety_override(&req, environment, &baseline, strategy, &mut log);
+        let prediction = durations.get(&strategy).cloned();
+        let mut warnings = Vec::new();
+        if self.config.experimental.enable_rollback_prediction {
+            warnings.extend(self.predict_rollback(
+                &req,
+                environment,
+                &strategy,
+                learning,
+                confirm.is_some(),
+                &mut log,
+            )?);
+        }
+        let features = learn::for_strategy(&features, &outcomes, &strategy);
+        let streaks = crate::ml::streaks(&outcomes, environment, &req.services);
 
         // Resources and validation.
         let limits = self.limits_for(&strategy);
@@ -481,7 +586,8 @@ impl Engine {
         let ctx = self.context(&id, &req, environment, &baseline, &limits);
         let planned = plugin.plan(&ctx).await?;
         let rollout = planned.value;
-        let view = report::PlanView::new(&strategy, &rollout);
+        let mut view = report::PlanView::new(&strategy, &rollout);
+        view.warnings = warnings;
         log.record("plan", serde_json::to_value(&view).unwrap_or_default());
         log.emit(DeploymentEvent::Planned {
             strategy: strategy.clone(),
@@ -509,6 +615,15 @@ impl Engine {
                 steps: &[],
                 samples: &[baseline],
                 past: &past,
+                prediction: prediction.as_ref(),
+                patterns: &relevant_patterns(
+                    &outcomes,
+                    &strategy,
+                    &req.services,
+                    environment,
+                    &baseline,
+                ),
+                alerts: &[],
             });
             return Ok(DeploymentOutcome {
                 id,
@@ -556,13 +671,13 @@ impl Engine {
             report_path: None,
             pid: std::process::id(),
             summary: None,
-            extra: serde_json::Value::Null,
+            extra: json!({ "features": features }),
         };
         history.put_deployment(&record)?;
         history.append_decisions(&id, &log.entries)?;
         let flushed = log.entries.len();
 
-        let sampler = match self.fixed_metrics {
+        let sampler = match self.metrics_source {
             Some(_) => None,
             None => Some(Sampler::start_with_latency(
                 self.monitor.clone(),
@@ -600,6 +715,8 @@ impl Engine {
             deadline,
             deadline_label: &limit_label,
             log: &deployment_log,
+            streaks: &streaks,
+            sampler: sampler.as_ref(),
         };
         let result = run.run(&mut log).await;
         let samples = match sampler {
@@ -613,6 +730,27 @@ impl Engine {
             "deployment_finished",
             json!({ "success": success, "status": status, "message": result.message }),
         );
+        record.finished_at = Some(Utc::now());
+        record.status = status;
+        record.success = Some(success);
+        record.duration_s = Some(started.elapsed().as_secs_f64());
+        record.summary = Some(result.message.clone());
+        record.extra = json!({ "steps": result.steps, "features": features });
+
+        // Learn: this outcome joins the history the analyses read.
+        let mut outcomes = outcomes;
+        if let Some(o) = learn::outcome_of(&record) {
+            outcomes.insert(0, o);
+        }
+        let alerts = self.alerts(&outcomes, environment, &req.services, &mut log);
+        let rows = training_samples + 1;
+        let retrain = learn::retrain_due(rows, &model_state, &self.config.ml_config);
+        if let Some(reason) = &retrain {
+            log.record(
+                "model_retraining",
+                json!({ "reason": reason, "in_background": true }),
+            );
+        }
         let report = Report::build(report::ReportInput {
             id: &id,
             started_at: started_wall,
@@ -628,6 +766,15 @@ impl Engine {
             steps: &result.steps,
             samples: &samples,
             past: &past,
+            prediction: prediction.as_ref(),
+            patterns: &relevant_patterns(
+                &outcomes,
+                &strategy,
+                &req.services,
+                environment,
+                &baseline,
+            ),
+            alerts: &alerts,
         });
         let report_path = self
             .state_dir
@@ -637,18 +784,25 @@ impl Engine {
             what: format!("cannot write {}", report_path.display()),
             source,
         })?;
-
-        record.finished_at = Some(Utc::now());
-        record.status = status;
-        record.success = Some(success);
-        record.duration_s = Some(started.elapsed().as_secs_f64());
         record.report_path = Some(report_path.clone());
-        record.summary = Some(result.message.clone());
-        record.extra = json!({ "steps": result.steps });
         history.append_decisions(&id, &log.entries[flushed..])?;
         history.append_samples(&id, &samples.iter().map(Into::into).collect::<Vec<_>>())?;
         history.put_deployment(&record)?;
         drop(lock);
+        if let Some(reason) = retrain {
+            // Training takes up to seconds; the deployment is finished and
+            // recorded, so it runs beside whatever the caller does next.
+            // `wait_for_learning` collects it.
+            let state_dir = self.state_dir.clone();
+            let ml = self.config.ml_config.clone();
+            let after = id.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                learn::retrain_logged(&state_dir, &ml, after, reason)
+            });
+            if let Ok(mut tasks) = self.learning.lock() {
+                tasks.push(task);
+            }
+        }
         Ok(DeploymentOutcome {
             id,
             status,
@@ -659,38 +813,75 @@ impl Engine {
         })
     }
 
-    /// The seed's experimental switches are parsed; none is active yet. Say
-    /// so rather than silently ignore one that is turned on.
-    fn note_inactive_experiments(&self, log: &mut DecisionLog) {
-        let e = &self.config.experimental;
-        let on: Vec<(&str, &str)> = [
-            (
-                e.enable_predictive_scaling,
-                "enable_predictive_scaling",
-                "the ML optimizer",
-            ),
-            (
-                e.enable_rollback_prediction,
-                "enable_rollback_prediction",
-                "the ML optimizer",
-            ),
-            (
-                e.enable_canary_deployments,
-                "enable_canary_deployments",
-                "plugins in any language (the canary strategy)",
-            ),
-        ]
-        .into_iter()
-        .filter(|(flag, _, _)| *flag)
-        .map(|(_, name, by)| (name, by))
-        .collect();
-        for (name, by) in &on {
-            tracing::warn!("experimental.{name} is on but not active yet: it arrives with {by}");
+    /// Waits for the model retrainings started by earlier deployments and
+    /// returns what they did. A CLI run calls this after printing its result;
+    /// a long-running embedding may call it whenever it likes (or never: the
+    /// tasks finish on their own while the runtime lives).
+    pub async fn wait_for_learning(&self) -> Vec<learn::Retrained> {
+        let tasks: Vec<_> = match self.learning.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(_) => Vec::new(),
+        };
+        let mut done = Vec::new();
+        for t in tasks {
+            if let Ok(r) = t.await {
+                done.push(r);
+            }
         }
-        if !on.is_empty() {
+        done
+    }
+
+    /// Consecutive failures of a service or in the environment (newest
+    /// outcome first, this deployment included) at or over
+    /// `alerts.consecutive_failures`: a warning, a decision, and the
+    /// messages the report recommends on.
+    fn alerts(
+        &self,
+        outcomes: &[crate::ml::Outcome],
+        environment: Environment,
+        services: &[String],
+        log: &mut DecisionLog,
+    ) -> Vec<String> {
+        let n = self.config.alerts.consecutive_failures as usize;
+        if n == 0 {
+            return Vec::new();
+        }
+        let streaks = crate::ml::streaks(outcomes, environment, services);
+        let mut alerts = Vec::new();
+        if streaks.environment >= n {
+            alerts.push(format!(
+                "{} consecutive failed deployments in {environment}",
+                streaks.environment
+            ));
+        }
+        for (service, k) in &streaks.services {
+            if *k >= n {
+                alerts.push(format!("{service} failed in {k} consecutive deployments"));
+            }
+        }
+        for a in &alerts {
+            tracing::warn!("alert: {a} (alerts.consecutive_failures = {n})");
+            log.emit(DeploymentEvent::Alert { message: a.clone() });
+        }
+        if !alerts.is_empty() {
+            log.record(
+                "alert",
+                json!({ "alerts": alerts, "threshold": n, "streaks": streaks }),
+            );
+        }
+        alerts
+    }
+
+    /// `experimental.enable_canary_deployments` is parsed but its canary
+    /// strategy is not built in yet. Say so rather than silently ignore it.
+    fn note_inactive_experiments(&self, log: &mut DecisionLog) {
+        if self.config.experimental.enable_canary_deployments {
+            tracing::warn!(
+                "experimental.enable_canary_deployments is on but not active yet: the canary strategy is not built in"
+            );
             log.record(
                 "experimental_inactive",
-                json!({ "switches": on.iter().map(|(n, _)| *n).collect::<Vec<_>>(), "active": false }),
+                json!({ "switches": ["enable_canary_deployments"], "active": false }),
             );
         }
     }
@@ -701,15 +892,16 @@ impl Engine {
         environment: Environment,
         metrics: &Snapshot,
         recent: &[bool],
+        learning: Option<&LearningContext<'_>>,
         log: &mut DecisionLog,
-    ) -> String {
+    ) -> (String, Option<Selection>) {
         match req.strategy.as_deref() {
             Some(name) if name != "adaptive" => {
                 log.record(
                     "strategy_selected",
                     json!({ "strategy": name, "source": "operator" }),
                 );
-                name.to_string()
+                (name.to_string(), None)
             }
             _ => {
                 let candidates = self.strategies();
@@ -721,6 +913,8 @@ impl Engine {
                     candidates: &candidates,
                     recent_outcomes: recent,
                     config: &self.config,
+                    learning,
+                    max_time: req.max_time,
                 });
                 log.record(
                     "strategy_predicted",
@@ -729,10 +923,201 @@ impl Engine {
                         "confidence": sel.confidence,
                         "method": sel.method,
                         "reasons": sel.reasons,
+                        "candidates": sel.scores,
                     }),
                 );
-                sel.strategy
+                (sel.strategy.clone(), Some(sel))
             }
+        }
+    }
+
+    /// Is `--max-time` feasible with `strategy`, judged by similar past
+    /// deployments? If not, an adaptive choice moves to the best candidate
+    /// that fits; an operator's choice (or no candidate fitting) is refused
+    /// with the numbers, unless `--force`.
+    fn check_max_time(
+        &self,
+        req: &DeploymentRequest,
+        strategy: String,
+        selection: Option<&Selection>,
+        durations: &BTreeMap<String, DurationEstimate>,
+        log: &mut DecisionLog,
+    ) -> Result<String, EngineError> {
+        let Some(limit) = req.max_time else {
+            return Ok(strategy);
+        };
+        let limit_min = limit.as_secs_f64() / 60.0;
+        let judged = |s: &str| {
+            durations
+                .get(s)
+                .filter(|e| e.samples >= crate::ml::duration::MIN_SAMPLES)
+        };
+        let Some(estimate) = judged(&strategy) else {
+            log.record(
+                "max_time_check",
+                json!({
+                    "strategy": strategy,
+                    "max_time_minutes": limit_min,
+                    "feasible": null,
+                    "reason": format!(
+                        "fewer than {} similar successful deployments: nothing to judge by",
+                        crate::ml::duration::MIN_SAMPLES
+                    ),
+                }),
+            );
+            return Ok(strategy);
+        };
+        if estimate.minutes <= limit_min {
+            log.record(
+                "max_time_check",
+                json!({ "strategy": strategy, "max_time_minutes": limit_min, "feasible": true, "estimate": estimate }),
+            );
+            return Ok(strategy);
+        }
+        // Candidates in the selector's order of preference (else fastest first).
+        let mut order: Vec<String> = match selection {
+            Some(sel) if !sel.scores.is_empty() => {
+                sel.scores.iter().map(|c| c.strategy.clone()).collect()
+            }
+            _ => {
+                let mut c = self.strategies();
+                c.sort_by(|a, b| {
+                    let m = |s: &str| durations.get(s).map_or(f64::INFINITY, |e| e.minutes);
+                    m(a).total_cmp(&m(b))
+                });
+                c
+            }
+        };
+        order.retain(|c| judged(c).is_some_and(|e| e.minutes <= limit_min));
+        let faster = order.first().cloned();
+        if selection.is_some()
+            && let Some(to) = &faster
+        {
+            log.record(
+                "max_time_check",
+                json!({
+                    "strategy": strategy,
+                    "max_time_minutes": limit_min,
+                    "feasible": false,
+                    "estimate": estimate,
+                    "switched_to": to,
+                    "switched_estimate": durations.get(to),
+                }),
+            );
+            return Ok(to.clone());
+        }
+        let numbers = format!(
+            "--max-time of {limit_min:.1} min is too short for {strategy}: similar deployments took {:.1} min (median of {}, {})",
+            estimate.minutes, estimate.samples, estimate.basis
+        );
+        log.record(
+            "max_time_check",
+            json!({
+                "strategy": strategy,
+                "max_time_minutes": limit_min,
+                "feasible": false,
+                "estimate": estimate,
+                "forced": req.force,
+            }),
+        );
+        if req.force {
+            return Ok(strategy);
+        }
+        let hint = match &faster {
+            Some(f) => format!(
+                "; {f} is expected to take {:.1} min",
+                durations.get(f).map_or(0.0, |e| e.minutes)
+            ),
+            None => String::new(),
+        };
+        Err(EngineError::BadInput(format!(
+            "{numbers}{hint}; raise --max-time, choose a faster strategy, or pass --force"
+        )))
+    }
+
+    /// `experimental.enable_rollback_prediction`: the chosen plan's predicted
+    /// failure probability over `ml_config.rollback_prediction_threshold`
+    /// needs confirmation. Returns the warning to show at the prompt; refuses
+    /// without one (non-interactive), unless `--force` or a dry run.
+    fn predict_rollback(
+        &self,
+        req: &DeploymentRequest,
+        environment: Environment,
+        strategy: &str,
+        learning: Option<&LearningContext<'_>>,
+        will_confirm: bool,
+        log: &mut DecisionLog,
+    ) -> Result<Option<String>, EngineError> {
+        const MIN_HISTORY: usize = 5;
+        let threshold = self.config.ml_config.rollback_prediction_threshold;
+        let need = self.config.ml_config.min_training_samples.max(1) as usize;
+        let predicted = learning.and_then(|l| match l.model.model() {
+            Some(m) if l.training_samples >= need => {
+                let p = m
+                    .predict_one(
+                        &learn::for_strategy(l.features, l.outcomes, strategy),
+                        strategy,
+                    )
+                    .p_success;
+                Some((
+                    1.0 - p,
+                    format!("model trained on {} deployments", m.meta().samples),
+                ))
+            }
+            _ => {
+                let same: Vec<_> = l
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.strategy == strategy && o.environment == environment)
+                    .collect();
+                (same.len() >= MIN_HISTORY).then(|| {
+                    let failed = same.iter().filter(|o| !o.success).count();
+                    (
+                        failed as f64 / same.len() as f64,
+                        format!(
+                            "{failed} of {} past {strategy} deployments in {environment} failed",
+                            same.len()
+                        ),
+                    )
+                })
+            }
+        });
+        let Some((p_fail, basis)) = predicted else {
+            log.record(
+                "rollback_prediction",
+                json!({ "strategy": strategy, "predicted": false, "reason": "too little history to predict from" }),
+            );
+            return Ok(None);
+        };
+        let over = p_fail > threshold;
+        let action = match (over, req.dry_run, will_confirm, req.force) {
+            (false, ..) => "none",
+            (true, true, ..) => "reported (dry run)",
+            (true, false, true, _) => "confirmation asked",
+            (true, false, false, true) => "forced",
+            (true, false, false, false) => "refused",
+        };
+        log.record(
+            "rollback_prediction",
+            json!({
+                "strategy": strategy,
+                "p_failure": p_fail,
+                "threshold": threshold,
+                "basis": basis,
+                "action": action,
+            }),
+        );
+        let numbers = format!(
+            "predicted failure probability {:.0}% of {strategy} in {environment} is over ml_config.rollback_prediction_threshold {:.0}% ({basis})",
+            p_fail * 100.0,
+            threshold * 100.0
+        );
+        match action {
+            "refused" => Err(EngineError::BadInput(format!(
+                "{numbers}; confirm with --interactive, choose another strategy, or pass --force"
+            ))),
+            "none" => Ok(None),
+            _ => Ok(Some(numbers)),
         }
     }
 
@@ -869,6 +1254,57 @@ impl Engine {
         }
     }
 
+    /// The model, its training data and the failure patterns of the history.
+    pub fn model_status(&self) -> Result<learn::ModelStatus, EngineError> {
+        Ok(learn::status(&self.state_dir, &self.config.ml_config)?)
+    }
+
+    /// Trains the strategy model now on the whole history (blocking the
+    /// caller's task for the training; seconds at 10,000 deployments).
+    pub async fn retrain_model(&self) -> Result<crate::ml::ModelMeta, EngineError> {
+        let state_dir = self.state_dir.clone();
+        let ml = self.config.ml_config.clone();
+        let meta = tokio::task::spawn_blocking(move || learn::retrain(&state_dir, &ml))
+            .await
+            .map_err(|e| EngineError::Learn(format!("the training task failed: {e}")))?
+            .map_err(|e| match e {
+                learn::LearnError::History(h) => EngineError::History(h),
+                learn::LearnError::TooFewSamples { .. } => EngineError::BadInput(e.to_string()),
+                other => EngineError::Learn(other.to_string()),
+            })?;
+        self.audit(
+            "model_retrain",
+            json!({ "samples": meta.samples, "oob_accuracy": meta.oob_accuracy }),
+        );
+        Ok(meta)
+    }
+
+    /// Deletes the stored model; `false` when there was none. The next
+    /// deployment with enough history trains a new one.
+    pub fn reset_model(&self) -> Result<bool, EngineError> {
+        let removed = learn::reset(&self.state_dir)?;
+        if removed {
+            self.audit("model_reset", json!({}));
+        }
+        Ok(removed)
+    }
+
+    /// Appends to the audit log; a failure to do so is a warning, since the
+    /// action itself already happened.
+    fn audit(&self, action: &str, details: serde_json::Value) {
+        let entry = crate::history::AuditEntry {
+            timestamp: Utc::now(),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .unwrap_or_else(|_| "unknown".to_string()),
+            action: action.to_string(),
+            details,
+        };
+        if let Err(e) = History::open(&self.state_dir).and_then(|h| h.append_audit(&entry)) {
+            tracing::warn!("cannot write the audit log: {e}");
+        }
+    }
+
     /// Recent deployments, newest first. Deployments cut off by a crash show
     /// as interrupted once no run holds the state directory.
     pub fn list(&self, limit: usize) -> Result<Vec<DeploymentRecord>, EngineError> {
@@ -914,6 +1350,28 @@ impl Engine {
             }),
         }
     }
+}
+
+/// The failure patterns of `outcomes` that match this deployment.
+fn relevant_patterns(
+    outcomes: &[crate::ml::Outcome],
+    strategy: &str,
+    services: &[String],
+    environment: Environment,
+    metrics: &Snapshot,
+) -> Vec<crate::ml::FailurePattern> {
+    let all = crate::ml::failure_patterns(outcomes);
+    crate::ml::relevant(
+        &all,
+        strategy,
+        environment,
+        services,
+        Some(metrics.cpu_percent),
+        Local::now().hour(),
+    )
+    .into_iter()
+    .cloned()
+    .collect()
 }
 
 /// A service's deadline for one deploy including its health checks.

@@ -1,15 +1,22 @@
 //! Choosing a strategy for `--strategy adaptive`.
 //!
-//! Why a trait: the transparent rules below are the seed tool's behaviour and
-//! the cold-start fallback; the learned model (the ML issue) implements the
-//! same [`StrategySelector`] and takes over once there is enough history.
+//! Why a trait: an embedding tool can bring its own policy. The default,
+//! [`AdaptiveSelector`], lets the learned model decide once there is enough
+//! history and falls back to [`RuleSelector`] (the seed tool's transparent
+//! rules) before that; both explain themselves line by line, because an
+//! operator has to be able to read why production got `aggressive`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Environment};
+use crate::ml::{DurationEstimate, FeatureContext, Outcome};
 use crate::monitor::Snapshot;
 
 use super::DeploymentSize;
+use super::learn::{self, ModelState};
 
 /// What a selector knows when it chooses.
 #[derive(Debug, Clone)]
@@ -24,6 +31,42 @@ pub struct SelectionContext<'a> {
     /// environment, newest first.
     pub recent_outcomes: &'a [bool],
     pub config: &'a Config,
+    /// What the history teaches; `None` without history.
+    pub learning: Option<&'a LearningContext<'a>>,
+    /// `--max-time`.
+    pub max_time: Option<Duration>,
+}
+
+/// The history's side of a selection.
+#[derive(Debug, Clone)]
+pub struct LearningContext<'a> {
+    pub model: &'a ModelState,
+    /// Finished deployments, newest first.
+    pub outcomes: &'a [Outcome],
+    /// Deployments with recorded features (what the model can train on).
+    pub training_samples: usize,
+    /// This deployment's features (before a strategy is chosen).
+    pub features: &'a FeatureContext,
+    /// Expected duration per candidate, from similar past deployments.
+    pub durations: &'a BTreeMap<String, DurationEstimate>,
+    /// A uniform draw in [0, 1) made for this deployment: whether it explores.
+    pub roll: f64,
+}
+
+/// How one candidate scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CandidateScore {
+    pub strategy: String,
+    /// The forest's vote share for success.
+    pub p_success: f64,
+    /// Past deployments with this strategy.
+    pub samples: usize,
+    /// Expected minutes, when similar deployments exist.
+    pub expected_minutes: Option<f64>,
+    /// Whether the expected duration fits `--max-time` (none: no limit or no
+    /// estimate).
+    pub fits_max_time: Option<bool>,
+    pub utility: f64,
 }
 
 /// A selector's answer.
@@ -32,10 +75,13 @@ pub struct Selection {
     pub strategy: String,
     /// 0..1.
     pub confidence: f64,
-    /// `rules` or `model`.
+    /// `rules`, `model` or `exploration`.
     pub method: String,
     /// Why, one line per consideration, for the decision log.
     pub reasons: Vec<String>,
+    /// Every candidate's score, when the model decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scores: Vec<CandidateScore>,
 }
 
 /// Chooses a strategy for an adaptive deployment.
@@ -69,6 +115,8 @@ pub trait StrategySelector: Send + Sync {
 ///     candidates: &candidates,
 ///     recent_outcomes: &[],
 ///     config: &config,
+///     learning: None,
+///     max_time: None,
 /// });
 /// assert_eq!(choice.strategy, "conservative"); // staging starts at balanced; large adds caution
 /// ```
@@ -132,6 +180,176 @@ impl StrategySelector for RuleSelector {
             confidence: 0.6,
             method: "rules".to_string(),
             reasons,
+            scores: Vec::new(),
+        }
+    }
+}
+
+/// The default selector: exploration of little-known strategies (never in
+/// production), then the learned model once it has
+/// `ml_config.min_training_samples` deployments, else [`RuleSelector`].
+///
+/// The model's choice maximises expected utility: the probability of success
+/// first, then the expected duration. A candidate expected to overrun
+/// `--max-time` loses half a point, so it is only chosen when nothing else
+/// has a chance; among candidates within a few points of each other the
+/// faster one wins (at most [`DURATION_WEIGHT`] of utility).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AdaptiveSelector;
+
+/// The largest utility difference speed can make.
+pub const DURATION_WEIGHT: f64 = 0.05;
+/// The utility lost by a candidate expected to overrun `--max-time`.
+const OVERRUN_PENALTY: f64 = 0.5;
+
+impl StrategySelector for AdaptiveSelector {
+    fn select(&self, ctx: &SelectionContext<'_>) -> Selection {
+        let Some(l) = ctx.learning else {
+            let mut s = RuleSelector.select(ctx);
+            s.reasons.insert(
+                0,
+                "no deployment history yet: transparent rules decide".into(),
+            );
+            return s;
+        };
+        let ml = &ctx.config.ml_config;
+        let samples = learn::samples_per_strategy(l.outcomes);
+        let count = |c: &str| samples.get(c).copied().unwrap_or(0);
+        let model = l.model.model();
+
+        // Exploration: never in production, at the configured rate.
+        let few: Vec<&String> = ctx
+            .candidates
+            .iter()
+            .filter(|c| count(c) < ml.min_strategy_samples as usize)
+            .collect();
+        if ctx.environment != Environment::Production
+            && !few.is_empty()
+            && l.roll < ml.exploration_rate
+            && let Some(pick) = few.iter().min_by_key(|c| (count(c), c.as_str()))
+        {
+            let p = model.map_or(0.5, |m| {
+                m.predict_one(&learn::for_strategy(l.features, l.outcomes, pick), pick)
+                    .p_success
+            });
+            return Selection {
+                strategy: pick.to_string(),
+                confidence: p,
+                method: "exploration".into(),
+                reasons: vec![format!(
+                    "exploring {pick}: {} deployment(s) so far, fewer than ml_config.min_strategy_samples = {} (draw {:.2} < exploration_rate {}; never in production)",
+                    count(pick),
+                    ml.min_strategy_samples,
+                    l.roll,
+                    ml.exploration_rate
+                )],
+                scores: Vec::new(),
+            };
+        }
+
+        let need = ml.min_training_samples.max(1) as usize;
+        let model = match (model, l.model) {
+            (Some(m), _) if l.training_samples >= need => m,
+            (_, state) => {
+                let why = match state {
+                    ModelState::Discarded(reason) => format!("{reason}; rules decide meanwhile"),
+                    _ if l.training_samples < need => format!(
+                        "cold start: {} of the {need} deployments the model needs (ml_config.min_training_samples); transparent rules decide",
+                        l.training_samples
+                    ),
+                    _ => "the model is not trained yet (it trains after this deployment); transparent rules decide".to_string(),
+                };
+                let mut s = RuleSelector.select(ctx);
+                s.reasons.insert(0, why);
+                return s;
+            }
+        };
+
+        let limit_min = ctx.max_time.map(|d| d.as_secs_f64() / 60.0);
+        let slowest = ctx
+            .candidates
+            .iter()
+            .filter_map(|c| l.durations.get(c).map(|d| d.minutes))
+            .fold(0.0_f64, f64::max);
+        let mut scores: Vec<CandidateScore> = ctx
+            .candidates
+            .iter()
+            .map(|c| {
+                let p = model
+                    .predict_one(&learn::for_strategy(l.features, l.outcomes, c), c)
+                    .p_success;
+                let expected = l.durations.get(c).map(|d| d.minutes);
+                let fits = match (limit_min, expected) {
+                    (Some(limit), Some(e)) => Some(e <= limit),
+                    _ => None,
+                };
+                let mut utility = p;
+                if fits == Some(false) {
+                    utility -= OVERRUN_PENALTY;
+                }
+                if let Some(e) = expected
+                    && slowest > 0.0
+                {
+                    utility -= DURATION_WEIGHT * e / slowest;
+                }
+                CandidateScore {
+                    strategy: c.clone(),
+                    p_success: p,
+                    samples: count(c),
+                    expected_minutes: expected,
+                    fits_max_time: fits,
+                    utility,
+                }
+            })
+            .collect();
+        // Highest utility first; on a tie, the more careful strategy.
+        let care = |s: &str| LADDER.iter().position(|l| *l == s).unwrap_or(1);
+        scores.sort_by(|a, b| {
+            b.utility
+                .total_cmp(&a.utility)
+                .then_with(|| care(&b.strategy).cmp(&care(&a.strategy)))
+                .then_with(|| a.strategy.cmp(&b.strategy))
+        });
+        let Some(best) = scores.first().cloned() else {
+            return RuleSelector.select(ctx);
+        };
+        let meta = model.meta();
+        let mut reasons = vec![format!(
+            "model trained on {} deployments{} decides",
+            meta.samples,
+            meta.oob_accuracy
+                .map(|a| format!(" (out-of-bag accuracy {a:.2})"))
+                .unwrap_or_default()
+        )];
+        for s in &scores {
+            reasons.push(format!(
+                "{}: {:.0}% expected success over {} past deployment(s){}{}",
+                s.strategy,
+                s.p_success * 100.0,
+                s.samples,
+                s.expected_minutes
+                    .map(|m| format!(", about {m:.1} min"))
+                    .unwrap_or_default(),
+                match s.fits_max_time {
+                    Some(false) => " (over --max-time)",
+                    _ => "",
+                }
+            ));
+        }
+        if let Some(second) = scores.get(1)
+            && second.p_success > best.p_success
+        {
+            reasons.push(format!(
+                "{} is faster at nearly the same chance of success than {}",
+                best.strategy, second.strategy
+            ));
+        }
+        Selection {
+            strategy: best.strategy.clone(),
+            confidence: best.p_success,
+            method: "model".into(),
+            reasons,
+            scores,
         }
     }
 }
@@ -164,6 +382,8 @@ mod tests {
                 candidates: &candidates,
                 recent_outcomes: recent,
                 config: &config,
+                learning: None,
+                max_time: None,
             })
             .strategy
     }

@@ -22,20 +22,33 @@
 //! - **No dependency upward**: this module knows `config` and nothing of the
 //!   engine or the CLI (engine → ml → config/history). Fallback rules below
 //!   `min_training_samples`, exploration and utility are the engine's policy.
+//! - **Plain statistics beside the forest**: the duration estimate
+//!   ([`duration`], medians of similar past deployments) and the failure
+//!   analysis ([`patterns`]: failure patterns, alert streaks, success rates)
+//!   are counts over [`Outcome`]s, not learned, so people can check them
+//!   against the history by hand and they work from the first deployment on,
+//!   long before there is enough data to train.
 //! - **Never panics on input**: bad training data, bad parameters and corrupt
 //!   or foreign model bytes are [`MlError`]s; a model blob from another
 //!   version is reported as [`MlError::Incompatible`] so the caller can
 //!   retrain instead of failing the deployment.
 
+pub mod duration;
 pub mod features;
 pub mod forest;
 pub mod model;
 pub mod outcome;
+pub mod patterns;
 
+pub use duration::{DurationEstimate, estimate_all, estimate_duration};
 pub use features::{FEATURE_NAMES, FeatureContext, extract, unknown_weight_keys};
 pub use forest::{ForestParams, RandomForest};
 pub use model::{FORMAT_VERSION, ModelMeta, Prediction, StrategyModel, TrainingRow};
 pub use outcome::Outcome;
+pub use patterns::{
+    Dimension, FailurePattern, Streaks, SuccessRate, failure_patterns, hour_band, load_band,
+    relevant, streaks, success_rates,
+};
 
 /// Errors of training, prediction and model persistence.
 #[derive(Debug, thiserror::Error)]

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Environment;
 use crate::history::{DecisionRecord, DeploymentRecord, DeploymentStatus};
+use crate::ml::{DurationEstimate, FailurePattern};
 use crate::monitor::Snapshot;
 use crate::plugin::Rollout;
 
@@ -74,6 +75,10 @@ pub struct PlanView {
     pub max_failures: u32,
     pub rollback_scope: String,
     pub notes: Vec<String>,
+    /// What the operator should weigh before confirming (predicted
+    /// failure probability, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl PlanView {
@@ -101,6 +106,7 @@ impl PlanView {
             max_failures: r.failure.max_failures,
             rollback_scope: format!("{:?}", r.failure.rollback_scope).to_lowercase(),
             notes: r.notes.clone(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -133,6 +139,16 @@ pub struct Performance {
     pub duration_variance: Option<f64>,
     /// How many earlier deployments the benchmark is the median of.
     pub benchmark_samples: usize,
+    /// What similar past deployments predicted before this one started
+    /// (minutes); none without any.
+    #[serde(default)]
+    pub predicted_duration: Option<f64>,
+    /// Which deployments the prediction is the median of.
+    #[serde(default)]
+    pub prediction_basis: Option<String>,
+    /// actual − predicted, minutes.
+    #[serde(default)]
+    pub prediction_error: Option<f64>,
 }
 
 /// `system_impact`: peak load during the deployment against the baseline.
@@ -181,6 +197,12 @@ pub struct ReportInput<'a> {
     pub samples: &'a [Snapshot],
     /// Earlier deployments (any order).
     pub past: &'a [DeploymentRecord],
+    /// The duration predicted before the deployment started.
+    pub prediction: Option<&'a DurationEstimate>,
+    /// Failure patterns of the history that match this deployment.
+    pub patterns: &'a [FailurePattern],
+    /// Alerts raised by this deployment (consecutive failures).
+    pub alerts: &'a [String],
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -228,6 +250,11 @@ impl Report {
             actual_duration: round2(actual),
             duration_variance: benchmark.map(|b| round2(actual - b)),
             benchmark_samples: samples_n,
+            predicted_duration: i.prediction.map(|p| round2(p.minutes)),
+            prediction_basis: i
+                .prediction
+                .map(|p| format!("median of {} deployment(s): {}", p.samples, p.basis)),
+            prediction_error: i.prediction.map(|p| round2(actual - p.minutes)),
         };
 
         let base = i.samples.first();
@@ -311,10 +338,13 @@ impl Report {
         }
         let p = &self.performance_analysis;
         out.push_str(&format!(
-            "  performance: {}{}\n  system impact: {} (CPU +{:.1}, memory +{:.1} points)\n",
+            "  performance: {}{}{}\n  system impact: {} (CPU +{:.1}, memory +{:.1} points)\n",
             p.duration_performance,
             p.benchmark_duration
                 .map(|b| format!(" (benchmark {b:.2} min)"))
+                .unwrap_or_default(),
+            p.predicted_duration
+                .map(|d| format!(", predicted {d:.2} min"))
                 .unwrap_or_default(),
             self.system_impact.overall_impact,
             self.system_impact.cpu_impact_percent,
@@ -330,8 +360,8 @@ impl Report {
     }
 }
 
-/// Lessons and recommendations from what happened (the ML issue adds patterns
-/// learned across deployments).
+/// Lessons and recommendations from what happened, from the failure
+/// patterns learned across deployments, and from alerts.
 fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String>, Vec<String>) {
     let mut lessons = Vec::new();
     let mut recs = Vec::new();
@@ -375,6 +405,15 @@ fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String
             "aggressive succeeded in production this time; keep conservative as the default there"
                 .into(),
         );
+    }
+    for pattern in i.patterns {
+        lessons.push(pattern.lesson());
+        recs.push(pattern.recommendation());
+    }
+    for alert in i.alerts {
+        recs.push(format!(
+            "alert: {alert}; stop and investigate before deploying again (see `adeploy model status` for the failure patterns)"
+        ));
     }
     if i.success && lessons.is_empty() && !i.dry_run {
         lessons.push(format!(
