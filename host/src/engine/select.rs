@@ -57,8 +57,15 @@ pub struct LearningContext<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
     pub strategy: String,
-    /// The forest's vote share for success.
+    /// Expected probability of success: the forest's estimate refined by
+    /// the outcomes in this exact context.
     pub p_success: f64,
+    /// The forest's estimate alone (mean leaf share of success over trees).
+    pub p_model: f64,
+    /// Past deployments with this strategy, environment and size...
+    pub context_samples: usize,
+    /// ...and how many of them succeeded.
+    pub context_successes: usize,
     /// Past deployments with this strategy.
     pub samples: usize,
     /// Expected minutes, when similar deployments exist.
@@ -197,6 +204,10 @@ impl StrategySelector for RuleSelector {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct AdaptiveSelector;
 
+/// How many deployments the forest's estimate weighs against the outcomes
+/// observed in the exact context (strategy, environment, size).
+pub const CONTEXT_PRIOR: f64 = 3.0;
+
 /// The largest utility difference speed can make.
 pub const DURATION_WEIGHT: f64 = 0.05;
 /// The utility lost by a candidate expected to overrun `--max-time`.
@@ -275,9 +286,25 @@ impl StrategySelector for AdaptiveSelector {
             .candidates
             .iter()
             .map(|c| {
-                let p = model
+                let p_model = model
                     .predict_one(&learn::for_strategy(l.features, l.outcomes, c), c)
                     .p_success;
+                // The forest generalises across contexts; where this exact
+                // context has history, its observed rate refines the
+                // forest's estimate (a Beta posterior with the forest as
+                // prior, worth CONTEXT_PRIOR deployments).
+                let (seen, ok) = l
+                    .outcomes
+                    .iter()
+                    .filter(|o| {
+                        o.strategy == *c
+                            && o.environment == ctx.environment
+                            && o.size == ctx.size.as_str()
+                    })
+                    .fold((0usize, 0usize), |(n, k), o| {
+                        (n + 1, k + usize::from(o.success))
+                    });
+                let p = (CONTEXT_PRIOR * p_model + ok as f64) / (CONTEXT_PRIOR + seen as f64);
                 let expected = l.durations.get(c).map(|d| d.minutes);
                 let fits = match (limit_min, expected) {
                     (Some(limit), Some(e)) => Some(e <= limit),
@@ -295,6 +322,9 @@ impl StrategySelector for AdaptiveSelector {
                 CandidateScore {
                     strategy: c.clone(),
                     p_success: p,
+                    p_model,
+                    context_samples: seen,
+                    context_successes: ok,
                     samples: count(c),
                     expected_minutes: expected,
                     fits_max_time: fits,
@@ -323,9 +353,12 @@ impl StrategySelector for AdaptiveSelector {
         )];
         for s in &scores {
             reasons.push(format!(
-                "{}: {:.0}% expected success over {} past deployment(s){}{}",
+                "{}: {:.0}% expected success (forest {:.0}%, {} of {} here succeeded; {} deployments in all){}{}",
                 s.strategy,
                 s.p_success * 100.0,
+                s.p_model * 100.0,
+                s.context_successes,
+                s.context_samples,
                 s.samples,
                 s.expected_minutes
                     .map(|m| format!(", about {m:.1} min"))

@@ -37,6 +37,10 @@ pub struct ForestParams {
     pub max_depth: usize,
     /// A node with fewer distinct training rows is not split (at least 2).
     pub min_samples_split: usize,
+    /// A split must leave at least this many (bootstrap-weighted) training
+    /// rows in each leaf: leaves average over several deployments instead of
+    /// memorising one, which keeps probabilities smooth on small histories.
+    pub min_samples_leaf: usize,
     /// Share of the columns each tree sees, in (0, 1].
     pub feature_fraction: f64,
     /// Bootstrap sample size as a share of the rows, in (0, 1].
@@ -51,6 +55,7 @@ impl Default for ForestParams {
             trees: 50,
             max_depth: 8,
             min_samples_split: 2,
+            min_samples_leaf: 3,
             feature_fraction: 0.7,
             bootstrap_fraction: 1.0,
             seed: 0x00ad_e910,
@@ -64,8 +69,8 @@ impl ForestParams {
         if self.trees == 0 {
             return bad("trees must be at least 1");
         }
-        if self.max_depth == 0 {
-            return bad("max_depth must be at least 1");
+        if self.max_depth == 0 || self.max_depth > MAX_DEPTH {
+            return bad("max_depth must be between 1 and 60");
         }
         if self.min_samples_split < 2 {
             return bad("min_samples_split must be at least 2");
@@ -80,32 +85,62 @@ impl ForestParams {
     }
 }
 
-/// One tree and the columns of the full matrix it was trained on.
+/// The deepest tree a leaf path ([`leaf_of`]) can name.
+const MAX_DEPTH: usize = 60;
+
+/// One tree, the columns of the full matrix it was trained on, and the share
+/// of success among the training rows that reached each leaf.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct FittedTree {
     columns: Vec<usize>,
     tree: DecisionTree<f64, usize>,
+    /// Leaf path ([`leaf_of`]) → weighted share of successful training rows.
+    leaf_p: std::collections::BTreeMap<u64, f64>,
+}
+
+/// The leaf a row reaches and its path from the root: a leading 1 bit, then
+/// one bit per level (0 left, 1 right). `value(f)` is the row's value of the
+/// tree's feature `f`; `None` if it has none or the tree is malformed.
+fn leaf_of(
+    root: &TreeNode<f64, usize>,
+    value: impl Fn(usize) -> Option<f64>,
+) -> Option<(&TreeNode<f64, usize>, u64)> {
+    let mut node = root;
+    let mut path = 1u64;
+    for _ in 0..=MAX_DEPTH {
+        if node.is_leaf() {
+            return Some((node, path));
+        }
+        let (feature, threshold, _) = node.split();
+        let right = value(feature)? >= threshold;
+        path = (path << 1) | u64::from(right);
+        let children = node.children();
+        node = children.get(usize::from(right))?.as_deref()?;
+    }
+    None
 }
 
 impl FittedTree {
+    fn leaf(&self, row: &[f64]) -> Option<(&TreeNode<f64, usize>, u64)> {
+        leaf_of(self.tree.root_node(), |f| {
+            self.columns.get(f).and_then(|&c| row.get(c)).copied()
+        })
+    }
+
     /// The tree's vote for `row` (full-width), `None` if the row is too short
     /// for it or the tree is malformed.
     fn vote(&self, row: &[f64]) -> Option<bool> {
-        let mut node = self.tree.root_node();
-        loop {
-            if node.is_leaf() {
-                return node.prediction().map(|label| label == 1);
-            }
-            let (feature, threshold, _) = node.split();
-            let value = *row.get(*self.columns.get(feature)?)?;
-            let children = node.children();
-            let next = if value < threshold {
-                children.first()
-            } else {
-                children.get(1)
-            };
-            node = next.and_then(|c| c.as_deref())?;
-        }
+        self.leaf(row)?.0.prediction().map(|label| label == 1)
+    }
+
+    /// The share of success in the leaf `row` reaches (its vote when the leaf
+    /// has no recorded share).
+    fn proba(&self, row: &[f64]) -> Option<f64> {
+        let (node, path) = self.leaf(row)?;
+        self.leaf_p
+            .get(&path)
+            .copied()
+            .or_else(|| node.prediction().map(|l| if l == 1 { 1.0 } else { 0.0 }))
     }
 }
 
@@ -181,13 +216,33 @@ fn fit_tree(
         .split_quality(SplitQuality::Gini)
         .max_depth(Some(params.max_depth))
         .min_weight_split(params.min_samples_split as f32)
-        .min_weight_leaf(0.5)
+        .min_weight_leaf((params.min_samples_leaf.max(1) as f32) - 0.5)
         .fit(&dataset)
         .map_err(|e| MlError::Train(e.to_string()))?;
 
     let mut importance = vec![0.0; d];
     let sample: Vec<usize> = (0..rows.len()).collect();
-    let fitted = FittedTree { columns, tree };
+    // Leaf shares: every distinct in-bag row, weighted by its draws.
+    let mut tally: std::collections::BTreeMap<u64, (f64, f64)> = Default::default();
+    for (r, (&label, &count)) in labels.iter().zip(&counts).enumerate() {
+        if let Some((_, path)) =
+            leaf_of(tree.root_node(), |f| dataset.records().get((r, f)).copied())
+        {
+            let e = tally.entry(path).or_default();
+            e.0 += if label { count } else { 0.0 };
+            e.1 += count;
+        }
+    }
+    let leaf_p = tally
+        .into_iter()
+        .filter(|(_, (_, n))| *n > 0.0)
+        .map(|(path, (yes, n))| (path, yes / n))
+        .collect();
+    let fitted = FittedTree {
+        columns,
+        tree,
+        leaf_p,
+    };
     mdi(
         fitted.tree.root_node(),
         &sample,
@@ -365,24 +420,24 @@ impl RandomForest {
         })
     }
 
-    /// Share of trees voting success for `row` (the same columns as in
-    /// training). 0.5 when no tree can judge the row (e.g. it is too short).
+    /// Probability of success for `row` (the same columns as in training):
+    /// the mean over trees of the share of success in the leaf the row
+    /// reaches, as scikit-learn's forests do. (A share of trees *voting*
+    /// success saturates: when success is the majority everywhere, 97% and
+    /// 85% strategies both score 1.0.) 0.5 when no tree can judge the row
+    /// (e.g. it is too short).
     pub fn predict_proba(&self, row: &[f64]) -> f64 {
         if let Some(c) = self.constant {
             return if c { 1.0 } else { 0.0 };
         }
-        let (mut yes, mut total) = (0usize, 0usize);
+        let (mut sum, mut total) = (0.0, 0usize);
         for tree in &self.trees {
-            if let Some(v) = tree.vote(row) {
+            if let Some(p) = tree.proba(row) {
                 total += 1;
-                yes += usize::from(v);
+                sum += p;
             }
         }
-        if total == 0 {
-            0.5
-        } else {
-            yes as f64 / total as f64
-        }
+        if total == 0 { 0.5 } else { sum / total as f64 }
     }
 
     /// Accuracy on out-of-bag rows, measured during [`fit`](Self::fit).

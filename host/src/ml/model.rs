@@ -2,14 +2,16 @@
 //!
 //! One forest covers every strategy: a row is [`extract`]`(context)` followed
 //! by a one-hot encoding of the strategy over the strategies seen in training,
-//! then the same one-hot multiplied by `environment + 1`. Sharing one model
-//! lets sparse per-strategy histories borrow what the context teaches from
-//! the others. The strategy × environment columns are there because that
-//! interaction is the one the engine cares most about ("aggressive is fine in
-//! development, not in production") and a greedy tree cannot find a pure
-//! interaction on its own: with balanced data, neither the environment nor
-//! the strategy alone reduces impurity, so trees split on noise instead. With
-//! the product column, "A in production" is one threshold away.
+//! then the same one-hot multiplied by `environment + 1`, then by `size + 1`.
+//! Sharing one model lets sparse per-strategy histories borrow what the
+//! context teaches from the others. The strategy × environment and strategy
+//! × size columns are there because those interactions are the ones the
+//! engine cares most about ("aggressive is fine in development, not in
+//! production"; "not for a large deployment") and a greedy tree cannot find
+//! a pure interaction on its own: with balanced data, neither the environment
+//! nor the strategy alone reduces impurity, so trees split on noise instead.
+//! With the product column, "A in production" is one threshold away. (Format
+//! version 1 had no size product; its models are retrained.)
 //!
 //! A strategy never seen in training is still scored (all strategy columns 0,
 //! i.e. "none of the known ones") but flagged `known: false`, so the engine
@@ -35,7 +37,7 @@ use super::features::{FEATURE_NAMES, FeatureContext, extract};
 use super::forest::{ForestParams, RandomForest};
 
 /// Version of the byte format written by [`StrategyModel::to_bytes`].
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const FORMAT_TAG: &str = "adeploy-strategy-model";
 
 /// One past deployment, as the model learns from it.
@@ -156,7 +158,8 @@ impl StrategyModel {
                 strategies
                     .iter()
                     .map(|s| format!("strategy:{s}*environment")),
-            );
+            )
+            .chain(strategies.iter().map(|s| format!("strategy:{s}*size")));
         let feature_importances = names.zip(forest.feature_importances()).collect();
         Ok(StrategyModel {
             meta: ModelMeta {
@@ -258,19 +261,24 @@ impl StrategyModel {
 
 /// Index of the environment in [`FEATURE_NAMES`].
 const ENVIRONMENT: usize = 5;
+/// Index of the deployment size in [`FEATURE_NAMES`].
+const SIZE: usize = 6;
 
 /// Columns of a model row with `strategies` known strategies.
 fn row_width(strategies: usize) -> usize {
-    FEATURE_NAMES.len() + 2 * strategies
+    FEATURE_NAMES.len() + 3 * strategies
 }
 
-/// Append one model row: features, strategy one-hot, one-hot × (environment + 1).
+/// Append one model row: features, strategy one-hot, one-hot ×
+/// (environment + 1), one-hot × (size + 1).
 fn encode(base: &[f64], hot: Option<usize>, strategies: usize, out: &mut Vec<f64>) {
     out.extend_from_slice(base);
     let hot_value = |v: f64| move |i: usize| if Some(i) == hot { v } else { 0.0 };
     out.extend((0..strategies).map(hot_value(1.0)));
     let env = base.get(ENVIRONMENT).copied().unwrap_or(0.0) + 1.0;
     out.extend((0..strategies).map(hot_value(env)));
+    let size = base.get(SIZE).copied().unwrap_or(0.0) + 1.0;
+    out.extend((0..strategies).map(hot_value(size)));
 }
 
 #[cfg(test)]
@@ -330,7 +338,7 @@ mod tests {
         assert_eq!(meta.strategies, cands);
         assert_eq!(meta.version, FORMAT_VERSION);
         assert!(meta.oob_accuracy.unwrap() > 0.9);
-        assert_eq!(meta.feature_importances.len(), FEATURE_NAMES.len() + 4);
+        assert_eq!(meta.feature_importances.len(), FEATURE_NAMES.len() + 6);
         let top = meta
             .feature_importances
             .iter()

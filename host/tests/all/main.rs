@@ -13,4 +13,5 @@ mod cli_run;
 mod common;
 mod diagnostics;
 mod engine;
+mod learning;
 mod sandbox;
