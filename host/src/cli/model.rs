@@ -97,6 +97,7 @@ impl CommandOutput for Status {
             st.retrain_frequency,
             match st.next_retrain_in {
                 0 => "the next deployment".to_string(),
+                1 => "1 deployment".to_string(),
                 n => format!("{n} deployments"),
             }
         );

@@ -185,9 +185,17 @@ impl Execution<'_> {
         }
         for plugin in self.hook_plugins() {
             let ctx = self.hook_ctx(None, failure_count, message);
-            let (ok, msg) = match plugin.run_hook(phase, &ctx).await {
-                Ok(r) => (true, r.value.message),
-                Err(e) => (false, e.to_string()),
+            let (ok, msg, details) = match plugin.run_hook(phase, &ctx).await {
+                Ok(r) => (
+                    true,
+                    r.value.message,
+                    r.value
+                        .details
+                        .into_iter()
+                        .map(|d| (d.key, serde_json::Value::String(d.value)))
+                        .collect::<serde_json::Map<_, _>>(),
+                ),
+                Err(e) => (false, e.to_string(), serde_json::Map::new()),
             };
             dl.emit(DeploymentEvent::Hook {
                 phase: phase_name.into(),
@@ -197,7 +205,7 @@ impl Execution<'_> {
             });
             dl.record(
                 "hook",
-                json!({ "phase": phase_name, "hook": plugin.name(), "ok": ok, "message": msg }),
+                json!({ "phase": phase_name, "hook": plugin.name(), "ok": ok, "message": msg, "details": details, "failure_count": failure_count }),
             );
             if !ok && first_error.is_none() {
                 first_error = Some(msg);

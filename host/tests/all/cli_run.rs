@@ -390,3 +390,93 @@ fn interactive_with_yes_shows_the_plan_and_deploys_without_a_terminal() {
     );
     assert_eq!(w.order(), vec!["deploy api"]);
 }
+
+#[test]
+fn model_persists_across_processes_and_the_model_commands_work() {
+    let w = World::new();
+    let cfg = w.write_config(&w.service("api", &[], "{command: 'true'}"));
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str("ml_config:\n  min_training_samples: 3\n  retrain_frequency: 2\n");
+    std::fs::write(&cfg, text).unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let state = w.state();
+    let (cwd, st) = (w.dir.path(), state.as_path());
+    let status = || {
+        let o = adeploy(&["model", "status", "--json", "--config", cfg], cwd, st);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+
+    // Too little history to train on: exit 2 with the numbers.
+    let o = adeploy(&["model", "retrain", "--config", cfg], cwd, st);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("min_training_samples"),
+        "{}",
+        stderr(&o)
+    );
+
+    let run = [
+        "run",
+        "--config",
+        cfg,
+        "--services",
+        "api",
+        "--environment",
+        "staging",
+    ];
+    for (i, strategy) in ["balanced", "conservative", "aggressive"]
+        .iter()
+        .enumerate()
+    {
+        let o = adeploy(&[&run[..], &["--strategy", strategy]].concat(), cwd, st);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        assert_eq!(
+            stderr(&o).contains("strategy model retrained on 3 deployments"),
+            i == 2,
+            "{}",
+            stderr(&o)
+        );
+    }
+    let s = status();
+    assert_eq!(s["state"], "trained");
+    assert_eq!(s["decides"], "model");
+    assert_eq!(s["model"]["samples"], 3);
+    assert_eq!(s["training_samples"], 3);
+    assert_eq!(s["success_rates"].as_array().unwrap().len(), 3);
+
+    // A new process chooses with the stored model.
+    let o = adeploy(&[&run[..], &["--dry-run", "--json"]].concat(), cwd, st);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let predicted = v["report"]["decision_process"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["decision_type"] == "strategy_predicted")
+        .unwrap()
+        .clone();
+    assert_eq!(predicted["details"]["method"], "model", "{predicted}");
+    assert_eq!(
+        predicted["details"]["candidates"].as_array().unwrap().len(),
+        3
+    );
+
+    let o = adeploy(&["model", "reset", "--config", cfg], cwd, st);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("model deleted"));
+    assert_eq!(status()["state"], "not trained");
+    assert_eq!(status()["decides"], "rules");
+
+    let o = adeploy(&["model", "retrain", "--config", cfg], cwd, st);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("trained on 3 deployments"));
+    assert_eq!(status()["state"], "trained");
+    let text = adeploy(&["model", "status", "--config", cfg], cwd, st);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("trained on 3 deployments"), "{text}");
+    assert!(
+        text.contains("success rate per strategy and environment"),
+        "{text}"
+    );
+}

@@ -392,3 +392,284 @@ async fn exploration_tries_little_known_strategies_but_never_in_production() {
     let d = decision(&out.report, "strategy_predicted").unwrap();
     assert_eq!(d.details["method"], "rules", "{}", d.details);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_time_is_checked_against_similar_past_deployments() {
+    let w = World::new();
+    let services = "  app:\n    deploy: 'if [ \"$ADEPLOY_STRATEGY\" = conservative ]; then sleep 1; fi'\n    timeout_s: 20\n";
+    let engine = engine(&w, services, "").await;
+    let prod = |strategy: &str| request(Environment::Production, DeploymentSize::Small, strategy);
+    for _ in 0..3 {
+        for s in ["conservative", "aggressive"] {
+            assert!(engine.deploy(prod(s), None, None).await.unwrap().success);
+        }
+    }
+    let half_a_second = Some(std::time::Duration::from_millis(500));
+
+    // The operator's choice cannot make it: refused with the numbers.
+    let err = engine
+        .deploy(
+            DeploymentRequest {
+                max_time: half_a_second,
+                ..prod("conservative")
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(err.is_bad_input());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("too short for conservative")
+            && msg.contains("median of 3")
+            && msg.contains("aggressive is expected to take"),
+        "{msg}"
+    );
+    assert_eq!(
+        engine.list(100).unwrap().len(),
+        6,
+        "a refusal records nothing"
+    );
+
+    // --force goes ahead (and the deadline then cuts it off).
+    let forced = engine
+        .deploy(
+            DeploymentRequest {
+                max_time: half_a_second,
+                force: true,
+                ..prod("conservative")
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(!forced.success);
+
+    // Adaptive: the rules pick conservative in production, the check moves
+    // to the candidate expected to fit.
+    let out = engine
+        .deploy(
+            DeploymentRequest {
+                max_time: half_a_second,
+                ..prod("adaptive")
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let check = decision(&out.report, "max_time_check").unwrap();
+    assert_eq!(check.details["feasible"], false, "{}", check.details);
+    assert_eq!(check.details["switched_to"], "aggressive");
+    assert_eq!(out.report.deployment_summary.strategy_used, "aggressive");
+    assert!(out.success);
+    let p = &out.report.performance_analysis;
+    assert!(p.predicted_duration.unwrap() < 0.1, "{p:?}");
+    assert!(
+        p.prediction_basis
+            .as_deref()
+            .unwrap()
+            .contains("median of 3")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consecutive_failures_raise_an_alert_and_hooks_get_the_count() {
+    let w = World::new();
+    let (services, winners) = simulated(&w);
+    let plugins = w.dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(adeploy_fixtures::ECHO, plugins.join("echo.wasm")).unwrap();
+    let path = w.write_config(&services);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("alerts:\n  consecutive_failures: 2\n");
+    std::fs::write(&path, text).unwrap();
+    let mut options = w.options();
+    options.fixed_metrics = Some(calm());
+    options.plugin_dirs = vec![plugins];
+    let config = adeploy::config::Config::load(Some(&path)).unwrap();
+    let engine = Engine::new(config, options).await.unwrap();
+
+    let on_failure_count = |r: &adeploy::report::Report| {
+        r.decision_process
+            .iter()
+            .find(|d| d.decision_type == "hook" && d.details["phase"] == "on-failure")
+            .map(|d| d.details["details"]["failure_count"].clone())
+    };
+    let run = || request(Environment::Staging, DeploymentSize::Small, "balanced");
+    std::fs::write(&winners, "").unwrap();
+    let first = engine.deploy(run(), None, None).await.unwrap();
+    assert!(!first.success);
+    assert_eq!(on_failure_count(&first.report).unwrap(), "1");
+    assert!(decision(&first.report, "alert").is_none());
+
+    let second = engine.deploy(run(), None, None).await.unwrap();
+    assert_eq!(on_failure_count(&second.report).unwrap(), "2");
+    let alert = decision(&second.report, "alert").unwrap();
+    assert_eq!(alert.details["threshold"], 2);
+    assert!(
+        second
+            .report
+            .recommendations
+            .iter()
+            .any(|r| r.starts_with("alert: 2 consecutive failed deployments in staging")),
+        "{:?}",
+        second.report.recommendations
+    );
+    assert!(
+        second
+            .report
+            .recommendations
+            .iter()
+            .any(|r| r.starts_with("alert: app failed in 2 consecutive deployments")),
+        "{:?}",
+        second.report.recommendations
+    );
+
+    // A success ends the streak.
+    std::fs::write(&winners, "balanced\n").unwrap();
+    let third = engine.deploy(run(), None, None).await.unwrap();
+    assert!(third.success);
+    assert!(decision(&third.report, "alert").is_none());
+    assert!(on_failure_count(&third.report).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_prediction_asks_or_refuses_above_the_threshold() {
+    let w = World::new();
+    let (services, winners) = simulated(&w);
+    std::fs::write(&winners, "").unwrap();
+    let extra = "experimental:\n  enable_rollback_prediction: true\nml_config:\n  rollback_prediction_threshold: 0.5\n  min_training_samples: 100\n";
+    let engine = engine(&w, &services, extra).await;
+    let run = || request(Environment::Staging, DeploymentSize::Small, "balanced");
+    for i in 0..5 {
+        let out = engine.deploy(run(), None, None).await.unwrap();
+        let d = decision(&out.report, "rollback_prediction").unwrap();
+        assert_eq!(d.details["predicted"], false, "run {i}: {}", d.details);
+    }
+
+    // Non-interactive: refused with the numbers, nothing recorded.
+    let err = engine.deploy(run(), None, None).await.unwrap_err();
+    assert!(err.is_bad_input());
+    let msg = err.to_string();
+    assert!(
+        msg.contains("predicted failure probability 100% of balanced in staging")
+            && msg.contains("5 of 5 past balanced deployments in staging failed"),
+        "{msg}"
+    );
+    assert_eq!(engine.list(100).unwrap().len(), 5);
+
+    // Interactive: the prompt shows the warning; a yes goes ahead.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let confirm: adeploy::engine::Confirm = Box::new(move |plan| {
+        sink.lock().unwrap().extend(plan.warnings.clone());
+        true
+    });
+    let out = engine.deploy(run(), None, Some(confirm)).await.unwrap();
+    assert_eq!(
+        decision(&out.report, "rollback_prediction")
+            .unwrap()
+            .details["action"],
+        "confirmation asked"
+    );
+    assert!(seen.lock().unwrap()[0].contains("over ml_config.rollback_prediction_threshold 50%"));
+
+    // --force goes ahead without asking.
+    let forced = engine
+        .deploy(
+            DeploymentRequest {
+                force: true,
+                ..run()
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        decision(&forced.report, "rollback_prediction")
+            .unwrap()
+            .details["action"],
+        "forced"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictive_scaling_follows_the_load_trend() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let w = World::new();
+    let services: String = (0..24)
+        .map(|i| format!("  s{i}:\n    deploy: 'sleep 0.1'\n    timeout_s: 20\n"))
+        .collect();
+    let path = w.write_config(&services);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "experimental:\n  enable_predictive_scaling: true\nmonitoring:\n  trend_window_s: 60\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    // Scripted load, one reading every 10 s of simulated time (every budget
+    // check and every rescale reads it): rising towards aggressive's budget
+    // (cpu_limit 1.0 here), then falling.
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let t0 = chrono::Utc::now();
+    let mut options = w.options();
+    options.metrics_source = Some(std::sync::Arc::new(move || {
+        let k = calls.fetch_add(1, Ordering::SeqCst);
+        let cpu = if k < 24 {
+            30.0 + 2.5 * f64::from(k)
+        } else {
+            (90.0 - 10.0 * f64::from(k - 24)).max(5.0)
+        };
+        Snapshot {
+            timestamp: t0 + chrono::Duration::seconds(10 * i64::from(k)),
+            cpu_percent: cpu,
+            ..calm()
+        }
+    }));
+    let config = adeploy::config::Config::load(Some(&path)).unwrap();
+    let engine = Engine::new(config, options).await.unwrap();
+    let names: Vec<String> = (0..24).map(|i| format!("s{i}")).collect();
+    let out = engine
+        .deploy(
+            DeploymentRequest {
+                services: names,
+                strategy: Some("aggressive".into()),
+                environment: Some(Environment::Development),
+                ..DeploymentRequest::default()
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success);
+    let changes: Vec<(u64, u64)> = out
+        .report
+        .decision_process
+        .iter()
+        .filter(|d| d.decision_type == "predictive_scaling")
+        .map(|d| {
+            (
+                d.details["from"].as_u64().unwrap(),
+                d.details["to"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let kinds: Vec<&str> = out
+        .report
+        .decision_process
+        .iter()
+        .map(|d| d.decision_type.as_str())
+        .collect();
+    assert!(changes.iter().any(|(f, t)| t < f), "{changes:?} {kinds:?}");
+    assert!(changes.iter().any(|(f, t)| t > f), "{changes:?}");
+    let first_up = changes.iter().position(|(f, t)| t > f).unwrap();
+    let first_down = changes.iter().position(|(f, t)| t < f).unwrap();
+    assert!(
+        first_down < first_up,
+        "down while rising, up once falling: {changes:?}"
+    );
+}
