@@ -156,19 +156,48 @@ impl Engine {
             thresholds,
             plugins,
             state,
-            model: ModelCheck {
-                method: "rules".to_string(),
-                detail: format!(
-                    "no learned model yet: transparent rules choose the adaptive strategy (a model needs ml_config.min_training_samples = {} deployments)",
-                    self.config.ml_config.min_training_samples
-                ),
-            },
+            model: self.model_check(),
             config: ConfigCheck {
                 source: self.config.source.clone(),
                 valid: true,
                 services: self.config.services.keys().cloned().collect(),
             },
         })
+    }
+
+    fn model_check(&self) -> ModelCheck {
+        let ml = &self.config.ml_config;
+        match self.model_status() {
+            Ok(st) if st.decides == "model" => ModelCheck {
+                method: "model".to_string(),
+                detail: match &st.model {
+                    Some(m) => format!(
+                        "random forest trained on {} deployments {}{}; retrains every {} deployments",
+                        m.samples,
+                        super::learn::age(m),
+                        m.oob_accuracy
+                            .map(|a| format!(", out-of-bag accuracy {a:.2}"))
+                            .unwrap_or_default(),
+                        ml.retrain_frequency
+                    ),
+                    None => "trained".to_string(),
+                },
+            },
+            Ok(st) => ModelCheck {
+                method: "rules".to_string(),
+                detail: match st.detail {
+                    Some(why) => why,
+                    None => format!(
+                        "transparent rules choose the adaptive strategy: {} of the {} deployments the model needs (ml_config.min_training_samples)",
+                        st.training_samples, ml.min_training_samples
+                    ),
+                },
+            },
+            Err(e) => ModelCheck {
+                method: "rules".to_string(),
+                detail: format!("the history cannot be read ({e}); rules decide"),
+            },
+        }
     }
 
     fn state_check(&self) -> StateCheck {

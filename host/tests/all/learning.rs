@@ -274,7 +274,9 @@ async fn damaged_or_foreign_model_is_discarded_and_retrained() {
     let w = World::new();
     let (services, winners) = simulated(&w);
     std::fs::write(&winners, "conservative\nbalanced\naggressive\n").unwrap();
-    let extra = "ml_config:\n  min_training_samples: 3\n  retrain_frequency: 50\n";
+    // No exploration: the rules' fallback is what this test checks.
+    let extra =
+        "ml_config:\n  min_training_samples: 3\n  retrain_frequency: 50\n  exploration_rate: 0.0\n";
     let engine = engine(&w, &services, extra).await;
     for s in STRATEGIES {
         engine
