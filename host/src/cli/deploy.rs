@@ -13,7 +13,7 @@ use adeploy::engine::{
     DeploymentEvent, DeploymentRequest, DeploymentSize, Engine, EngineError, EngineOptions,
 };
 use adeploy::history::DeploymentRecord;
-use adeploy::report::{PlanView, Report};
+use adeploy::report::{PlanView, Report, StepRecord};
 
 use super::Context;
 use super::output::{CommandOutput, emit, table};
@@ -203,6 +203,14 @@ fn render_plan(plan: &PlanView) -> String {
     s
 }
 
+/// `api@web-1` for a fleet step, `api` for a local one.
+fn label(service: String, host: Option<String>) -> String {
+    match host {
+        Some(h) => format!("{service}@{h}"),
+        None => service,
+    }
+}
+
 /// Live progress on stderr: a redrawing status line on a terminal, plain
 /// lines otherwise. Nothing with `--json` except errors.
 async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEvent>, json: bool) {
@@ -255,16 +263,19 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 wave = (w + 1, waves);
                 say(format!("wave {}/{waves}", w + 1));
             }
-            DeploymentEvent::StepStarted { service, .. } => {
+            DeploymentEvent::StepStarted { service, host, .. } => {
+                let service = label(service, host);
                 say(format!("  {service}: deploying"));
                 running.push(service);
             }
             DeploymentEvent::StepFinished {
                 service,
+                host,
                 ok,
                 message,
                 seconds,
             } => {
+                let service = label(service, host);
                 running.retain(|s| *s != service);
                 done += 1;
                 step_secs += seconds;
@@ -281,10 +292,12 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
             }
             DeploymentEvent::StepRolledBack {
                 service,
+                host,
                 ok,
                 message,
             } => say(format!(
-                "  {service}: {} {message}",
+                "  {}: {} {message}",
+                label(service, host),
                 if ok { "rolled back" } else { "ROLLBACK FAILED" }
             )),
             DeploymentEvent::Alert { message } => say(format!("ALERT: {message}")),
@@ -395,6 +408,11 @@ impl CommandOutput for ListOutput {
                         .map(|s| format!("{s:.1}s"))
                         .unwrap_or_else(|| "-".into()),
                     d.services.join(","),
+                    d.extra
+                        .get("steps")
+                        .and_then(|v| serde_json::from_value::<Vec<StepRecord>>(v.clone()).ok())
+                        .and_then(|steps| adeploy::report::host_results(&steps))
+                        .unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
@@ -407,6 +425,7 @@ impl CommandOutput for ListOutput {
                 "ENVIRONMENT",
                 "DURATION",
                 "SERVICES",
+                "HOSTS",
             ],
             rows,
         )

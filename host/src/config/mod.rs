@@ -311,6 +311,7 @@ impl Config {
                     ));
                 }
             }
+            self.validate_fleet(name, s, &err)?;
             for dep in &s.depends_on {
                 if !self.services.contains_key(dep) {
                     return Err(err(
@@ -328,6 +329,105 @@ impl Config {
                 &["services", &cycle[0], "depends_on"],
                 format!("dependency cycle: {}", cycle.join(" -> ")),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// The inventory hosts of service `name`, in inventory order: the ones
+    /// named in `hosts` plus every host carrying all of `host_labels`. Empty
+    /// for local services.
+    pub fn hosts_of(&self, name: &str) -> Vec<String> {
+        let Some(s) = self.services.get(name) else {
+            return Vec::new();
+        };
+        if s.target != TargetKind::Ssh {
+            return Vec::new();
+        }
+        self.inventory
+            .hosts
+            .iter()
+            .filter(|(host, h)| {
+                s.hosts.contains(host)
+                    || (!s.host_labels.is_empty()
+                        && s.host_labels.iter().all(|l| h.labels.contains(l)))
+            })
+            .map(|(host, _)| host.clone())
+            .collect()
+    }
+
+    /// `target: ssh` needs hosts that exist; a local service has none; a
+    /// remote health check is a command.
+    fn validate_fleet(
+        &self,
+        name: &str,
+        s: &ServiceConfig,
+        err: &dyn Fn(&[&str], String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        let fleet = s.target == TargetKind::Ssh;
+        if !fleet && (!s.hosts.is_empty() || !s.host_labels.is_empty()) {
+            return Err(err(
+                &["services", name, "hosts"],
+                "hosts and host_labels need `target: ssh`".to_string(),
+            ));
+        }
+        if !fleet {
+            if s.health.as_ref().and_then(|h| h.from) == Some(HealthFrom::Remote) {
+                return Err(err(
+                    &["services", name, "health", "from"],
+                    "`from: remote` needs `target: ssh`".to_string(),
+                ));
+            }
+            return Ok(());
+        }
+        let known = || {
+            let names: Vec<&str> = self.inventory.hosts.keys().map(String::as_str).collect();
+            if names.is_empty() {
+                "the inventory has no hosts".to_string()
+            } else {
+                format!("inventory hosts: {}", names.join(", "))
+            }
+        };
+        for h in &s.hosts {
+            if !self.inventory.hosts.contains_key(h) {
+                return Err(err(
+                    &["services", name, "hosts"],
+                    format!("unknown host '{h}' ({})", known()),
+                ));
+            }
+        }
+        if self.hosts_of(name).is_empty() {
+            return Err(err(
+                &["services", name],
+                format!(
+                    "`target: ssh` selects no host: add `hosts` or `host_labels` that match ({})",
+                    known()
+                ),
+            ));
+        }
+        if let Some(h) = &s.health
+            && h.from == Some(HealthFrom::Remote)
+            && h.command.is_none()
+        {
+            return Err(err(
+                &["services", name, "health", "from"],
+                "`from: remote` runs a `command` on the host (e.g. `curl -fsS http://localhost:8080/health`); http and tcp checks run from the controller".to_string(),
+            ));
+        }
+        for (host, h) in &self.inventory.hosts {
+            if h.address.trim().is_empty() {
+                return Err(err(
+                    &["inventory", "hosts", host, "address"],
+                    "is empty".to_string(),
+                ));
+            }
+            if h.port == Some(0) {
+                return Err(err(
+                    &["inventory", "hosts", host, "port"],
+                    "must be 1-65535".to_string(),
+                ));
+            }
         }
         Ok(())
     }

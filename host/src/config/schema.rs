@@ -38,6 +38,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// The services adeploy can deploy, keyed by name.
     pub services: BTreeMap<String, ServiceConfig>,
+    /// Remote hosts for `target: ssh` services, and how to reach them.
+    pub inventory: Inventory,
     /// The file this config was loaded from (none for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -280,6 +282,19 @@ pub struct HealthSpec {
     pub command: Option<CommandSpec>,
     /// Deadline of one probe in milliseconds (2000 when not given).
     pub timeout_ms: Option<u64>,
+    /// Where a fleet service's check runs: from this machine (`controller`,
+    /// the default; `{host}` in `http`/`tcp` becomes the host's address) or
+    /// on the host over ssh (`remote`, `command` checks only).
+    pub from: Option<HealthFrom>,
+}
+
+/// `services.<name>.health.from`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthFrom {
+    #[default]
+    Controller,
+    Remote,
 }
 
 /// Where a service is deployed.
@@ -289,6 +304,8 @@ pub enum TargetKind {
     /// Processes on this machine.
     #[default]
     Local,
+    /// Commands on the inventory hosts, over the system OpenSSH client.
+    Ssh,
 }
 
 /// `services.<name>`.
@@ -309,6 +326,73 @@ pub struct ServiceConfig {
     pub target: TargetKind,
     /// Extra environment variables for its commands.
     pub env: BTreeMap<String, String>,
-    /// Working directory of its commands (relative to the config file).
+    /// Working directory of its commands (relative to the config file; for
+    /// `target: ssh`, an absolute path on the host).
     pub workdir: Option<PathBuf>,
+    /// `target: ssh`: inventory host names...
+    pub hosts: Vec<String>,
+    /// ...and/or labels: every host carrying all of them.
+    pub host_labels: Vec<String>,
+}
+
+/// `inventory`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Inventory {
+    /// Hosts by name, in the order fleet steps are planned.
+    pub hosts: BTreeMap<String, InventoryHost>,
+    /// How ssh connects to them.
+    pub ssh: SshSettings,
+}
+
+/// `inventory.hosts.<name>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct InventoryHost {
+    /// Host name or IP address (ssh's `HostName`; a `~/.ssh/config` alias
+    /// works too).
+    pub address: String,
+    /// 22 when not given (or what `~/.ssh/config` says, if it says).
+    pub port: Option<u16>,
+    /// The login; ssh's default (or `~/.ssh/config`) when not given.
+    pub user: Option<String>,
+    /// A private key; the agent and `~/.ssh/config` otherwise.
+    pub identity_file: Option<PathBuf>,
+    /// Labels services select hosts by (`host_labels`).
+    pub labels: Vec<String>,
+    /// Overrides `inventory.ssh.connect_timeout_s` for this host.
+    pub connect_timeout_s: Option<u32>,
+}
+
+/// `inventory.ssh`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshSettings {
+    /// `true`: unknown or changed host keys are refused
+    /// (`StrictHostKeyChecking=yes`); `false`: new hosts are trusted on
+    /// first use, changed keys still refused (`accept-new`).
+    pub strict_host_key_checking: bool,
+    /// A known_hosts file instead of `~/.ssh/known_hosts`.
+    pub known_hosts: Option<PathBuf>,
+    /// An ssh client config instead of `~/.ssh/config`.
+    pub config_file: Option<PathBuf>,
+    /// Seconds to establish a connection before the step fails.
+    pub connect_timeout_s: u32,
+    /// Keep one connection per host open and reuse it (ControlMaster).
+    pub reuse_connections: bool,
+    /// How long an idle reused connection stays open, seconds.
+    pub control_persist_s: u32,
+}
+
+impl Default for SshSettings {
+    fn default() -> Self {
+        SshSettings {
+            strict_host_key_checking: true,
+            known_hosts: None,
+            config_file: None,
+            connect_timeout_s: 10,
+            reuse_connections: true,
+            control_persist_s: 60,
+        }
+    }
 }

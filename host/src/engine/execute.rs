@@ -9,7 +9,7 @@
 //! counters decides all of that in one place; steps themselves run as tasks.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,11 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::{DecisionLog, DeploymentEvent, DeploymentSize, Engine, service_timeout};
-use crate::config::{CommandSpec, Environment, ResourceLimits, ServiceConfig};
+use crate::config::{
+    CommandSpec, Environment, HealthFrom, HealthSpec, InventoryHost, ResourceLimits, ServiceConfig,
+    SshSettings, TargetKind,
+};
+use crate::exec::ssh::SshTarget;
 use crate::exec::{self, DeploymentLog, HealthPolicy, RunOptions};
 use crate::history::DeploymentStatus;
 use crate::plugin::{
@@ -53,6 +57,56 @@ pub(crate) struct Execution<'a> {
     pub streaks: &'a crate::ml::Streaks,
     /// The background sampler, when the machine is measured.
     pub sampler: Option<&'a crate::monitor::Sampler>,
+    /// Where ssh ControlMaster sockets live (`None`: no connection reuse).
+    pub ssh_control: Option<&'a Path>,
+}
+
+/// A fleet step's host, owned so a step task can carry it.
+#[derive(Debug, Clone)]
+struct Remote {
+    name: String,
+    host: InventoryHost,
+    settings: SshSettings,
+    control_dir: Option<PathBuf>,
+    /// The service's absolute `workdir`, on the host.
+    workdir: Option<PathBuf>,
+}
+
+impl Remote {
+    fn target(&self) -> SshTarget<'_> {
+        SshTarget {
+            name: &self.name,
+            host: &self.host,
+            settings: &self.settings,
+            control_dir: self.control_dir.as_deref(),
+        }
+    }
+
+    fn wrap(&self, command: &CommandSpec, env: &[(String, String)]) -> CommandSpec {
+        self.target().wrap(command, env, self.workdir.as_deref())
+    }
+
+    /// The health check as run for this host: a remote command over ssh, or
+    /// `{host}` in an http/tcp check replaced by the host's address.
+    fn health(&self, spec: &HealthSpec, env: &[(String, String)]) -> HealthSpec {
+        let mut h = spec.clone();
+        if spec.from == Some(HealthFrom::Remote) {
+            h.command = spec.command.as_ref().map(|c| self.wrap(c, env));
+        } else {
+            let fill = |s: &String| s.replace("{host}", &self.host.address);
+            h.http = spec.http.as_ref().map(fill);
+            h.tcp = spec.tcp.as_ref().map(fill);
+        }
+        h
+    }
+
+    /// A failure message that names the host when ssh could not connect.
+    fn describe(&self, what: &str, o: &exec::CommandOutcome) -> String {
+        match self.target().describe_failure(o) {
+            Some(m) => format!("{what} failed: {m}"),
+            None => format!("{what} failed on {}: {}", self.name, o.describe()),
+        }
+    }
 }
 
 /// How far ahead predictive scaling projects the load trend, in minutes.
@@ -75,7 +129,10 @@ struct StepDone {
 }
 
 impl Execution<'_> {
-    fn env_for(&self, service: &str, wave: u32) -> Vec<(String, String)> {
+    fn env_for(&self, service: &str, wave: u32, host: Option<&str>) -> Vec<(String, String)> {
+        let address = host
+            .and_then(|h| self.engine.config.inventory.hosts.get(h))
+            .map_or("127.0.0.1".to_string(), |h| h.address.clone());
         vec![
             ("ADEPLOY_DEPLOYMENT_ID".into(), self.id.to_string()),
             ("ADEPLOY_SERVICE".into(), service.to_string()),
@@ -89,7 +146,8 @@ impl Execution<'_> {
                 self.size.as_str().to_string(),
             ),
             ("ADEPLOY_WAVE".into(), (wave + 1).to_string()),
-            ("ADEPLOY_HOST".into(), "localhost".into()),
+            ("ADEPLOY_HOST".into(), host.unwrap_or("localhost").into()),
+            ("ADEPLOY_HOST_ADDRESS".into(), address),
             (
                 "ADEPLOY_STATE_DIR".into(),
                 self.engine.state_dir.display().to_string(),
@@ -104,8 +162,9 @@ impl Execution<'_> {
         name: &str,
         service: &ServiceConfig,
         wave: u32,
+        host: Option<&str>,
     ) -> (Vec<(String, String)>, PathBuf) {
-        let mut env = self.env_for(name, wave);
+        let mut env = self.env_for(name, wave, host);
         env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         let cwd = match &service.workdir {
             Some(w) if w.is_absolute() => w.clone(),
@@ -113,6 +172,22 @@ impl Execution<'_> {
             None => self.engine.config.base_dir(),
         };
         (env, cwd)
+    }
+
+    /// How to reach the host of a fleet step (`None` for a local step).
+    fn remote(&self, service: &ServiceConfig, host: Option<&str>) -> Option<Remote> {
+        if service.target != TargetKind::Ssh {
+            return None;
+        }
+        let name = host?;
+        let inv = &self.engine.config.inventory;
+        Some(Remote {
+            name: name.to_string(),
+            host: inv.hosts.get(name)?.clone(),
+            settings: inv.ssh.clone(),
+            control_dir: self.ssh_control.map(Path::to_path_buf),
+            workdir: service.workdir.clone().filter(|w| w.is_absolute()),
+        })
     }
 
     fn hook_plugins(&self) -> Vec<Arc<Plugin>> {
@@ -151,7 +226,7 @@ impl Execution<'_> {
         let phase_name = phase_str(phase);
         let mut first_error = None;
         for script in scripts {
-            let env = self.env_for("", 0);
+            let env = self.env_for("", 0, None);
             let opts = RunOptions {
                 label: &format!("{phase_name} hook"),
                 env: &env,
@@ -368,6 +443,7 @@ impl Execution<'_> {
                     order.push(i);
                     dl.emit(DeploymentEvent::StepStarted {
                         service: steps[i].service.clone(),
+                        host: steps[i].host.clone(),
                         wave: w32,
                     });
                     running.spawn(self.step_task(i, &steps[i], w32, cancel_rx.clone()));
@@ -408,13 +484,14 @@ impl Execution<'_> {
                 };
                 dl.emit(DeploymentEvent::StepFinished {
                     service: rec.service.clone(),
+                    host: rec.host.clone(),
                     ok: done.ok,
                     message: done.message.clone(),
                     seconds: done.seconds,
                 });
                 dl.record(
                     "step_finished",
-                    json!({ "service": rec.service, "wave": w32 + 1, "status": rec.status, "message": done.message, "seconds": done.seconds }),
+                    json!({ "service": rec.service, "host": rec.host, "wave": w32 + 1, "status": rec.status, "message": done.message, "seconds": done.seconds }),
                 );
                 if !done.ok {
                     failures += 1;
@@ -500,6 +577,10 @@ impl Execution<'_> {
                 self.rollout.failure.rollback_scope,
             ),
         };
+        for st in steps.iter_mut().filter(|s| s.status == StepStatus::Pending) {
+            st.status = StepStatus::Skipped;
+            st.message = format!("not started: {reason}");
+        }
         // Hooks get the consecutive failures this one extends: of the
         // environment, or of a service that failed now, whichever is longer.
         let failed_count = steps
@@ -778,7 +859,9 @@ impl Execution<'_> {
             .cloned()
             .unwrap_or_default();
         let name = rec.service.clone();
-        let (env, cwd) = self.command_env(&name, &service, wave);
+        let host = rec.host.clone();
+        let (env, cwd) = self.command_env(&name, &service, wave, host.as_deref());
+        let remote = self.remote(&service, host.as_deref());
         let mut timeout = service_timeout(&service);
         // When the deployment's deadline is nearer than the service's own
         // timeout, running out of time means the deadline, not a slow service.
@@ -821,7 +904,15 @@ impl Execution<'_> {
                     false,
                 );
             };
-            let label = format!("{name} deploy");
+            let shown = match &host {
+                Some(h) => format!("{name}@{h}"),
+                None => name.clone(),
+            };
+            let deploy = match &remote {
+                Some(r) => r.wrap(deploy, &env),
+                None => deploy.clone(),
+            };
+            let label = format!("{shown} deploy");
             let opts = RunOptions {
                 label: &label,
                 env: &env,
@@ -830,18 +921,26 @@ impl Execution<'_> {
                 log: &log,
                 cancel: Some(&cancel),
             };
-            match exec::run_command(deploy, &opts).await {
+            match exec::run_command(&deploy, &opts).await {
                 Ok(o) if o.cancelled || (o.timed_out && clipped) => {
                     return finish(false, "cancelled: the deadline was reached".into(), true);
                 }
                 Ok(o) if !o.success => {
-                    return finish(false, format!("deploy failed: {}", o.describe()), false);
+                    let message = match &remote {
+                        Some(r) => r.describe("deploy", &o),
+                        None => format!("deploy failed: {}", o.describe()),
+                    };
+                    return finish(false, message, false);
                 }
                 Ok(_) => {}
                 Err(e) => return finish(false, e.to_string(), false),
             }
             if check_health && let Some(health) = &service.health {
-                let hlabel = format!("{name} health");
+                let health = match &remote {
+                    Some(r) => r.health(health, &env),
+                    None => health.clone(),
+                };
+                let hlabel = format!("{shown} health");
                 let hopts = RunOptions {
                     label: &hlabel,
                     env: &env,
@@ -850,7 +949,7 @@ impl Execution<'_> {
                     log: &log,
                     cancel: Some(&cancel),
                 };
-                let outcome = exec::validate(health, &policy, deadline, &hopts).await;
+                let outcome = exec::validate(&health, &policy, deadline, &hopts).await;
                 if *cancel.borrow() {
                     return finish(false, "cancelled: the deadline was reached".into(), true);
                 }
@@ -882,7 +981,13 @@ impl Execution<'_> {
         reason: &str,
         dl: &mut DecisionLog,
     ) {
-        let services: Vec<String> = targets.iter().map(|&i| steps[i].service.clone()).collect();
+        let services: Vec<String> = targets
+            .iter()
+            .map(|&i| match &steps[i].host {
+                Some(h) => format!("{}@{h}", steps[i].service),
+                None => steps[i].service.clone(),
+            })
+            .collect();
         dl.emit(DeploymentEvent::RollbackStarted {
             reason: reason.to_string(),
             services: services.clone(),
@@ -904,8 +1009,18 @@ impl Execution<'_> {
             let (ok, message) = match &service.rollback {
                 None => (false, "no rollback command configured".to_string()),
                 Some(cmd) => {
-                    let (env, cwd) = self.command_env(&name, &service, steps[i].wave);
-                    let label = format!("{name} rollback");
+                    let host = steps[i].host.clone();
+                    let (env, cwd) =
+                        self.command_env(&name, &service, steps[i].wave, host.as_deref());
+                    let remote = self.remote(&service, host.as_deref());
+                    let cmd = match &remote {
+                        Some(r) => r.wrap(cmd, &env),
+                        None => cmd.clone(),
+                    };
+                    let label = match &host {
+                        Some(h) => format!("{name}@{h} rollback"),
+                        None => format!("{name} rollback"),
+                    };
                     let opts = RunOptions {
                         label: &label,
                         env: &env,
@@ -914,21 +1029,25 @@ impl Execution<'_> {
                         log: self.log,
                         cancel: None,
                     };
-                    match exec::run_command(cmd, &opts).await {
+                    match exec::run_command(&cmd, &opts).await {
                         Ok(o) if o.success => (true, "rolled back".to_string()),
-                        Ok(o) => (false, format!("rollback failed: {}", o.describe())),
+                        Ok(o) => match &remote {
+                            Some(r) => (false, r.describe("rollback", &o)),
+                            None => (false, format!("rollback failed: {}", o.describe())),
+                        },
                         Err(e) => (false, e.to_string()),
                     }
                 }
             };
             dl.emit(DeploymentEvent::StepRolledBack {
                 service: name.clone(),
+                host: steps[i].host.clone(),
                 ok,
                 message: message.clone(),
             });
             dl.record(
                 "step_rolled_back",
-                json!({ "service": name, "ok": ok, "message": message }),
+                json!({ "service": name, "host": steps[i].host, "ok": ok, "message": message }),
             );
             results.insert(i, (ok, message));
         }

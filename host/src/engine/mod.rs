@@ -101,10 +101,13 @@ pub enum DeploymentEvent {
     },
     StepStarted {
         service: String,
+        /// The inventory host of a fleet step.
+        host: Option<String>,
         wave: u32,
     },
     StepFinished {
         service: String,
+        host: Option<String>,
         ok: bool,
         message: String,
         seconds: f64,
@@ -119,6 +122,7 @@ pub enum DeploymentEvent {
     },
     StepRolledBack {
         service: String,
+        host: Option<String>,
         ok: bool,
         message: String,
     },
@@ -686,6 +690,27 @@ impl Engine {
                 Duration::from_millis(self.config.monitoring.latency_timeout_ms),
             )),
         };
+        // Fleet services reuse one ssh connection per host: the sockets live
+        // in a private directory of the state dir.
+        let fleet = req
+            .services
+            .iter()
+            .any(|s| !self.config.hosts_of(s).is_empty());
+        let ssh_control = if fleet && self.config.inventory.ssh.reuse_connections {
+            let dir = self.state_dir.join("ssh");
+            match private_dir(&dir) {
+                Ok(()) => Some(dir),
+                Err(e) => {
+                    log.record(
+                        "ssh_connection_reuse",
+                        json!({ "enabled": false, "reason": format!("cannot create {}: {e}", dir.display()) }),
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         // --max-time, else thresholds.max_deployment_time, is a hard deadline.
         let (limit, limit_label) = match req.max_time {
             Some(d) => (
@@ -717,6 +742,7 @@ impl Engine {
             log: &deployment_log,
             streaks: &streaks,
             sampler: sampler.as_ref(),
+            ssh_control: ssh_control.as_deref(),
         };
         let result = run.run(&mut log).await;
         let samples = match sampler {
@@ -1228,7 +1254,7 @@ impl Engine {
                     Service {
                         name: name.clone(),
                         depends_on: s.depends_on.clone(),
-                        hosts: Vec::new(),
+                        hosts: self.config.hosts_of(name),
                         has_health_check: s.health.is_some(),
                         timeout_s: u32::try_from(service_timeout(s).as_secs()).unwrap_or(u32::MAX),
                     }
@@ -1372,6 +1398,16 @@ fn relevant_patterns(
     .into_iter()
     .cloned()
     .collect()
+}
+
+/// Creates `dir` (and parents) readable by this user only.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 /// A service's deadline for one deploy including its health checks.

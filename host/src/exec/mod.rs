@@ -34,6 +34,7 @@
 pub mod command;
 pub mod health;
 pub mod log;
+pub mod ssh;
 
 use std::path::Path;
 use std::time::Duration;

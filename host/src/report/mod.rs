@@ -61,6 +61,58 @@ impl StepRecord {
     }
 }
 
+/// Per-host results of fleet steps, for `adeploy list` and the summary:
+/// `web-1:ok web-2:failed+rolled-back web-3:skipped` (a host's worst step;
+/// `+rolled-back` when a step on it was rolled back, `+rollback-failed`
+/// when that failed). `None` when no step has a host.
+pub fn host_results(steps: &[StepRecord]) -> Option<String> {
+    let mut hosts: Vec<(&str, u8, Option<bool>)> = Vec::new();
+    for st in steps {
+        let Some(h) = st.host.as_deref() else {
+            continue;
+        };
+        let rank = match st.status {
+            StepStatus::Succeeded => 0,
+            StepStatus::Pending => 1,
+            StepStatus::Skipped => 2,
+            StepStatus::Cancelled => 3,
+            StepStatus::Failed => 4,
+        };
+        match hosts.iter_mut().find(|(name, _, _)| *name == h) {
+            Some(entry) => {
+                entry.1 = entry.1.max(rank);
+                entry.2 = match (entry.2, st.rolled_back) {
+                    (Some(false), _) | (_, Some(false)) => Some(false),
+                    (Some(true), _) | (_, Some(true)) => Some(true),
+                    _ => None,
+                };
+            }
+            None => hosts.push((h, rank, st.rolled_back)),
+        }
+    }
+    if hosts.is_empty() {
+        return None;
+    }
+    let words = ["ok", "pending", "skipped", "cancelled", "failed"];
+    Some(
+        hosts
+            .iter()
+            .map(|(h, rank, rb)| {
+                format!(
+                    "{h}:{}{}",
+                    words[usize::from(*rank)],
+                    match rb {
+                        Some(true) => "+rolled-back",
+                        Some(false) => "+rollback-failed",
+                        None => "",
+                    }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 /// The plan as people read it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlanView {
@@ -328,10 +380,14 @@ impl Report {
                 (Some(false), Some(m)) => format!(" → rollback: {m}"),
                 _ => String::new(),
             };
+            let name = match &st.host {
+                Some(h) => format!("{}@{h}", st.service),
+                None => st.service.clone(),
+            };
             out.push_str(&format!(
                 "  wave {} {:<20} {:<10} {}{rb}\n",
                 st.wave + 1,
-                st.service,
+                name,
                 format!("{:?}", st.status).to_lowercase(),
                 st.message
             ));
