@@ -287,6 +287,25 @@ async fn a_failing_host_rolls_back_exactly_the_hosts_deployed() {
         host_results(&out.report.steps).unwrap(),
         "h1:ok+rolled-back h2:failed+rolled-back h3:skipped"
     );
+    // `adeploy list` shows the same per-host results.
+    let list = Command::new(env!("CARGO_BIN_EXE_adeploy"))
+        .args(["list"])
+        .env("ADEPLOY_STATE_DIR", f.world.state())
+        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
+        .env_remove("ADEPLOY_CONFIG")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.status.success(),
+        "{}",
+        String::from_utf8_lossy(&list.stderr)
+    );
+    assert!(
+        text.contains("HOSTS")
+            && text.contains("h1:ok+rolled-back h2:failed+rolled-back h3:skipped"),
+        "{text}"
+    );
 
     // Aggressive: all three at once; only h2 fails, every host deployed is
     // rolled back (rollback scope of the plan), in reverse start order.
