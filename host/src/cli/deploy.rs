@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use adeploy::config::Environment;
 use adeploy::engine::{
-    DeploymentEvent, DeploymentRequest, DeploymentSize, Engine, EngineError, EngineOptions,
+    Approval, DeploymentEvent, DeploymentRequest, DeploymentSize, Engine, EngineError,
+    EngineOptions,
 };
 use adeploy::history::DeploymentRecord;
 use adeploy::report::{PlanView, Report, StepRecord};
@@ -40,9 +41,14 @@ pub struct RunArgs {
     /// Show the plan and ask for confirmation first (needs a terminal, or --yes).
     #[arg(long)]
     interactive: bool,
-    /// With --interactive: confirm without asking.
+    /// With --interactive: confirm without asking (does not approve
+    /// environments in approvals.required_for).
     #[arg(long)]
     yes: bool,
+    /// Approve this deployment (needed for environments in
+    /// approvals.required_for); recorded in the audit log with your user.
+    #[arg(long)]
+    approve: bool,
     /// Run the whole decision flow and print the plan; execute nothing.
     #[arg(long)]
     dry_run: bool,
@@ -101,6 +107,17 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         size: args.deployment_size,
         dry_run: args.dry_run,
         force: args.force,
+        approval: if args.approve {
+            Some(Approval::Flag {
+                user: adeploy::history::current_user(),
+            })
+        } else if args.interactive && !args.yes && std::io::stdin().is_terminal() {
+            Some(Approval::Prompt {
+                user: adeploy::history::current_user(),
+            })
+        } else {
+            None
+        },
     };
     let confirm: Option<adeploy::engine::Confirm> = if args.interactive && !args.dry_run {
         let yes = args.yes;

@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions and rendering. Nothing printed
 //! here is computed here; every value comes from the `adeploy` library.
 
+mod audit;
 mod deploy;
 mod diagnostics;
 mod model;
@@ -60,6 +61,8 @@ enum Command {
     /// List, inspect plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// The audit log: approvals of deployments, model retrain/reset, who and when.
+    Audit(audit::AuditArgs),
     /// The learned strategy model: status, retrain, reset.
     #[command(subcommand)]
     Model(model::ModelCommand),
@@ -116,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Diagnostics(args) => diagnostics::run(&ctx, args).await,
         Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
         Command::Model(cmd) => model::run(&ctx, cmd).await,
+        Command::Audit(args) => audit::run(&ctx, args).await,
     }
 }
 

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod schema;
+pub mod secret;
 pub use schema::*;
 
 /// The documented default configuration, compiled into the binary.

@@ -30,6 +30,8 @@ pub struct Config {
     pub experimental: Experimental,
     /// When repeated failures raise an alert.
     pub alerts: Alerts,
+    /// Which deployments need an explicit approval.
+    pub approvals: Approvals,
     /// System monitoring: sampling, trends, network latency.
     pub monitoring: Monitoring,
     /// Limits every plugin gets unless its own entry says otherwise.
@@ -106,6 +108,15 @@ pub struct MlConfig {
     /// With `experimental.enable_rollback_prediction`: a predicted failure
     /// probability above this (0..1) needs confirmation.
     pub rollback_prediction_threshold: f64,
+}
+
+/// `approvals`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Approvals {
+    /// Environments whose deployments need `--approve` or a yes at the
+    /// `--interactive` prompt; recorded in the audit log.
+    pub required_for: Vec<super::Environment>,
 }
 
 /// `alerts`.
@@ -325,7 +336,7 @@ pub struct ServiceConfig {
     /// Where it runs.
     pub target: TargetKind,
     /// Extra environment variables for its commands.
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, super::secret::EnvValue>,
     /// Working directory of its commands (relative to the config file; for
     /// `target: ssh`, an absolute path on the host).
     pub workdir: Option<PathBuf>,

@@ -59,6 +59,8 @@ pub(crate) struct Execution<'a> {
     pub sampler: Option<&'a crate::monitor::Sampler>,
     /// Where ssh ControlMaster sockets live (`None`: no connection reuse).
     pub ssh_control: Option<&'a Path>,
+    /// Each service's `env`, secrets resolved.
+    pub service_env: &'a HashMap<String, Vec<(String, String)>>,
 }
 
 /// A fleet step's host, owned so a step task can carry it.
@@ -165,7 +167,9 @@ impl Execution<'_> {
         host: Option<&str>,
     ) -> (Vec<(String, String)>, PathBuf) {
         let mut env = self.env_for(name, wave, host);
-        env.extend(service.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(vars) = self.service_env.get(name) {
+            env.extend(vars.iter().cloned());
+        }
         let cwd = match &service.workdir {
             Some(w) if w.is_absolute() => w.clone(),
             Some(w) => self.engine.config.base_dir().join(w),
@@ -259,7 +263,7 @@ impl Execution<'_> {
             }
         }
         for plugin in self.hook_plugins() {
-            let ctx = self.hook_ctx(None, failure_count, message);
+            let ctx = self.hook_ctx(None, failure_count, &dl.redactor.redact(message));
             let (ok, msg, details) = match plugin.run_hook(phase, &ctx).await {
                 Ok(r) => (
                     true,

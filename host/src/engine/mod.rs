@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::config::secret::Redactor;
 use crate::config::{Config, Environment};
 use crate::detect::EnvironmentDetector;
 use crate::exec::DeploymentLog;
@@ -82,11 +83,32 @@ pub struct DeploymentRequest {
     pub dry_run: bool,
     /// Deploy even though memory or disk is over its threshold.
     pub force: bool,
+    /// How the operator approves this deployment, for environments in
+    /// `approvals.required_for`.
+    pub approval: Option<Approval>,
+}
+
+/// An operator's approval of a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "snake_case")]
+pub enum Approval {
+    /// `--approve`: approved up front.
+    Flag { user: String },
+    /// A yes at the confirmation prompt (the engine's `confirm` callback).
+    Prompt { user: String },
+}
+
+impl Approval {
+    pub fn user(&self) -> &str {
+        match self {
+            Approval::Flag { user } | Approval::Prompt { user } => user,
+        }
+    }
 }
 
 /// Something that happened, for live progress. The final outcome is the
 /// return value of [`Engine::deploy`], not an event.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum DeploymentEvent {
     Decision(DecisionRecord),
@@ -281,21 +303,25 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// A decision log that also publishes each entry as an event.
+/// A decision log that also publishes each entry as an event. Secrets are
+/// redacted from both.
 pub(crate) struct DecisionLog {
     entries: Vec<DecisionRecord>,
     events: Option<UnboundedSender<DeploymentEvent>>,
+    pub(crate) redactor: Arc<Redactor>,
 }
 
 impl DecisionLog {
-    fn new(events: Option<UnboundedSender<DeploymentEvent>>) -> Self {
+    fn new(events: Option<UnboundedSender<DeploymentEvent>>, redactor: Arc<Redactor>) -> Self {
         DecisionLog {
             entries: Vec::new(),
             events,
+            redactor,
         }
     }
 
-    pub(crate) fn record(&mut self, decision_type: &str, details: serde_json::Value) {
+    pub(crate) fn record(&mut self, decision_type: &str, mut details: serde_json::Value) {
+        self.redactor.redact_json(&mut details);
         let d = DecisionRecord {
             timestamp: Utc::now(),
             decision_type: decision_type.to_string(),
@@ -308,7 +334,7 @@ impl DecisionLog {
 
     pub(crate) fn emit(&self, event: DeploymentEvent) {
         if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+            let _ = tx.send(self.redactor.redact_value(&event));
         }
     }
 }
@@ -450,7 +476,21 @@ impl Engine {
         let started_wall = Utc::now();
         let started = Instant::now();
         let id = format!("deploy_{}", started_wall.timestamp_millis());
-        let mut log = DecisionLog::new(events);
+        // Secrets of the services' environments: resolved now (a missing
+        // variable is bad input, before anything is written) and redacted
+        // from everything this deployment writes or sends.
+        let mut service_env = std::collections::HashMap::new();
+        let mut secrets = Vec::new();
+        for name in &req.services {
+            if let Some(s) = self.config.services.get(name) {
+                let (vars, found) = crate::config::secret::resolve_env(name, &s.env)
+                    .map_err(|e| EngineError::BadInput(e.to_string()))?;
+                service_env.insert(name.clone(), vars);
+                secrets.extend(found);
+            }
+        }
+        let redactor = Arc::new(Redactor::new(secrets));
+        let mut log = DecisionLog::new(events, redactor.clone());
         self.note_inactive_experiments(&mut log);
 
         // Detect environment.
@@ -468,6 +508,23 @@ impl Engine {
             }),
         );
         let environment = detected.environment;
+        let needs_approval = self.config.approvals.required_for.contains(&environment);
+        if needs_approval {
+            let usable = match &req.approval {
+                Some(Approval::Flag { .. }) => true,
+                Some(Approval::Prompt { .. }) => confirm.is_some(),
+                None => false,
+            };
+            log.record(
+                "approval_required",
+                json!({ "environment": environment, "approval": req.approval, "dry_run": req.dry_run }),
+            );
+            if !usable && !req.dry_run {
+                return Err(EngineError::BadInput(format!(
+                    "deployments to {environment} need an approval (approvals.required_for): pass --approve, or run with --interactive on a terminal and confirm"
+                )));
+            }
+        }
 
         // Sample metrics.
         let mut baseline = self.sample_metrics().await;
@@ -629,6 +686,7 @@ impl Engine {
                 ),
                 alerts: &[],
             });
+            let report = redactor.redact_value(&report);
             return Ok(DeploymentOutcome {
                 id,
                 status: DeploymentStatus::Succeeded,
@@ -642,23 +700,43 @@ impl Engine {
         if let Some(confirm) = &confirm
             && !confirm(&view)
         {
+            if needs_approval {
+                self.audit(
+                    "deployment_declined",
+                    json!({ "deployment_id": id, "environment": environment, "services": req.services, "strategy": strategy }),
+                );
+            }
             return Err(EngineError::Declined);
+        }
+        if needs_approval && let Some(approval) = &req.approval {
+            log.record("approved", json!({ "approval": approval }));
+            self.audit(
+                "deployment_approved",
+                json!({
+                    "deployment_id": id,
+                    "environment": environment,
+                    "services": req.services,
+                    "strategy": strategy,
+                    "approval": approval,
+                }),
+            );
         }
 
         // From here on the deployment is recorded.
         let lock = RunLock::acquire(&self.state_dir, self.lock_wait)?;
         let history = History::open(&self.state_dir)?;
         let recovered = history.recover_interrupted(&lock)?;
+        remove_stale_temp_files(&self.state_dir.join("deployment_reports"));
         if !recovered.is_empty() {
             log.record("recovered_interrupted", json!({ "deployments": recovered }));
         }
         let deployment_log =
-            DeploymentLog::create(&self.state_dir.join("deployment_logs"), Local::now()).map_err(
-                |source| EngineError::Io {
+            DeploymentLog::create(&self.state_dir.join("deployment_logs"), Local::now())
+                .map_err(|source| EngineError::Io {
                     what: "cannot create the deployment log".into(),
                     source,
-                },
-            )?;
+                })?
+                .with_redactor(redactor.clone());
         let mut record = DeploymentRecord {
             id: id.clone(),
             started_at: started_wall,
@@ -743,6 +821,7 @@ impl Engine {
             streaks: &streaks,
             sampler: sampler.as_ref(),
             ssh_control: ssh_control.as_deref(),
+            service_env: &service_env,
         };
         let result = run.run(&mut log).await;
         let samples = match sampler {
@@ -802,6 +881,7 @@ impl Engine {
             ),
             alerts: &alerts,
         });
+        let report = redactor.redact_value(&report);
         let report_path = self
             .state_dir
             .join("deployment_reports")
@@ -813,6 +893,7 @@ impl Engine {
         record.report_path = Some(report_path.clone());
         history.append_decisions(&id, &log.entries[flushed..])?;
         history.append_samples(&id, &samples.iter().map(Into::into).collect::<Vec<_>>())?;
+        let record = redactor.redact_value(&record);
         history.put_deployment(&record)?;
         drop(lock);
         if let Some(reason) = retrain {
@@ -1320,15 +1401,21 @@ impl Engine {
     fn audit(&self, action: &str, details: serde_json::Value) {
         let entry = crate::history::AuditEntry {
             timestamp: Utc::now(),
-            user: std::env::var("USER")
-                .or_else(|_| std::env::var("LOGNAME"))
-                .unwrap_or_else(|_| "unknown".to_string()),
+            user: crate::history::current_user(),
             action: action.to_string(),
             details,
         };
         if let Err(e) = History::open(&self.state_dir).and_then(|h| h.append_audit(&entry)) {
             tracing::warn!("cannot write the audit log: {e}");
         }
+    }
+
+    /// The audit log, newest first (approvals, model changes).
+    pub fn audit_log(&self, limit: usize) -> Result<Vec<crate::history::AuditEntry>, EngineError> {
+        if !crate::history::database_path(&self.state_dir).exists() {
+            return Ok(Vec::new());
+        }
+        Ok(History::open(&self.state_dir)?.audit(limit)?)
     }
 
     /// Recent deployments, newest first. Deployments cut off by a crash show
@@ -1398,6 +1485,20 @@ fn relevant_patterns(
     .into_iter()
     .cloned()
     .collect()
+}
+
+/// Removes the temporary files of report writes cut off by a crash (a report
+/// is written to `.tmpXXXX` and renamed): with the run lock held, no other
+/// process is writing one.
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(".tmp") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Creates `dir` (and parents) readable by this user only.

@@ -45,6 +45,8 @@ struct Inner {
     file: Mutex<File>,
     /// Set after the first failed write, so a broken disk warns once.
     warned: AtomicBool,
+    /// Secrets replaced in every line.
+    redactor: Option<Arc<crate::config::secret::Redactor>>,
 }
 
 impl DeploymentLog {
@@ -69,6 +71,7 @@ impl DeploymentLog {
                             path,
                             file: Mutex::new(file),
                             warned: AtomicBool::new(false),
+                            redactor: None,
                         }),
                     });
                 }
@@ -85,6 +88,16 @@ impl DeploymentLog {
         ))
     }
 
+    /// Every line written from now on has `redactor`'s secrets replaced.
+    /// Call it before cloning the log (a clone shares the file and keeps the
+    /// setting it had).
+    pub fn with_redactor(mut self, redactor: Arc<crate::config::secret::Redactor>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.redactor = Some(redactor);
+        }
+        self
+    }
+
     /// The log file.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -97,6 +110,14 @@ impl DeploymentLog {
     /// returns are dropped. Errors are reported once through `tracing` and
     /// otherwise ignored.
     pub fn line(&self, source: &str, text: &str) {
+        let redacted;
+        let text = match &self.inner.redactor {
+            Some(r) if !r.is_empty() => {
+                redacted = r.redact(text);
+                redacted.as_str()
+            }
+            _ => text,
+        };
         let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
         let source = one_line(source);
         let mut buf = String::with_capacity(stamp.len() + source.len() + text.len() + 8);

@@ -74,6 +74,7 @@ mod records;
 mod store;
 #[cfg(test)]
 mod tests;
+mod user;
 
 pub use error::{BoxedSource, HistoryError};
 pub use lock::{LOCK_FILE, RunLock};
@@ -81,6 +82,7 @@ pub use records::{
     AuditEntry, DecisionRecord, DeploymentRecord, DeploymentStatus, HistoryStats, MetricSample,
 };
 pub use store::SCHEMA_VERSION;
+pub use user::current_user;
 
 use store::{
     AUDIT, BLOBS, DECISIONS, DEPLOYMENTS, DEPLOYMENTS_BY_START, Failure, SAMPLES, Store, decode,

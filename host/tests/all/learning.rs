@@ -89,12 +89,16 @@ async fn engine(w: &World, services: &str, extra: &str) -> Engine {
     Engine::new(config, options).await.unwrap()
 }
 
+/// Production needs an approval (the default `approvals.required_for`).
 fn request(env: Environment, size: DeploymentSize, strategy: &str) -> DeploymentRequest {
     DeploymentRequest {
         services: vec!["app".into()],
         strategy: Some(strategy.into()),
         environment: Some(env),
         size,
+        approval: Some(adeploy::engine::Approval::Flag {
+            user: "test".into(),
+        }),
         ..DeploymentRequest::default()
     }
 }

@@ -16,3 +16,4 @@ mod engine;
 mod fleet;
 mod learning;
 mod sandbox;
+mod security;

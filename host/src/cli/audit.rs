@@ -1,0 +1,65 @@
+//! `adeploy audit`: who approved what, and model changes.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::Serialize;
+
+use adeploy::engine::{Engine, EngineOptions};
+use adeploy::history::AuditEntry;
+
+use super::Context;
+use super::output::{CommandOutput, emit, table};
+
+/// `adeploy audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// How many entries to show, newest first.
+    #[arg(long, short = 'n', default_value_t = 50)]
+    limit: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct AuditOutput {
+    entries: Vec<AuditEntry>,
+}
+
+impl CommandOutput for AuditOutput {
+    fn text(&self) -> String {
+        if self.entries.is_empty() {
+            return "the audit log is empty\n".to_string();
+        }
+        table(
+            &["TIME", "USER", "ACTION", "DETAILS"],
+            self.entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.timestamp
+                            .with_timezone(&chrono::Local)
+                            .format("%Y-%m-%d %H:%M:%S")
+                            .to_string(),
+                        e.user.clone(),
+                        e.action.clone(),
+                        e.details.to_string(),
+                    ]
+                })
+                .collect(),
+        )
+    }
+}
+
+pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<ExitCode> {
+    let options = EngineOptions {
+        state_dir: ctx.state_dir.clone(),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::new(ctx.config()?, options).await?;
+    emit(
+        &AuditOutput {
+            entries: engine.audit_log(args.limit)?,
+        },
+        ctx.json,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
