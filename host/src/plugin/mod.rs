@@ -908,7 +908,11 @@ impl Plugin {
                 .await
         })
         .await;
-        self.finish("on-progress", store, started, out)
+        let mut called = self.finish("on-progress", store, started, out)?;
+        if let Decision::Abort(r) | Decision::Rollback(r) = &mut called.value {
+            cap_reason(r);
+        }
+        Ok(called)
     }
 
     /// Calls a hook's `run`.
@@ -931,7 +935,51 @@ impl Plugin {
                 .await
         })
         .await;
-        transpose(self.finish("run", store, started, out)?).map_err(|m| self.refused("run", m))
+        let called = transpose(self.finish("run", store, started, out)?)
+            .map_err(|m| self.refused("run", m))?;
+        let r = &called.value;
+        text_budget(
+            "the report's message and details",
+            std::iter::once(r.message.as_str()).chain(
+                r.details
+                    .iter()
+                    .flat_map(|d| [d.key.as_str(), d.value.as_str()]),
+            ),
+        )
+        .map_err(|reason| self.malformed("run", reason))?;
+        Ok(called)
+    }
+}
+
+/// How much text (notes, evidence, messages) one plugin call may return.
+/// A plugin's memory cap already bounds what the host lifts; this keeps a
+/// chatty or hostile plugin from filling the decision log, the reports and
+/// the history with megabytes.
+pub const MAX_TEXT_BYTES: usize = 64 * 1024;
+
+/// A rollback or abort reason longer than this is cut (with a note).
+pub const MAX_REASON_BYTES: usize = 4 * 1024;
+
+fn text_budget<'a>(what: &str, texts: impl Iterator<Item = &'a str>) -> Result<(), String> {
+    let total: usize = texts.map(str::len).sum();
+    if total > MAX_TEXT_BYTES {
+        return Err(format!(
+            "{what} are {total} bytes, more than the {MAX_TEXT_BYTES} a plugin may return"
+        ));
+    }
+    Ok(())
+}
+
+/// `reason` cut to [`MAX_REASON_BYTES`] at a character boundary.
+fn cap_reason(reason: &mut String) {
+    if reason.len() > MAX_REASON_BYTES {
+        let mut end = MAX_REASON_BYTES;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let cut = reason.len() - end;
+        reason.truncate(end);
+        reason.push_str(&format!("… ({cut} more bytes cut)"));
     }
 }
 
@@ -973,6 +1021,13 @@ fn transpose<T, E>(called: Called<Result<T, E>>) -> Result<Called<T>, E> {
 }
 
 fn validate_detection(d: &Detection) -> Result<(), String> {
+    text_budget(
+        "evidence details and notes",
+        d.evidence
+            .iter()
+            .flat_map(|e| [e.method.as_str(), e.detail.as_str()])
+            .chain(d.notes.iter().map(String::as_str)),
+    )?;
     if !(0.0..=1.0).contains(&d.confidence) {
         return Err(format!("confidence {} is outside 0..1", d.confidence));
     }
@@ -990,6 +1045,7 @@ fn validate_detection(d: &Detection) -> Result<(), String> {
 /// known services and hosts, and run at least one step at a time.
 fn validate_rollout(ctx: &DeploymentContext, r: &Rollout) -> Result<(), String> {
     use std::collections::HashSet;
+    text_budget("the plan's notes", r.notes.iter().map(String::as_str))?;
     if r.concurrency == 0 {
         return Err("concurrency is 0".to_string());
     }

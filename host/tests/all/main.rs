@@ -14,6 +14,7 @@ mod common;
 mod diagnostics;
 mod engine;
 mod fleet;
+mod hostile;
 mod learning;
 mod sandbox;
 mod security;

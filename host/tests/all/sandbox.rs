@@ -14,7 +14,7 @@ use adeploy::plugin::{
 use crate::common::{ctx, empty_world, host, service, settings};
 
 /// The good plugin: the built-in balanced strategy plans three services.
-async fn assert_still_serves(host: &PluginHost) {
+pub(crate) async fn assert_still_serves(host: &PluginHost) {
     let set = PluginSet::load(host, &Config::embedded().unwrap(), &[])
         .await
         .unwrap();
