@@ -185,6 +185,7 @@ async fn waiting_in_a_host_call_past_the_deadline_is_stopped() {
 #[tokio::test]
 async fn capabilities_outside_the_grant_come_back_as_error_values() {
     let granted = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/etc/passwd", granted.path().join("link-out")).unwrap();
     let root = Path::new("/");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -223,6 +224,7 @@ async fn capabilities_outside_the_grant_come_back_as_error_values() {
         "shadow",
         "passwd-exists",
         "traversal",
+        "symlink",
         "tcp",
         "http",
         "hostname",
@@ -244,7 +246,7 @@ async fn capabilities_outside_the_grant_come_back_as_error_values() {
         .filter(|e| matches!(e, PluginEvent::Denied { .. }))
         .count();
     assert_eq!(
-        denials, 8,
+        denials, 9,
         "every refusal is recorded for the operator: {:?}",
         called.events
     );
