@@ -13,5 +13,6 @@ mod cli_run;
 mod common;
 mod diagnostics;
 mod engine;
+mod examples;
 mod learning;
 mod sandbox;
