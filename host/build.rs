@@ -10,6 +10,8 @@ const BUILTINS: &[(&str, &str)] = &[
     ("balanced", "adeploy-plugin-balanced"),
     ("aggressive", "adeploy-plugin-aggressive"),
     ("http-smoke", "adeploy-plugin-http-smoke"),
+    // Registered only when `experimental.enable_canary_deployments` is on.
+    ("canary", "adeploy-plugin-canary"),
 ];
 
 fn main() {

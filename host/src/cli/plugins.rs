@@ -8,7 +8,9 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use adeploy::config::Grants;
-use adeploy::plugin::{HostOptions, Inspection, LoadStats, PluginHost, PluginKind, PluginSet};
+use adeploy::plugin::{
+    HostOptions, Inspection, LoadStats, PluginHost, PluginKind, PluginSet, grants_summary,
+};
 
 use super::Context;
 use super::output::{CommandOutput, emit, table};
@@ -50,6 +52,7 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
                         wit_version: p.wit_version().to_string(),
                         grants: p.grants().clone(),
                         requested_grants: p.manifest().map(|m| m.grants.clone()),
+                        missing_grants: p.missing_grants(),
                         load: p.load_stats(),
                     })
                     .collect(),
@@ -85,31 +88,9 @@ struct PluginRow {
     grants: Grants,
     /// What the manifest asks for, when there is a manifest.
     requested_grants: Option<Grants>,
+    /// What the manifest asks for and the config does not grant (these stay denied).
+    missing_grants: Grants,
     load: LoadStats,
-}
-
-fn grants_summary(g: &Grants) -> String {
-    let mut parts = Vec::new();
-    if !g.env.is_empty() {
-        parts.push(format!("env={}", g.env.join(",")));
-    }
-    if !g.paths.is_empty() {
-        parts.push(format!("paths={}", g.paths.join(",")));
-    }
-    if !g.network.is_empty() {
-        parts.push(format!("network={}", g.network.join(",")));
-    }
-    if g.hostname {
-        parts.push("hostname".to_string());
-    }
-    if g.processes {
-        parts.push("processes".to_string());
-    }
-    if parts.is_empty() {
-        "none".to_string()
-    } else {
-        parts.join(" ")
-    }
 }
 
 impl CommandOutput for PluginList {
@@ -128,10 +109,19 @@ impl CommandOutput for PluginList {
                 ]
             })
             .collect();
-        table(
+        let mut out = table(
             &["NAME", "KIND", "VERSION", "SOURCE", "SHA256", "GRANTS"],
             rows,
-        )
+        );
+        for p in self.plugins.iter().filter(|p| !p.missing_grants.is_empty()) {
+            out.push_str(&format!(
+                "{}: its manifest asks for {}, which the config does not grant (denied until plugins.{}.grants lists them)\n",
+                p.name,
+                grants_summary(&p.missing_grants),
+                p.name
+            ));
+        }
+        out
     }
 }
 

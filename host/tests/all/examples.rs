@@ -317,3 +317,178 @@ fn js_detector_and_python_hook_take_part_in_a_run() {
     );
     assert_eq!(w.order().len(), 5);
 }
+
+/// `plugins list` reports what a manifest asks for and the config does not
+/// grant, in text and JSON; a config that grants it clears the report.
+#[test]
+fn plugins_list_reports_requested_grants_the_config_does_not_give() {
+    let w = World::new();
+    let dir = plugin_dir(&w, &["env-file"]);
+    let dir_s = dir.to_str().unwrap();
+    let cfg = config(&w, "", &five(&w, None));
+    let cfg_s = cfg.to_str().unwrap();
+    let o = adeploy(
+        &["plugins", "list", "--config", cfg_s, "--plugins", dir_s],
+        w.dir.path(),
+        &w.state(),
+    );
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(
+            "env-file: its manifest asks for paths=/etc/adeploy, which the config does not grant"
+        ),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("asks for grants the config does not give"),
+        "a warning at load too"
+    );
+    let o = adeploy(
+        &[
+            "plugins",
+            "list",
+            "--json",
+            "--config",
+            cfg_s,
+            "--plugins",
+            dir_s,
+        ],
+        w.dir.path(),
+        &w.state(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "env-file")
+        .unwrap()
+        .clone();
+    assert_eq!(row["kind"], "detector");
+    assert_eq!(row["version"], "0.1.0");
+    assert_eq!(row["requested_grants"]["paths"][0], "/etc/adeploy");
+    assert_eq!(row["missing_grants"]["paths"][0], "/etc/adeploy");
+    assert_eq!(row["grants"]["paths"].as_array().unwrap().len(), 0);
+
+    let granted = config(
+        &w,
+        "  env-file: {grants: {paths: ['/etc']}}\n",
+        &five(&w, None),
+    );
+    let o = adeploy(
+        &[
+            "plugins",
+            "list",
+            "--json",
+            "--config",
+            granted.to_str().unwrap(),
+            "--plugins",
+            dir_s,
+        ],
+        w.dir.path(),
+        &w.state(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = v["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "env-file")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        row["missing_grants"]["paths"].as_array().unwrap().len(),
+        0,
+        "/etc covers /etc/adeploy"
+    );
+}
+
+/// `experimental.enable_canary_deployments` installs the built-in (Rust)
+/// canary: a valid `--strategy`, a candidate of the adaptive choice, and
+/// recorded as active. Off, there is no `canary`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_switch_installs_the_builtin_canary() {
+    use adeploy::config::Config;
+    use adeploy::engine::{DeploymentRequest, Engine};
+
+    let w = World::new();
+    let plugins = "  canary: {config: {pause_s: 0, samples: 1, interval_ms: 50}}\n";
+    let services = five(&w, None);
+    let path = config(&w, "", &services);
+    let off = Engine::new(Config::load(Some(&path)).unwrap(), w.options())
+        .await
+        .unwrap();
+    assert!(!off.strategies().contains(&"canary".to_string()));
+
+    let path = config(&w, plugins, &services);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("experimental: {enable_canary_deployments: true}\n");
+    std::fs::write(&path, text).unwrap();
+    let on = Engine::new(Config::load(Some(&path)).unwrap(), w.options())
+        .await
+        .unwrap();
+    assert!(
+        on.strategies().contains(&"canary".to_string()),
+        "{:?}",
+        on.strategies()
+    );
+    let canary = on.plugins().get("canary").unwrap();
+    assert_eq!(canary.source().to_string(), "built-in");
+
+    let req = DeploymentRequest {
+        services: ["a", "b", "c", "d", "e"].map(String::from).to_vec(),
+        strategy: Some("canary".into()),
+        environment: Some(adeploy::config::Environment::Staging),
+        ..DeploymentRequest::default()
+    };
+    let out = on.deploy(req, None, None).await.unwrap();
+    assert!(out.success, "{}", out.report.human_summary());
+    let plan = out.report.plan.as_ref().unwrap();
+    assert_eq!(plan.waves, vec![vec!["a"], vec!["b"], vec!["c", "d", "e"]]);
+    let active = out
+        .report
+        .decision_process
+        .iter()
+        .find(|d| d.decision_type == "experimental_active")
+        .expect("the switch is recorded");
+    assert_eq!(active.details["adaptive_candidate"], true);
+    assert_eq!(active.details["source"], "built-in");
+
+    // The adaptive choice gets it among its candidates (a selector that
+    // records them and picks the canary).
+    let mut on = on;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    on.set_selector(Box::new(Recording(seen.clone())));
+    let req = DeploymentRequest {
+        services: vec!["a".into()],
+        strategy: None,
+        environment: Some(adeploy::config::Environment::Development),
+        dry_run: true,
+        ..DeploymentRequest::default()
+    };
+    let out = on.deploy(req, None, None).await.unwrap();
+    assert!(
+        seen.lock().unwrap().contains(&"canary".to_string()),
+        "{:?}",
+        seen.lock().unwrap()
+    );
+    assert_eq!(out.report.deployment_summary.strategy_used, "canary");
+}
+
+/// A selector that records the candidates it was offered and picks `canary`.
+#[derive(Debug)]
+struct Recording(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl adeploy::engine::StrategySelector for Recording {
+    fn select(&self, ctx: &adeploy::engine::SelectionContext<'_>) -> adeploy::engine::Selection {
+        *self.0.lock().unwrap() = ctx.candidates.to_vec();
+        adeploy::engine::Selection {
+            strategy: "canary".into(),
+            confidence: 1.0,
+            method: "test".into(),
+            reasons: vec![],
+            scores: vec![],
+        }
+    }
+}
