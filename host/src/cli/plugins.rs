@@ -8,6 +8,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use adeploy::config::Grants;
+use adeploy::plugin::scaffold::{Lang, ScaffoldRequest, Scaffolded, scaffold};
 use adeploy::plugin::{
     HostOptions, Inspection, LoadStats, PluginHost, PluginKind, PluginSet, grants_summary,
 };
@@ -28,6 +29,34 @@ pub enum PluginsCommand {
         /// The component (.wasm).
         path: PathBuf,
     },
+    /// Create a plugin project (WIT, manifest, README, ./build.sh) to start from.
+    New {
+        /// The plugin's name: lowercase letters, digits and single dashes.
+        name: String,
+        /// What the plugin is.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// The language it is written in.
+        #[arg(long, value_enum)]
+        lang: LangArg,
+        /// The project directory to create (default: ./NAME); it must not exist.
+        #[arg(long, value_name = "D")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Strategy,
+    Detector,
+    Hook,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LangArg {
+    Rust,
+    Js,
+    Python,
 }
 
 pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode> {
@@ -63,6 +92,28 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
             let host = PluginHost::new(HostOptions::default())?;
             let inspection = host.inspect(&path).await?;
             emit(&InspectOutput(inspection), ctx.json)?;
+        }
+        PluginsCommand::New {
+            name,
+            kind,
+            lang,
+            dir,
+        } => {
+            let req = ScaffoldRequest {
+                dir: dir.unwrap_or_else(|| PathBuf::from(&name)),
+                name,
+                kind: match kind {
+                    KindArg::Strategy => PluginKind::Strategy,
+                    KindArg::Detector => PluginKind::Detector,
+                    KindArg::Hook => PluginKind::Hook,
+                },
+                lang: match lang {
+                    LangArg::Rust => Lang::Rust,
+                    LangArg::Js => Lang::Js,
+                    LangArg::Python => Lang::Python,
+                },
+            };
+            emit(&NewOutput(scaffold(&req)?), ctx.json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -155,5 +206,24 @@ impl CommandOutput for InspectOutput {
             None => s.push_str("manifest:    none\n"),
         }
         s
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct NewOutput(Scaffolded);
+
+impl CommandOutput for NewOutput {
+    fn text(&self) -> String {
+        let s = &self.0;
+        let dir = s.dir.display();
+        format!(
+            "created {} ({} plugin in {}) in {dir}\nbuild:   cd {dir} && {}\nthen:    adeploy plugins inspect {}\n",
+            s.name,
+            s.kind,
+            s.lang,
+            s.build_command,
+            s.component.display()
+        )
     }
 }

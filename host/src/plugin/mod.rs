@@ -18,6 +18,7 @@ mod convert;
 mod grants;
 mod registry;
 mod sandbox;
+pub mod scaffold;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,3 +16,4 @@ mod engine;
 mod examples;
 mod learning;
 mod sandbox;
+mod scaffold;
