@@ -10,6 +10,18 @@ const BUILTINS: &[(&str, &str)] = &[
     ("balanced", "adeploy-plugin-balanced"),
     ("aggressive", "adeploy-plugin-aggressive"),
     ("http-smoke", "adeploy-plugin-http-smoke"),
+    // Registered only when `experimental.enable_canary_deployments` is on.
+    ("canary", "adeploy-plugin-canary"),
+];
+
+/// The source directories of `BUILTINS`, relative to the workspace root.
+const BUILTIN_DIRS: &[&str] = &[
+    "plugins/detector",
+    "plugins/conservative",
+    "plugins/balanced",
+    "plugins/aggressive",
+    "plugins/http-smoke",
+    "plugins/examples/canary-rust",
 ];
 
 fn main() {
@@ -26,7 +38,12 @@ fn run() -> Result<(), String> {
     let root = adeploy_guest_build::workspace_root(&manifest_dir)?;
     let target = adeploy_guest_build::target_dir(&out_dir)?;
     let packages: Vec<&str> = BUILTINS.iter().map(|(_, p)| *p).collect();
-    let guests = adeploy_guest_build::build(&root, &target, &packages, &["sdk", "wit", "plugins"])?;
+    // Each built-in's own directory, not all of plugins/: plugins/examples
+    // also holds node_modules and the Python caches its builds write, which
+    // must not re-run this script.
+    let mut watch = vec!["sdk", "wit", "Cargo.toml"];
+    watch.extend(BUILTIN_DIRS);
+    let guests = adeploy_guest_build::build(&root, &target, &packages, &watch)?;
     let mut src = String::from(
         "/// The built-in plugins: (name, component bytes).\npub(crate) static BUILTINS: &[(&str, &[u8])] = &[\n",
     );

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use adeploy::config::{Config, ConfigError};
 use adeploy::engine::EngineError;
 use adeploy::plugin::PluginError;
+use adeploy::plugin::scaffold::ScaffoldError;
 
 /// adeploy — adaptive deployment orchestrator with WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -58,7 +59,7 @@ enum Command {
     /// Environment, metrics and trend, thresholds, plugins, state, model and
     /// config (`--diagnostics`); exit 1 when a check is critical.
     Diagnostics(diagnostics::DiagnosticsArgs),
-    /// List, inspect plugins.
+    /// List, inspect and create plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
     /// The audit log: approvals of deployments, model retrain/reset, who and when.
@@ -75,6 +76,9 @@ fn exit_code(err: &anyhow::Error) -> u8 {
             return if p.is_bad_input() { 2 } else { 1 };
         }
         if cause.downcast_ref::<ConfigError>().is_some() {
+            return 2;
+        }
+        if cause.downcast_ref::<ScaffoldError>().is_some() {
             return 2;
         }
         if let Some(e) = cause.downcast_ref::<EngineError>() {

@@ -8,7 +8,10 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use adeploy::config::Grants;
-use adeploy::plugin::{HostOptions, Inspection, LoadStats, PluginHost, PluginKind, PluginSet};
+use adeploy::plugin::scaffold::{Lang, ScaffoldRequest, Scaffolded, scaffold};
+use adeploy::plugin::{
+    HostOptions, Inspection, LoadStats, PluginHost, PluginKind, PluginSet, grants_summary,
+};
 
 use super::Context;
 use super::output::{CommandOutput, emit, table};
@@ -26,6 +29,34 @@ pub enum PluginsCommand {
         /// The component (.wasm).
         path: PathBuf,
     },
+    /// Create a plugin project (WIT, manifest, README, ./build.sh) to start from.
+    New {
+        /// The plugin's name: lowercase letters, digits and single dashes.
+        name: String,
+        /// What the plugin is.
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        /// The language it is written in.
+        #[arg(long, value_enum)]
+        lang: LangArg,
+        /// The project directory to create (default: ./NAME); it must not exist.
+        #[arg(long, value_name = "D")]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    Strategy,
+    Detector,
+    Hook,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LangArg {
+    Rust,
+    Js,
+    Python,
 }
 
 pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode> {
@@ -50,6 +81,7 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
                         wit_version: p.wit_version().to_string(),
                         grants: p.grants().clone(),
                         requested_grants: p.manifest().map(|m| m.grants.clone()),
+                        missing_grants: p.missing_grants(),
                         load: p.load_stats(),
                     })
                     .collect(),
@@ -60,6 +92,28 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
             let host = PluginHost::new(HostOptions::default())?;
             let inspection = host.inspect(&path).await?;
             emit(&InspectOutput(inspection), ctx.json)?;
+        }
+        PluginsCommand::New {
+            name,
+            kind,
+            lang,
+            dir,
+        } => {
+            let req = ScaffoldRequest {
+                dir: dir.unwrap_or_else(|| PathBuf::from(&name)),
+                name,
+                kind: match kind {
+                    KindArg::Strategy => PluginKind::Strategy,
+                    KindArg::Detector => PluginKind::Detector,
+                    KindArg::Hook => PluginKind::Hook,
+                },
+                lang: match lang {
+                    LangArg::Rust => Lang::Rust,
+                    LangArg::Js => Lang::Js,
+                    LangArg::Python => Lang::Python,
+                },
+            };
+            emit(&NewOutput(scaffold(&req)?), ctx.json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -85,31 +139,9 @@ struct PluginRow {
     grants: Grants,
     /// What the manifest asks for, when there is a manifest.
     requested_grants: Option<Grants>,
+    /// What the manifest asks for and the config does not grant (these stay denied).
+    missing_grants: Grants,
     load: LoadStats,
-}
-
-fn grants_summary(g: &Grants) -> String {
-    let mut parts = Vec::new();
-    if !g.env.is_empty() {
-        parts.push(format!("env={}", g.env.join(",")));
-    }
-    if !g.paths.is_empty() {
-        parts.push(format!("paths={}", g.paths.join(",")));
-    }
-    if !g.network.is_empty() {
-        parts.push(format!("network={}", g.network.join(",")));
-    }
-    if g.hostname {
-        parts.push("hostname".to_string());
-    }
-    if g.processes {
-        parts.push("processes".to_string());
-    }
-    if parts.is_empty() {
-        "none".to_string()
-    } else {
-        parts.join(" ")
-    }
 }
 
 impl CommandOutput for PluginList {
@@ -128,10 +160,19 @@ impl CommandOutput for PluginList {
                 ]
             })
             .collect();
-        table(
+        let mut out = table(
             &["NAME", "KIND", "VERSION", "SOURCE", "SHA256", "GRANTS"],
             rows,
-        )
+        );
+        for p in self.plugins.iter().filter(|p| !p.missing_grants.is_empty()) {
+            out.push_str(&format!(
+                "{}: its manifest asks for {}, which the config does not grant (denied until plugins.{}.grants lists them)\n",
+                p.name,
+                grants_summary(&p.missing_grants),
+                p.name
+            ));
+        }
+        out
     }
 }
 
@@ -165,5 +206,24 @@ impl CommandOutput for InspectOutput {
             None => s.push_str("manifest:    none\n"),
         }
         s
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(transparent)]
+struct NewOutput(Scaffolded);
+
+impl CommandOutput for NewOutput {
+    fn text(&self) -> String {
+        let s = &self.0;
+        let dir = s.dir.display();
+        format!(
+            "created {} ({} plugin in {}) in {dir}\nbuild:   cd {dir} && {}\nthen:    adeploy plugins inspect {}\n",
+            s.name,
+            s.kind,
+            s.lang,
+            s.build_command,
+            s.component.display()
+        )
     }
 }

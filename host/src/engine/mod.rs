@@ -979,16 +979,26 @@ impl Engine {
         alerts
     }
 
-    /// `experimental.enable_canary_deployments` is parsed but its canary
-    /// strategy is not built in yet. Say so rather than silently ignore it.
+    /// `experimental.enable_canary_deployments` installs the built-in
+    /// canary strategy (see `plugin::registry`), which makes it a candidate
+    /// of the adaptive choice and a valid `--strategy`. Record that it is
+    /// active, and which component answers to `canary` (a plugin file may
+    /// override the built-in).
     fn note_inactive_experiments(&self, log: &mut DecisionLog) {
         if self.config.experimental.enable_canary_deployments {
-            tracing::warn!(
-                "experimental.enable_canary_deployments is on but not active yet: the canary strategy is not built in"
-            );
+            let source = self
+                .plugins
+                .get("canary")
+                .map(|p| p.source().to_string())
+                .unwrap_or_else(|_| "missing".to_string());
             log.record(
-                "experimental_inactive",
-                json!({ "switches": ["enable_canary_deployments"], "active": false }),
+                "experimental_active",
+                json!({
+                    "switch": "enable_canary_deployments",
+                    "strategy": "canary",
+                    "source": source,
+                    "adaptive_candidate": self.strategies().iter().any(|s| s == "canary"),
+                }),
             );
         }
     }

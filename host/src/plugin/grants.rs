@@ -226,3 +226,112 @@ mod tests {
         assert!(matches!(err, PathDenial::Denied(m) if m.contains("symbolic link")));
     }
 }
+
+/// What `requested` (a manifest's grants) asks for that `given` (the
+/// config's) does not cover. An env name, path or network pattern counts as
+/// given when the config lists it exactly or a broader entry covers it (an
+/// env prefix `X_*`, a path prefix, `*`/`*.domain` hosts with any port).
+/// Nothing asked for is ever granted by this: it is for reporting only.
+pub fn missing(requested: &Grants, given: &Grants) -> Grants {
+    let env = requested
+        .env
+        .iter()
+        .filter(|e| !given.env.contains(e) && (e.ends_with('*') || !env_allowed(given, e.as_str())))
+        .cloned()
+        .collect();
+    let paths = requested
+        .paths
+        .iter()
+        .filter(|p| {
+            !given.paths.iter().any(|g| {
+                let g = g.trim_end_matches('/');
+                p.as_str() == g || p.starts_with(&format!("{g}/")) || g.is_empty()
+            })
+        })
+        .cloned()
+        .collect();
+    let network = requested
+        .network
+        .iter()
+        .filter(|n| {
+            if given.network.contains(n) {
+                return false;
+            }
+            let (host, port) = split_pattern(n);
+            match port.parse::<u16>() {
+                Ok(port) if !host.contains('*') => !endpoint_allowed(given, host, port),
+                _ => given.network.iter().all(|g| {
+                    let (gh, gp) = split_pattern(g);
+                    !(gp == "*" && (gh == "*" || gh.eq_ignore_ascii_case(host)))
+                }),
+            }
+        })
+        .cloned()
+        .collect();
+    Grants {
+        env,
+        paths,
+        network,
+        hostname: requested.hostname && !given.hostname,
+        processes: requested.processes && !given.processes,
+    }
+}
+
+#[cfg(test)]
+mod missing_tests {
+    use super::*;
+
+    fn g(env: &[&str], paths: &[&str], network: &[&str], hostname: bool) -> Grants {
+        Grants {
+            env: env.iter().map(|s| s.to_string()).collect(),
+            paths: paths.iter().map(|s| s.to_string()).collect(),
+            network: network.iter().map(|s| s.to_string()).collect(),
+            hostname,
+            processes: false,
+        }
+    }
+
+    #[test]
+    fn only_what_the_config_does_not_cover_is_missing() {
+        let asked = g(
+            &["HOME", "APP_ENV", "CI_*"],
+            &["/etc/adeploy", "/srv/app/conf"],
+            &["api.example.com:443", "db.internal:5432"],
+            true,
+        );
+        let given = g(&["APP_*"], &["/srv/app"], &["*.example.com:443"], false);
+        let m = missing(&asked, &given);
+        assert_eq!(m.env, vec!["HOME", "CI_*"]);
+        assert_eq!(m.paths, vec!["/etc/adeploy"]);
+        assert_eq!(m.network, vec!["db.internal:5432"]);
+        assert!(m.hostname);
+        assert!(missing(&asked, &asked).is_empty());
+        assert!(missing(&Grants::default(), &given).is_empty());
+    }
+}
+
+/// One line naming what `g` grants, e.g. `env=A,B paths=/etc hostname`, or
+/// `none`.
+pub fn summary(g: &Grants) -> String {
+    let mut parts = Vec::new();
+    if !g.env.is_empty() {
+        parts.push(format!("env={}", g.env.join(",")));
+    }
+    if !g.paths.is_empty() {
+        parts.push(format!("paths={}", g.paths.join(",")));
+    }
+    if !g.network.is_empty() {
+        parts.push(format!("network={}", g.network.join(",")));
+    }
+    if g.hostname {
+        parts.push("hostname".to_string());
+    }
+    if g.processes {
+        parts.push("processes".to_string());
+    }
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(" ")
+    }
+}

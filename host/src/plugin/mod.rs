@@ -18,6 +18,7 @@ mod convert;
 mod grants;
 mod registry;
 mod sandbox;
+pub mod scaffold;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +43,8 @@ pub use bindings::types::{
 };
 pub use cache::{LoadOutcome, LoadStats, default_cache_dir};
 pub use convert::detection_rules;
-pub use registry::{BUILTIN_NAMES, Manifest, PluginSet, builtin_component};
+pub use grants::summary as grants_summary;
+pub use registry::{BUILTIN_NAMES, EXPERIMENTAL_BUILTINS, Manifest, PluginSet, builtin_component};
 pub use sandbox::{EnvSource, HostWorld, PluginEvent};
 
 use crate::config::Grants;
@@ -673,6 +675,15 @@ impl Plugin {
     }
     pub fn manifest(&self) -> Option<&Manifest> {
         self.manifest.as_ref()
+    }
+    /// What the manifest asks for that the config does not grant (empty
+    /// without a manifest). Reported by `plugins list` and a warning at load;
+    /// never granted.
+    pub fn missing_grants(&self) -> Grants {
+        self.manifest
+            .as_ref()
+            .map(|m| grants::missing(&m.grants, &self.grants))
+            .unwrap_or_default()
     }
     /// Whether the component was compiled now or loaded from the cache, and how long it took.
     pub fn load_stats(&self) -> LoadStats {
