@@ -38,9 +38,21 @@ pub fn workspace_root(manifest_dir: &Path) -> Result<PathBuf, String> {
 /// The target directory the outer build uses, derived from a build script's
 /// `OUT_DIR` (`<target>/<profile>/build/<pkg>-<hash>/out`).
 pub fn target_dir(out_dir: &Path) -> Result<PathBuf, String> {
-    out_dir
+    // Cargo marks a target directory it creates with CACHEDIR.TAG; one that
+    // existed before (a script made `target/…` first) has no tag, so fall
+    // back to the layout: `<target>/<profile>/build/<pkg>-<hash>/out`.
+    if let Some(tagged) = out_dir
         .ancestors()
         .find(|p| p.join("CACHEDIR.TAG").is_file())
+    {
+        return Ok(tagged.to_path_buf());
+    }
+    let build = out_dir
+        .ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "build"));
+    build
+        .and_then(Path::parent)
+        .and_then(Path::parent)
         .map(Path::to_path_buf)
         .ok_or_else(|| {
             format!(
@@ -145,4 +157,28 @@ pub fn build(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn target_dir_with_or_without_the_cache_tag() {
+        let root = std::env::temp_dir().join(format!("guest-build-test-{}", std::process::id()));
+        let target = root.join("target");
+        let out = target.join("debug/build/pkg-0123abcd/out");
+        std::fs::create_dir_all(&out).unwrap();
+        // A target dir made by a script before cargo: no tag.
+        assert_eq!(target_dir(&out).unwrap(), target);
+        std::fs::write(
+            target.join("CACHEDIR.TAG"),
+            "Signature: 8a477f597d28d172789f06886806bc55",
+        )
+        .unwrap();
+        assert_eq!(target_dir(&out).unwrap(), target);
+        assert!(target_dir(Path::new("/nowhere/out")).is_err());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
