@@ -27,8 +27,14 @@ fuzz_target!(|data: &[u8]| {
         }
         Err(err) => {
             let msg = err.to_string();
-            assert!(msg.starts_with(FILE), "error does not name the file: {msg:?}");
-            assert!(!msg.contains(['\n', '\r']), "error is not one line: {msg:?}");
+            assert!(
+                msg.starts_with(FILE),
+                "error does not name the file: {msg:?}"
+            );
+            assert!(
+                !msg.contains(['\n', '\r']),
+                "error is not one line: {msg:?}"
+            );
         }
     }
 });

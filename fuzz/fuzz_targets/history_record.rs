@@ -28,8 +28,14 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => {
             let msg = err.to_string();
             assert!(msg.starts_with(DB), "error does not name the file: {msg:?}");
-            assert!(msg.contains("deployments/fuzz"), "error does not name the key: {msg:?}");
-            assert!(!msg.contains(['\n', '\r']), "error is not one line: {msg:?}");
+            assert!(
+                msg.contains("deployments/fuzz"),
+                "error does not name the key: {msg:?}"
+            );
+            assert!(
+                !msg.contains(['\n', '\r']),
+                "error is not one line: {msg:?}"
+            );
         }
     }
     let _ = serde_json::from_slice::<DecisionRecord>(data);

@@ -33,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
         Err(err) => {
             let msg = err.to_string();
             assert!(msg.contains(file), "error does not name the file: {msg:?}");
-            assert!(!msg.contains(['\n', '\r']), "error is not one line: {msg:?}");
+            assert!(
+                !msg.contains(['\n', '\r']),
+                "error is not one line: {msg:?}"
+            );
         }
     }
 });

@@ -14,5 +14,6 @@ mod common;
 mod diagnostics;
 mod engine;
 mod fleet;
+mod fuzz_regressions;
 mod learning;
 mod sandbox;
