@@ -57,7 +57,7 @@ for target in $TARGETS; do
         -print_final_stats=1 >"$log" 2>&1
     status=$?
     set -e
-    grep -E '^#[0-9]+ +(INITED|DONE)|^stat::number_of_executed_units|^stat::peak_rss_mb|panicked at|^SUMMARY' "$log" || true
+    grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::number_of_executed_units|^stat::peak_rss_mb|panicked at|^SUMMARY' "$log" || true
     if [ "$status" -ne 0 ] || [ -n "$(find "$artifacts" -type f -newer "$marker" | head -1)" ]; then
         failed+=("$target")
     fi
