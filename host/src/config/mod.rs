@@ -40,7 +40,7 @@ pub enum ConfigError {
     },
     /// Syntax or schema error at a known position. `message` starts with the
     /// key path, e.g. `plugins.detector: unknown field ...`.
-    #[error("{}:{line}:{column}: {message}", path.display())]
+    #[error("{}:{line}:{column}: {}", path.display(), one_line(message))]
     Invalid {
         path: PathBuf,
         line: usize,
@@ -48,7 +48,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A value that parses but makes no sense (or no position is known).
-    #[error("{}: {key}: {message}", path.display())]
+    #[error("{}: {}: {}", path.display(), one_line(key), one_line(message))]
     Semantic {
         path: PathBuf,
         key: String,
@@ -95,6 +95,24 @@ fn strip_location(message: &str) -> String {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`), so that an
+/// error quoting a user's key or value stays one line: a quoted key such as
+/// `"a\nb"` must not break the message, or forge a second line, in a log.
+pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// Converts a YAML value (a plugin's free-form `config`) to a JSON string.

@@ -67,7 +67,7 @@ pub enum HistoryError {
     },
 
     /// A record asked for by key no longer decodes (listings skip such records instead).
-    #[error("{}: record {key} cannot be decoded ({source}); it was written by another adeploy version or damaged", path.display())]
+    #[error("{}: record {key} cannot be decoded ({}); it was written by another adeploy version or damaged", path.display(), crate::config::one_line(&source.to_string()))]
     Undecodable {
         /// The database file.
         path: PathBuf,

@@ -529,6 +529,18 @@ enum Order {
     OldestFirst,
 }
 
+/// Decodes the stored bytes of deployment `id` as [`History::get_deployment`]
+/// does: a record that does not decode is [`HistoryError::Undecodable`],
+/// naming `path` (the database file) and the record's key. For tools that
+/// inspect records outside a database, and for the fuzz targets.
+pub fn decode_deployment(
+    path: &Path,
+    id: &str,
+    bytes: &[u8],
+) -> Result<DeploymentRecord, HistoryError> {
+    decode(path, || deployment_key(id), bytes)
+}
+
 /// The one field needed to find an old record's index entry, decoded on its
 /// own so that a record damaged elsewhere still gets its entry replaced.
 #[derive(Deserialize)]

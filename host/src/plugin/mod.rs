@@ -157,7 +157,10 @@ pub enum PluginError {
         expected: String,
         actual: String,
     },
-    #[error("plugin '{plugin}': bad manifest {location}: {reason}")]
+    #[error(
+        "plugin '{plugin}': bad manifest {location}: {}",
+        crate::config::one_line(reason)
+    )]
     Manifest {
         plugin: String,
         path: PathBuf,

@@ -79,24 +79,35 @@ impl Manifest {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let text = std::fs::read_to_string(path).map_err(|source| PluginError::Read {
-            plugin: plugin.clone(),
+            plugin,
             path: path.to_path_buf(),
             source,
         })?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses manifest text read from `path` (TOML if `path` ends in `.toml`,
+    /// YAML otherwise), as [`Manifest::read`] does after reading the file.
+    /// Errors name `path` and, when known, the line and column.
+    pub fn parse(text: &str, path: &Path) -> Result<Manifest, PluginError> {
+        let plugin = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let at = |line: usize, col: usize| format!("{}:{line}:{col}", path.display());
         let parsed: Result<Manifest, (String, String)> =
             match path.extension().and_then(|e| e.to_str()) {
-                Some("toml") => toml::from_str(&text).map_err(|e| {
+                Some("toml") => toml::from_str(text).map_err(|e| {
                     let location = match e.span() {
                         Some(span) => {
-                            let (line, col) = line_col(&text, span.start);
+                            let (line, col) = line_col(text, span.start);
                             at(line, col)
                         }
                         None => path.display().to_string(),
                     };
                     (location, e.message().to_string())
                 }),
-                _ => crate::config::parse_yaml(&text, path).map_err(|e| match e {
+                _ => crate::config::parse_yaml(text, path).map_err(|e| match e {
                     crate::config::ConfigError::Invalid {
                         line,
                         column,

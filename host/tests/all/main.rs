@@ -15,6 +15,7 @@ mod diagnostics;
 mod engine;
 mod examples;
 mod fleet;
+mod fuzz_regressions;
 mod hostile;
 mod learning;
 mod sandbox;
