@@ -91,7 +91,9 @@ fn key_path(path: &serde_path_to_error::Path) -> String {
 /// serde_yaml appends " at line L column C" to messages; the position is
 /// already in front of ours.
 fn strip_location(message: &str) -> String {
-    match message.find(" at line ") {
+    // serde_yaml appends the location last; a quoted value may itself
+    // contain " at line ", so cut at the last one.
+    match message.rfind(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
     }
@@ -591,6 +593,15 @@ impl std::fmt::Display for Environment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn strip_location_cuts_only_the_trailing_position() {
+        assert_eq!(
+            strip_location("unknown variant `x at line 9`, expected y at line 3 column 7"),
+            "unknown variant `x at line 9`, expected y"
+        );
+        assert_eq!(strip_location("no position"), "no position");
+    }
 
     #[test]
     fn embedded_default_parses_and_validates() {
