@@ -5,20 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{adeploy, adeploy_command};
 use crate::engine::World;
-
-fn adeploy(args: &[&str], cwd: &Path, state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adeploy"))
-        .args(args)
-        .current_dir(cwd)
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env("ADEPLOY_STATE_DIR", state)
-        .env_remove("ADEPLOY_CONFIG")
-        .env_remove("DEPLOYMENT_ENVIRONMENT")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -220,7 +208,7 @@ fn sigkill_mid_deployment_leaves_it_interrupted_and_the_database_usable() {
     );
     let cfg = w.write_config(&services);
     let state = w.state();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_adeploy"))
+    let mut child = adeploy_command(w.dir.path(), &state)
         .args([
             "run",
             "--config",
@@ -230,10 +218,6 @@ fn sigkill_mid_deployment_leaves_it_interrupted_and_the_database_usable() {
             "--environment",
             "staging",
         ])
-        .current_dir(w.dir.path())
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env("ADEPLOY_STATE_DIR", &state)
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

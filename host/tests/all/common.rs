@@ -1,7 +1,8 @@
 //! Shared helpers: a plugin host with a test cache, contexts, a loopback HTTP server.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -15,6 +16,26 @@ use adeploy::plugin::{
 /// entry is keyed by digest and engine settings, so sharing is safe).
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
+}
+
+/// The `adeploy` binary as a user runs it from `cwd` with state dir `state`:
+/// the shared component cache, no inherited `ADEPLOY_CONFIG` or
+/// `DEPLOYMENT_ENVIRONMENT`, no stdin. Add arguments, environment and output
+/// handling as the test needs.
+pub fn adeploy_command(cwd: &Path, state: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_adeploy"));
+    c.current_dir(cwd)
+        .env("ADEPLOY_CACHE_DIR", cache_dir())
+        .env("ADEPLOY_STATE_DIR", state)
+        .env_remove("ADEPLOY_CONFIG")
+        .env_remove("DEPLOYMENT_ENVIRONMENT")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs `adeploy ARGS` (see [`adeploy_command`]) to completion.
+pub fn adeploy(args: &[&str], cwd: &Path, state: &Path) -> Output {
+    adeploy_command(cwd, state).args(args).output().unwrap()
 }
 
 /// A world with no environment, a fixed hostname and an empty root.

@@ -9,9 +9,10 @@
 //! naming the missing tool.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use crate::common::adeploy;
 use crate::engine::World;
 
 /// The repository root.
@@ -69,19 +70,6 @@ fn plugin_dir(w: &World, names: &[&str]) -> PathBuf {
         }
     }
     dir
-}
-
-pub fn adeploy(args: &[&str], cwd: &Path, state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adeploy"))
-        .args(args)
-        .current_dir(cwd)
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env("ADEPLOY_STATE_DIR", state)
-        .env_remove("ADEPLOY_CONFIG")
-        .env_remove("DEPLOYMENT_ENVIRONMENT")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 /// A config with budgets that never block, `plugins` (YAML, indented by 2)

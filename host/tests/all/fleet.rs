@@ -288,13 +288,7 @@ async fn a_failing_host_rolls_back_exactly_the_hosts_deployed() {
         "h1:ok+rolled-back h2:failed+rolled-back h3:skipped"
     );
     // `adeploy list` shows the same per-host results.
-    let list = Command::new(env!("CARGO_BIN_EXE_adeploy"))
-        .args(["list"])
-        .env("ADEPLOY_STATE_DIR", f.world.state())
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env_remove("ADEPLOY_CONFIG")
-        .output()
-        .unwrap();
+    let list = crate::common::adeploy(&["list"], f.world.dir.path(), &f.world.state());
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
         list.status.success(),

@@ -10,8 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::common::adeploy;
 use crate::engine::World;
-use crate::examples::{adeploy, built_examples, repo_root, target_dir};
+use crate::examples::{built_examples, repo_root, target_dir};
 
 const KINDS: [&str; 3] = ["strategy", "detector", "hook"];
 const LANGS: [&str; 3] = ["rust", "js", "python"];

@@ -3,11 +3,12 @@
 //! random moments, and readers while a run writes.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
+use crate::common::adeploy_command;
 use crate::engine::World;
 
 fn adeploy(args: &[&str], w: &World, envs: &[(&str, &str)]) -> Output {
@@ -15,16 +16,8 @@ fn adeploy(args: &[&str], w: &World, envs: &[(&str, &str)]) -> Output {
 }
 
 fn spawn(args: &[&str], w: &World, envs: &[(&str, &str)]) -> std::process::Child {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_adeploy"));
-    c.args(args)
-        .current_dir(w.dir.path())
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env("ADEPLOY_STATE_DIR", w.state())
-        .env_remove("ADEPLOY_CONFIG")
-        .env_remove("DEPLOYMENT_ENVIRONMENT")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    let mut c = adeploy_command(w.dir.path(), &w.state());
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in envs {
         c.env(k, v);
     }
