@@ -649,6 +649,27 @@ impl Engine {
         let rollout = planned.value;
         let mut view = report::PlanView::new(&strategy, &rollout);
         view.warnings = warnings;
+        // What the report shares on both paths; each adds what happened
+        // (a dry run: nothing, so it "succeeded" with no steps).
+        let report_base = report::ReportInput {
+            id: &id,
+            started_at: started_wall,
+            duration: Duration::ZERO,
+            success: true,
+            status: DeploymentStatus::Succeeded,
+            strategy: &strategy,
+            environment,
+            services: &req.services,
+            dry_run: req.dry_run,
+            decisions: &[],
+            plan: Some(&view),
+            steps: &[],
+            samples: &[],
+            past: &past,
+            prediction: prediction.as_ref(),
+            patterns: &[],
+            alerts: &[],
+        };
         log.record("plan", serde_json::to_value(&view).unwrap_or_default());
         log.emit(DeploymentEvent::Planned {
             strategy: strategy.clone(),
@@ -661,22 +682,10 @@ impl Engine {
                 "dry_run",
                 json!({ "executed": false, "reason": "--dry-run: nothing was deployed" }),
             );
-            let report = Report::build(report::ReportInput {
-                id: &id,
-                started_at: started_wall,
+            let report = redactor.redact_value(&Report::build(report::ReportInput {
                 duration: started.elapsed(),
-                success: true,
-                status: DeploymentStatus::Succeeded,
-                strategy: &strategy,
-                environment,
-                services: &req.services,
-                dry_run: true,
                 decisions: &log.entries,
-                plan: Some(&view),
-                steps: &[],
                 samples: &[baseline],
-                past: &past,
-                prediction: prediction.as_ref(),
                 patterns: &relevant_patterns(
                     &outcomes,
                     &strategy,
@@ -684,9 +693,8 @@ impl Engine {
                     environment,
                     &baseline,
                 ),
-                alerts: &[],
-            });
-            let report = redactor.redact_value(&report);
+                ..report_base
+            }));
             return Ok(DeploymentOutcome {
                 id,
                 status: DeploymentStatus::Succeeded,
@@ -856,22 +864,13 @@ impl Engine {
                 json!({ "reason": reason, "in_background": true }),
             );
         }
-        let report = Report::build(report::ReportInput {
-            id: &id,
-            started_at: started_wall,
+        let report = redactor.redact_value(&Report::build(report::ReportInput {
             duration: started.elapsed(),
             success,
             status,
-            strategy: &strategy,
-            environment,
-            services: &req.services,
-            dry_run: false,
             decisions: &log.entries,
-            plan: Some(&view),
             steps: &result.steps,
             samples: &samples,
-            past: &past,
-            prediction: prediction.as_ref(),
             patterns: &relevant_patterns(
                 &outcomes,
                 &strategy,
@@ -880,8 +879,8 @@ impl Engine {
                 &baseline,
             ),
             alerts: &alerts,
-        });
-        let report = redactor.redact_value(&report);
+            ..report_base
+        }));
         let report_path = self
             .state_dir
             .join("deployment_reports")
