@@ -7,61 +7,11 @@
 
 use std::hint::black_box;
 
-use adeploy::plugin::{
-    DeploymentContext, DeploymentSize, EnvSource, HostOptions, HostWorld, Metrics, PluginHost,
-    PluginSettings, PluginSource, Service, WitEnvironment, WitResourceLimits, builtin_component,
-};
+use adeploy::plugin::{PluginSettings, PluginSource, builtin_component};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn ctx(n: usize) -> DeploymentContext {
-    let services = (0..n)
-        .map(|i| Service {
-            name: format!("svc{i}"),
-            depends_on: if i >= 4 {
-                vec![format!("svc{}", i - 4)]
-            } else {
-                vec![]
-            },
-            hosts: vec![],
-            has_health_check: true,
-            timeout_s: 60,
-        })
-        .collect();
-    DeploymentContext {
-        deployment_id: "deploy_bench".into(),
-        environment: WitEnvironment::Staging,
-        size: DeploymentSize::Medium,
-        services,
-        metrics: Metrics {
-            cpu_percent: 10.0,
-            memory_percent: 20.0,
-            disk_percent: 30.0,
-            load_per_core: 0.1,
-            network_latency_ms: None,
-        },
-        limits: WitResourceLimits {
-            cpu_limit: 0.7,
-            memory_limit: 0.7,
-            concurrency: 4,
-        },
-        max_time_minutes: None,
-        dry_run: false,
-        config: "{}".into(),
-    }
-}
-
-fn host(cache: Option<std::path::PathBuf>) -> PluginHost {
-    let world = HostWorld {
-        env: EnvSource::Fixed(Default::default()),
-        ..HostWorld::default()
-    };
-    PluginHost::new(HostOptions {
-        cache_dir: cache,
-        world,
-        max_memory_mb: 1024,
-    })
-    .unwrap()
-}
+mod support;
+use support::{ctx, host};
 
 fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread()
