@@ -378,12 +378,10 @@ fn interactive_with_yes_shows_the_plan_and_deploys_without_a_terminal() {
 #[test]
 fn model_persists_across_processes_and_the_model_commands_work() {
     let w = World::new();
-    let cfg = w.write_config(&w.service("api", &[], "{command: 'true'}"));
-    let mut text = std::fs::read_to_string(&cfg).unwrap();
-    text.push_str(
+    let cfg = w.write_config_with(
+        &w.service("api", &[], "{command: 'true'}"),
         "ml_config:\n  min_training_samples: 3\n  retrain_frequency: 2\n  exploration_rate: 0.0\n",
     );
-    std::fs::write(&cfg, text).unwrap();
     let cfg = cfg.to_str().unwrap();
     let state = w.state();
     let (cwd, st) = (w.dir.path(), state.as_path());

@@ -48,8 +48,13 @@ impl World {
     }
 
     pub fn write_config(&self, services: &str) -> PathBuf {
+        self.write_config_with(services, "")
+    }
+
+    /// [`World::write_config`] with more top-level YAML appended.
+    pub fn write_config_with(&self, services: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join("config.yaml");
-        std::fs::write(&path, self.config_yaml(services)).unwrap();
+        std::fs::write(&path, self.config_yaml(services) + extra).unwrap();
         path
     }
 
@@ -59,12 +64,18 @@ impl World {
 
     /// Like [`World::engine`], with more top-level YAML appended to the config.
     pub async fn engine_with(&self, services: &str, extra: &str) -> Engine {
-        let path = self.write_config(services);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(extra);
-        std::fs::write(&path, text).unwrap();
-        let config = Config::load(Some(&path)).unwrap();
-        let options = self.options();
+        self.engine_with_options(services, extra, self.options())
+            .await
+    }
+
+    /// Like [`World::engine_with`], with other engine options.
+    pub async fn engine_with_options(
+        &self,
+        services: &str,
+        extra: &str,
+        options: EngineOptions,
+    ) -> Engine {
+        let config = Config::load(Some(&self.write_config_with(services, extra))).unwrap();
         Engine::new(config, options).await.unwrap()
     }
 

@@ -178,12 +178,7 @@ impl Fleet {
     }
 
     pub async fn engine(&self, services: &str, inventory: &str) -> Engine {
-        let path = self.world.write_config(services);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(inventory);
-        std::fs::write(&path, text).unwrap();
-        let config = Config::load(Some(&path)).unwrap();
-        Engine::new(config, self.world.options()).await.unwrap()
+        self.world.engine_with(services, inventory).await
     }
 }
 
@@ -455,10 +450,7 @@ fn fleet_config_errors_name_the_key() {
         ),
     ];
     for (services, inventory, want) in cases {
-        let path = w.write_config(services);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text.push_str(inventory);
-        std::fs::write(&path, text).unwrap();
+        let path = w.write_config_with(services, inventory);
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains(want), "{err}");
         assert!(err.starts_with(&path.display().to_string()), "{err}");

@@ -78,15 +78,11 @@ fn simulated(w: &World) -> (String, std::path::PathBuf) {
     (services, winners)
 }
 
+/// An engine over `services` and `extra` YAML, the load pinned to [`calm`].
 async fn engine(w: &World, services: &str, extra: &str) -> Engine {
-    let path = w.write_config(services);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(extra);
-    std::fs::write(&path, text).unwrap();
-    let config = adeploy::config::Config::load(Some(&path)).unwrap();
     let mut options = w.options();
     options.fixed_metrics = Some(calm());
-    Engine::new(config, options).await.unwrap()
+    w.engine_with_options(services, extra, options).await
 }
 
 /// Production needs an approval (the default `approvals.required_for`).
@@ -488,15 +484,12 @@ async fn consecutive_failures_raise_an_alert_and_hooks_get_the_count() {
     let plugins = w.dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::copy(adeploy_fixtures::ECHO, plugins.join("echo.wasm")).unwrap();
-    let path = w.write_config(&services);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str("alerts:\n  consecutive_failures: 2\n");
-    std::fs::write(&path, text).unwrap();
     let mut options = w.options();
     options.fixed_metrics = Some(calm());
     options.plugin_dirs = vec![plugins];
-    let config = adeploy::config::Config::load(Some(&path)).unwrap();
-    let engine = Engine::new(config, options).await.unwrap();
+    let engine = w
+        .engine_with_options(&services, "alerts:\n  consecutive_failures: 2\n", options)
+        .await;
 
     let on_failure_count = |r: &adeploy::report::Report| {
         r.decision_process
@@ -610,12 +603,6 @@ async fn predictive_scaling_follows_the_load_trend() {
     let services: String = (0..24)
         .map(|i| format!("  s{i}:\n    deploy: 'sleep 0.1'\n    timeout_s: 20\n"))
         .collect();
-    let path = w.write_config(&services);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str(
-        "experimental:\n  enable_predictive_scaling: true\nmonitoring:\n  trend_window_s: 60\n",
-    );
-    std::fs::write(&path, text).unwrap();
     // Scripted load, one reading every 10 s of simulated time (every budget
     // check and every rescale reads it): rising towards aggressive's budget
     // (cpu_limit 1.0 here), then falling.
@@ -635,8 +622,13 @@ async fn predictive_scaling_follows_the_load_trend() {
             ..calm()
         }
     }));
-    let config = adeploy::config::Config::load(Some(&path)).unwrap();
-    let engine = Engine::new(config, options).await.unwrap();
+    let engine = w
+        .engine_with_options(
+            &services,
+            "experimental:\n  enable_predictive_scaling: true\nmonitoring:\n  trend_window_s: 60\n",
+            options,
+        )
+        .await;
     let names: Vec<String> = (0..24).map(|i| format!("s{i}")).collect();
     let out = engine
         .deploy(
