@@ -84,7 +84,7 @@ impl CommandOutput for Status {
     fn text(&self) -> String {
         let st = &self.0;
         let mut s = format!(
-            "model: {}{}\nadaptive deployments are decided by: {}\nhistory: {} deployments, {} with features (the model needs {}; retrains every {}, next in {})\n",
+            "model: {}{}\nadaptive deployments are decided by: {}\nhistory: {} deployments, {} with features (the model needs {}; retrains every {}, next: {})\n",
             st.state,
             st.detail
                 .as_deref()
@@ -96,9 +96,8 @@ impl CommandOutput for Status {
             st.min_training_samples,
             st.retrain_frequency,
             match st.next_retrain_in {
-                0 => "the next deployment".to_string(),
-                1 => "1 deployment".to_string(),
-                n => format!("{n} deployments"),
+                1 => "the next deployment".to_string(),
+                n => format!("deployment {n} from now"),
             }
         );
         if let Some(m) = &st.model {

@@ -330,7 +330,8 @@ pub struct ModelStatus {
     pub training_samples: usize,
     pub min_training_samples: u32,
     pub retrain_frequency: u32,
-    /// Deployments until the next retraining (0: the next one retrains).
+    /// Deployments until the next retraining, counting the one that
+    /// triggers it (1: the next deployment retrains).
     pub next_retrain_in: usize,
     /// Samples, training time, out-of-bag accuracy, feature importances.
     pub model: Option<ModelMeta>,
@@ -351,10 +352,12 @@ pub fn status(state_dir: &Path, ml: &MlConfig) -> Result<ModelStatus, HistoryErr
     let training_samples = past.iter().filter(|o| o.features.is_some()).count();
     let need = ml.min_training_samples.max(1) as usize;
     let every = ml.retrain_frequency.max(1) as usize;
+    // Counting the deployment that triggers it: 1 is the next one.
     let next_retrain_in = match &state {
-        ModelState::Ready(m) => (m.meta().samples + every).saturating_sub(training_samples + 1),
-        _ => need.saturating_sub(training_samples + 1),
-    };
+        ModelState::Ready(m) => (m.meta().samples + every).saturating_sub(training_samples),
+        _ => need.saturating_sub(training_samples),
+    }
+    .max(1);
     let decides = if state.model().is_some() && training_samples >= need {
         "model"
     } else {

@@ -242,7 +242,7 @@ async fn model_retrains_at_the_configured_cadence() {
         "ml_config:\n  min_training_samples: 4\n  retrain_frequency: 3\n",
     )
     .await;
-    let mut trained_on = Vec::new();
+    let (mut trained_on, mut next) = (Vec::new(), Vec::new());
     for i in 0..10 {
         let strategy = STRATEGIES[i % 3];
         let out = engine
@@ -256,17 +256,14 @@ async fn model_retrains_at_the_configured_cadence() {
         let scheduled = decision(&out.report, "model_retraining").is_some();
         let done = engine.wait_for_learning().await;
         assert_eq!(scheduled, !done.is_empty(), "deployment {}", i + 1);
-        trained_on.push(
-            engine
-                .model_status()
-                .unwrap()
-                .model
-                .map(|m| m.samples)
-                .unwrap_or(0),
-        );
+        let status = engine.model_status().unwrap();
+        trained_on.push(status.model.map(|m| m.samples).unwrap_or(0));
+        next.push(status.next_retrain_in);
     }
-    // First at 4 deployments, then every 3.
+    // First at 4 deployments, then every 3; `model status` counts down to
+    // the deployment that retrains (1: the next one).
     assert_eq!(trained_on, [0, 0, 0, 4, 4, 4, 7, 7, 7, 10]);
+    assert_eq!(next, [3, 2, 1, 3, 2, 1, 3, 2, 1, 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
