@@ -1,6 +1,7 @@
 //! Conversions between the config's types and the WIT types plugins receive.
 
 use super::bindings::detector_api::{DetectionRules, Marker, MethodWeights, PatternSet};
+use super::bindings::hook_api::Phase;
 use super::bindings::types::Environment as WitEnvironment;
 use crate::config::{self, Environment, EnvironmentDetection};
 
@@ -63,5 +64,52 @@ pub fn detection_rules(d: &EnvironmentDetection) -> DetectionRules {
             filesystem: d.weights.filesystem,
             process: d.weights.process,
         },
+    }
+}
+
+impl Phase {
+    /// Every phase, in the order a deployment meets them.
+    pub const ALL: &[Phase] = &[
+        Phase::PreDeployment,
+        Phase::PreService,
+        Phase::PostService,
+        Phase::PostDeployment,
+        Phase::OnFailure,
+        Phase::OnRollback,
+    ];
+
+    /// The WIT name (`pre-deployment`), as logs, decisions and events show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::PreDeployment => "pre-deployment",
+            Phase::PostDeployment => "post-deployment",
+            Phase::PreService => "pre-service",
+            Phase::PostService => "post-service",
+            Phase::OnFailure => "on-failure",
+            Phase::OnRollback => "on-rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Phase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Phase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Phase, D::Error> {
+        let name = String::deserialize(d)?;
+        Phase::ALL
+            .iter()
+            .copied()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown hook phase '{name}'")))
     }
 }
