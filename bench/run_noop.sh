@@ -10,7 +10,7 @@
 set -euo pipefail
 n=${1:-1000}
 root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release -p adeploy --manifest-path "$root/Cargo.toml" >&2
+cargo build --release -p adeploy-cli --manifest-path "$root/Cargo.toml" >&2
 bin="$root/target/release/adeploy"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

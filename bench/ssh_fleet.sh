@@ -9,7 +9,7 @@
 set -euo pipefail
 n=${1:-50}
 root=$(cd "$(dirname "$0")/.." && pwd)
-cargo build --release -p adeploy --manifest-path "$root/Cargo.toml" >&2
+cargo build --release -p adeploy-cli --manifest-path "$root/Cargo.toml" >&2
 bin="$root/target/release/adeploy"
 work=$(mktemp -d)
 sshd_pid=

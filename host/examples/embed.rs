@@ -9,7 +9,7 @@ use adeploy::config::{Config, Environment};
 use adeploy::engine::{DeploymentEvent, DeploymentRequest, Engine, EngineOptions};
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = tempfile::tempdir()?;
     // Two services that only echo, over the embedded defaults.
     let yaml = "services:\n  db:\n    deploy: 'echo migrating'\n    rollback: 'echo undo'\n    health: {command: 'true'}\n  api:\n    deploy: 'echo starting api'\n    depends_on: [db]\n";

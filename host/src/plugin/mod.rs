@@ -22,7 +22,6 @@ mod grants;
 mod host;
 mod registry;
 mod sandbox;
-pub mod scaffold;
 mod validate;
 
 use std::path::PathBuf;

@@ -1,12 +1,15 @@
-//! Shared helpers: a plugin host with a test cache, contexts, a loopback HTTP server.
+//! Shared helpers: a plugin host with a test cache, contexts, a loopback HTTP
+//! server, and [`World`] (a state dir, an order file and a config). The CLI
+//! crate's test binary (cli/tests/all) includes this file too and adds the
+//! helpers that run the `adeploy` binary.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
 
 use adeploy::config::{Config, Grants};
+use adeploy::engine::{Engine, EngineOptions};
 use adeploy::plugin::{
     DeploymentContext, DeploymentSize, EnvSource, HostOptions, HostWorld, Metrics, PluginHost,
     PluginSet, PluginSettings, Service, WitEnvironment, WitResourceLimits,
@@ -16,26 +19,6 @@ use adeploy::plugin::{
 /// entry is keyed by digest and engine settings, so sharing is safe).
 pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
-}
-
-/// The `adeploy` binary as a user runs it from `cwd` with state dir `state`:
-/// the shared component cache, no inherited `ADEPLOY_CONFIG` or
-/// `DEPLOYMENT_ENVIRONMENT`, no stdin. Add arguments, environment and output
-/// handling as the test needs.
-pub fn adeploy_command(cwd: &Path, state: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_adeploy"));
-    c.current_dir(cwd)
-        .env("ADEPLOY_CACHE_DIR", cache_dir())
-        .env("ADEPLOY_STATE_DIR", state)
-        .env_remove("ADEPLOY_CONFIG")
-        .env_remove("DEPLOYMENT_ENVIRONMENT")
-        .stdin(Stdio::null());
-    c
-}
-
-/// Runs `adeploy ARGS` (see [`adeploy_command`]) to completion.
-pub fn adeploy(args: &[&str], cwd: &Path, state: &Path) -> Output {
-    adeploy_command(cwd, state).args(args).output().unwrap()
 }
 
 /// A world with no environment, a fixed hostname and an empty root.
@@ -151,5 +134,97 @@ impl Drop for HttpServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+/// A state dir, an order file the commands append to, and a config.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub order: PathBuf,
+}
+
+impl World {
+    pub fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let order = dir.path().join("order.txt");
+        World { dir, order }
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// Lines of the order file (`deploy api`, `rollback api`, ...).
+    pub fn order(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.order)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// A config (YAML) with generous limits and `services` (YAML, indented by 2).
+    pub fn config_yaml(&self, services: &str) -> String {
+        format!(
+            "resource_limits:\n  conservative: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 2}}\n  balanced: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 4}}\n  aggressive: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 8}}\n\
+             thresholds: {{high_cpu: 101.0, critical_memory: 100.0, min_free_disk_percent: 0.0}}\n\
+             plugins:\n  conservative: {{config: {{samples: 1, interval_ms: 50, soak_s: 0}}}}\n  balanced: {{config: {{samples: 1, interval_ms: 50}}}}\n\
+             services:\n{services}"
+        )
+    }
+
+    pub fn write_config(&self, services: &str) -> PathBuf {
+        self.write_config_with(services, "")
+    }
+
+    /// [`World::write_config`] with more top-level YAML appended.
+    pub fn write_config_with(&self, services: &str, extra: &str) -> PathBuf {
+        let path = self.dir.path().join("config.yaml");
+        std::fs::write(&path, self.config_yaml(services) + extra).unwrap();
+        path
+    }
+
+    pub async fn engine(&self, services: &str) -> Engine {
+        self.engine_with(services, "").await
+    }
+
+    /// Like [`World::engine`], with more top-level YAML appended to the config.
+    pub async fn engine_with(&self, services: &str, extra: &str) -> Engine {
+        self.engine_with_options(services, extra, self.options())
+            .await
+    }
+
+    /// Like [`World::engine_with`], with other engine options.
+    pub async fn engine_with_options(
+        &self,
+        services: &str,
+        extra: &str,
+        options: EngineOptions,
+    ) -> Engine {
+        let config = Config::load(Some(&self.write_config_with(services, extra))).unwrap();
+        Engine::new(config, options).await.unwrap()
+    }
+
+    /// The engine options every test uses: this world's state dir, the
+    /// shared component cache, a plain world for detectors.
+    pub fn options(&self) -> EngineOptions {
+        EngineOptions {
+            state_dir: Some(self.state()),
+            host: Some(HostOptions {
+                cache_dir: Some(cache_dir()),
+                world: empty_world(Path::new("/")),
+                max_memory_mb: 256,
+            }),
+            ..EngineOptions::default()
+        }
+    }
+
+    /// A service that appends `deploy NAME` / `rollback NAME` to the order file.
+    pub fn service(&self, name: &str, deps: &[&str], health: &str) -> String {
+        let o = self.order.display();
+        format!(
+            "  {name}:\n    deploy: 'echo \"deploy {name}\" >> {o}'\n    rollback: 'echo \"rollback {name}\" >> {o}'\n    depends_on: [{}]\n    health: {health}\n    timeout_s: 20\n",
+            deps.join(", ")
+        )
     }
 }

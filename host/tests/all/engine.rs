@@ -1,107 +1,13 @@
 //! The engine end to end: real commands, real health checks against loopback
 //! servers, real redb history and report files in a temporary state dir.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use adeploy::config::{Config, Environment};
 use adeploy::engine::{DeploymentRequest, Engine, EngineOptions, StepStatus};
 use adeploy::history::DeploymentStatus;
-use adeploy::plugin::HostOptions;
 
-use crate::common::{HttpServer, cache_dir, empty_world};
-
-/// A state dir, an order file the commands append to, and a config.
-pub struct World {
-    pub dir: tempfile::TempDir,
-    pub order: PathBuf,
-}
-
-impl World {
-    pub fn new() -> World {
-        let dir = tempfile::tempdir().unwrap();
-        let order = dir.path().join("order.txt");
-        World { dir, order }
-    }
-
-    pub fn state(&self) -> PathBuf {
-        self.dir.path().join("state")
-    }
-
-    /// Lines of the order file (`deploy api`, `rollback api`, ...).
-    pub fn order(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.order)
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .collect()
-    }
-
-    /// A config (YAML) with generous limits and `services` (YAML, indented by 2).
-    pub fn config_yaml(&self, services: &str) -> String {
-        format!(
-            "resource_limits:\n  conservative: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 2}}\n  balanced: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 4}}\n  aggressive: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 8}}\n\
-             thresholds: {{high_cpu: 101.0, critical_memory: 100.0, min_free_disk_percent: 0.0}}\n\
-             plugins:\n  conservative: {{config: {{samples: 1, interval_ms: 50, soak_s: 0}}}}\n  balanced: {{config: {{samples: 1, interval_ms: 50}}}}\n\
-             services:\n{services}"
-        )
-    }
-
-    pub fn write_config(&self, services: &str) -> PathBuf {
-        self.write_config_with(services, "")
-    }
-
-    /// [`World::write_config`] with more top-level YAML appended.
-    pub fn write_config_with(&self, services: &str, extra: &str) -> PathBuf {
-        let path = self.dir.path().join("config.yaml");
-        std::fs::write(&path, self.config_yaml(services) + extra).unwrap();
-        path
-    }
-
-    pub async fn engine(&self, services: &str) -> Engine {
-        self.engine_with(services, "").await
-    }
-
-    /// Like [`World::engine`], with more top-level YAML appended to the config.
-    pub async fn engine_with(&self, services: &str, extra: &str) -> Engine {
-        self.engine_with_options(services, extra, self.options())
-            .await
-    }
-
-    /// Like [`World::engine_with`], with other engine options.
-    pub async fn engine_with_options(
-        &self,
-        services: &str,
-        extra: &str,
-        options: EngineOptions,
-    ) -> Engine {
-        let config = Config::load(Some(&self.write_config_with(services, extra))).unwrap();
-        Engine::new(config, options).await.unwrap()
-    }
-
-    /// The engine options every test uses: this world's state dir, the
-    /// shared component cache, a plain world for detectors.
-    pub fn options(&self) -> EngineOptions {
-        EngineOptions {
-            state_dir: Some(self.state()),
-            host: Some(HostOptions {
-                cache_dir: Some(cache_dir()),
-                world: empty_world(Path::new("/")),
-                max_memory_mb: 256,
-            }),
-            ..EngineOptions::default()
-        }
-    }
-
-    /// A service that appends `deploy NAME` / `rollback NAME` to the order file.
-    pub fn service(&self, name: &str, deps: &[&str], health: &str) -> String {
-        let o = self.order.display();
-        format!(
-            "  {name}:\n    deploy: 'echo \"deploy {name}\" >> {o}'\n    rollback: 'echo \"rollback {name}\" >> {o}'\n    depends_on: [{}]\n    health: {health}\n    timeout_s: 20\n",
-            deps.join(", ")
-        )
-    }
-}
+use crate::common::{HttpServer, World};
 
 fn request(services: &[&str], strategy: &str) -> DeploymentRequest {
     DeploymentRequest {

@@ -9,8 +9,8 @@ use adeploy::config::{Config, Grants};
 use adeploy::engine::{DeploymentRequest, Engine};
 use adeploy::plugin::{PluginError, PluginHost, WitEnvironment};
 
+use crate::common::World;
 use crate::common::{ctx, empty_world, host, service, settings};
-use crate::engine::World;
 use crate::sandbox::assert_still_serves;
 
 async fn plan_with(host: &PluginHost, mode: &str) -> Result<Vec<String>, PluginError> {

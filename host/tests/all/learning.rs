@@ -15,7 +15,7 @@ use adeploy::history::History;
 use adeploy::monitor::Snapshot;
 use rand::{Rng, SeedableRng};
 
-use crate::engine::World;
+use crate::common::World;
 
 const STRATEGIES: [&str; 3] = ["conservative", "balanced", "aggressive"];
 

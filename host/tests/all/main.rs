@@ -1,5 +1,6 @@
-//! Integration tests of the adeploy host, one binary with a module per
-//! feature. Plugins are real components built from this repository: the
+//! Integration tests of the adeploy library, one binary with a module per
+//! feature (the tests that run the `adeploy` binary live in the CLI crate,
+//! cli/tests/all). Plugins are real components built from this repository: the
 //! built-ins (embedded by host/build.rs) and the fixtures in
 //! tests/fixtures/plugins (built by the adeploy-fixtures build script).
 
@@ -8,16 +9,10 @@
 mod builtin_detector;
 mod builtin_hook;
 mod builtin_strategies;
-mod cli;
-mod cli_run;
 mod common;
-mod diagnostics;
 mod engine;
-mod examples;
 mod fleet;
 mod fuzz_regressions;
 mod hostile;
 mod learning;
 mod sandbox;
-mod scaffold;
-mod security;

@@ -7,24 +7,24 @@
 //! (`./build.sh`) that leaves `NAME.wasm` beside `NAME.toml`, so the project
 //! directory is itself a `--plugins` directory. The Rust project uses
 //! wit-bindgen directly rather than adeploy-sdk, which is not published.
-//! The templates live in `host/templates/` and are compiled into the binary.
+//! The templates live in `cli/templates/` and are compiled into the binary.
 
 use std::path::{Path, PathBuf};
 
-use super::PluginKind;
+use adeploy::plugin::PluginKind;
 
 /// The WIT package, copied into every project.
 const WIT: &[(&str, &str)] = &[
-    ("types.wit", include_str!("../../../wit/types.wit")),
-    ("host.wit", include_str!("../../../wit/host.wit")),
-    ("detector.wit", include_str!("../../../wit/detector.wit")),
-    ("strategy.wit", include_str!("../../../wit/strategy.wit")),
-    ("hook.wit", include_str!("../../../wit/hook.wit")),
-    ("worlds.wit", include_str!("../../../wit/worlds.wit")),
+    ("types.wit", include_str!("../../wit/types.wit")),
+    ("host.wit", include_str!("../../wit/host.wit")),
+    ("detector.wit", include_str!("../../wit/detector.wit")),
+    ("strategy.wit", include_str!("../../wit/strategy.wit")),
+    ("hook.wit", include_str!("../../wit/hook.wit")),
+    ("worlds.wit", include_str!("../../wit/worlds.wit")),
 ];
 
-const README: &str = include_str!("../../templates/common/README.md");
-const MANIFEST: &str = include_str!("../../templates/common/manifest.toml");
+const README: &str = include_str!("../templates/common/README.md");
+const MANIFEST: &str = include_str!("../templates/common/manifest.toml");
 
 /// The language of a scaffolded plugin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -147,15 +147,15 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
     let kind = req.kind;
     let description = format!("a {} {kind} plugin", req.lang.display_name());
     let source = match (req.lang, kind) {
-        (Lang::Rust, PluginKind::Strategy) => include_str!("../../templates/rust/strategy.rs"),
-        (Lang::Rust, PluginKind::Detector) => include_str!("../../templates/rust/detector.rs"),
-        (Lang::Rust, PluginKind::Hook) => include_str!("../../templates/rust/hook.rs"),
-        (Lang::Js, PluginKind::Strategy) => include_str!("../../templates/js/strategy.js"),
-        (Lang::Js, PluginKind::Detector) => include_str!("../../templates/js/detector.js"),
-        (Lang::Js, PluginKind::Hook) => include_str!("../../templates/js/hook.js"),
-        (Lang::Python, PluginKind::Strategy) => include_str!("../../templates/python/strategy.py"),
-        (Lang::Python, PluginKind::Detector) => include_str!("../../templates/python/detector.py"),
-        (Lang::Python, PluginKind::Hook) => include_str!("../../templates/python/hook.py"),
+        (Lang::Rust, PluginKind::Strategy) => include_str!("../templates/rust/strategy.rs"),
+        (Lang::Rust, PluginKind::Detector) => include_str!("../templates/rust/detector.rs"),
+        (Lang::Rust, PluginKind::Hook) => include_str!("../templates/rust/hook.rs"),
+        (Lang::Js, PluginKind::Strategy) => include_str!("../templates/js/strategy.js"),
+        (Lang::Js, PluginKind::Detector) => include_str!("../templates/js/detector.js"),
+        (Lang::Js, PluginKind::Hook) => include_str!("../templates/js/hook.js"),
+        (Lang::Python, PluginKind::Strategy) => include_str!("../templates/python/strategy.py"),
+        (Lang::Python, PluginKind::Detector) => include_str!("../templates/python/detector.py"),
+        (Lang::Python, PluginKind::Hook) => include_str!("../templates/python/hook.py"),
     };
     let (grants, use_line) = match kind {
         PluginKind::Detector => (
@@ -210,13 +210,13 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
         Lang::Rust => {
             out.push((
                 "Cargo.toml".into(),
-                fill(include_str!("../../templates/rust/Cargo.toml")),
+                fill(include_str!("../templates/rust/Cargo.toml")),
                 false,
             ));
             out.push(("src/lib.rs".into(), fill(source), false));
             out.push((
                 "build.sh".into(),
-                fill(include_str!("../../templates/rust/build.sh")),
+                fill(include_str!("../templates/rust/build.sh")),
                 true,
             ));
             out.push((".gitignore".into(), "/target\n*.wasm\n".into(), false));
@@ -224,13 +224,13 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
         Lang::Js => {
             out.push((
                 "package.json".into(),
-                fill(include_str!("../../templates/js/package.json")),
+                fill(include_str!("../templates/js/package.json")),
                 false,
             ));
             out.push((format!("{name}.js").into(), fill(source), false));
             out.push((
                 "build.sh".into(),
-                fill(include_str!("../../templates/js/build.sh")),
+                fill(include_str!("../templates/js/build.sh")),
                 true,
             ));
             out.push((".gitignore".into(), "node_modules/\n*.wasm\n".into(), false));
@@ -239,7 +239,7 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
             out.push(("app.py".into(), fill(source), false));
             out.push((
                 "build.sh".into(),
-                fill(include_str!("../../templates/python/build.sh")),
+                fill(include_str!("../templates/python/build.sh")),
                 true,
             ));
             out.push((".gitignore".into(), "__pycache__/\n*.wasm\n".into(), false));
@@ -343,7 +343,8 @@ mod tests {
                     .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
                     .collect();
                 assert!(!all.contains("{{"), "{lang} {kind}: a placeholder is left");
-                let manifest = super::super::Manifest::read(&dir.join("my-plugin.toml")).unwrap();
+                let manifest =
+                    adeploy::plugin::Manifest::read(&dir.join("my-plugin.toml")).unwrap();
                 assert_eq!((manifest.name.as_str(), manifest.kind), ("my-plugin", kind));
                 assert!(matches!(
                     scaffold(&req).unwrap_err(),

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::World;
 use crate::common::{adeploy, adeploy_command};
-use crate::engine::World;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -461,6 +461,46 @@ fn model_persists_across_processes_and_the_model_commands_work() {
     assert!(text.contains("trained on 3 deployments"), "{text}");
     assert!(
         text.contains("success rate per strategy and environment"),
+        "{text}"
+    );
+}
+
+#[test]
+fn list_shows_the_per_host_results_of_fleet_steps() {
+    use adeploy::history::{DeploymentRecord, DeploymentStatus, History};
+    use adeploy::report::{StepRecord, StepStatus};
+    let w = World::new();
+    let step = |host: &str, status: StepStatus, rolled_back: Option<bool>| StepRecord {
+        service: "api".into(),
+        host: Some(host.into()),
+        wave: 1,
+        status,
+        started_at: None,
+        seconds: 0.1,
+        message: String::new(),
+        rolled_back,
+        rollback_message: None,
+    };
+    let mut record = DeploymentRecord::running("deploy_1", chrono::Utc::now());
+    record.strategy = "conservative".into();
+    record.services = vec!["api".into()];
+    record.extra = serde_json::json!({ "steps": [
+        step("h1", StepStatus::Succeeded, Some(true)),
+        step("h2", StepStatus::Failed, Some(true)),
+        step("h3", StepStatus::Skipped, None),
+    ]});
+    record.finish(DeploymentStatus::RolledBack, chrono::Utc::now());
+    History::open(&w.state())
+        .unwrap()
+        .put_deployment(&record)
+        .unwrap();
+
+    let o = adeploy(&["list"], w.dir.path(), &w.state());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        text.contains("HOSTS")
+            && text.contains("h1:ok+rolled-back h2:failed+rolled-back h3:skipped"),
         "{text}"
     );
 }

@@ -8,8 +8,8 @@ use serde::Serialize;
 use adeploy::engine::{Engine, EngineOptions};
 use adeploy::history::AuditEntry;
 
-use super::Context;
-use super::output::{CommandOutput, emit, table};
+use crate::Context;
+use crate::output::{CommandOutput, emit, table};
 
 /// `adeploy audit`.
 #[derive(Debug, Args)]

@@ -10,8 +10,8 @@ use adeploy::engine::diagnostics::{CheckStatus, Diagnostics};
 use adeploy::engine::{Engine, EngineOptions};
 use adeploy::plugin::{HostOptions, HostWorld};
 
-use super::Context;
-use super::output::{CommandOutput, emit, table};
+use crate::Context;
+use crate::output::{CommandOutput, emit, table};
 
 /// `adeploy diagnostics`.
 #[derive(Debug, Args)]

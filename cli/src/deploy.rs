@@ -16,8 +16,8 @@ use adeploy::engine::{
 use adeploy::history::DeploymentRecord;
 use adeploy::report::{PlanView, Report, StepRecord};
 
-use super::Context;
-use super::output::{CommandOutput, emit, table};
+use crate::Context;
+use crate::output::{CommandOutput, emit, table};
 
 /// `adeploy run`.
 #[derive(Debug, Args)]
@@ -37,7 +37,7 @@ pub struct RunArgs {
     max_time: Option<u32>,
     /// The size of the deployment, for strategy selection.
     #[arg(long, value_enum, default_value = "medium")]
-    deployment_size: DeploymentSize,
+    deployment_size: SizeArg,
     /// Show the plan and ask for confirmation first (needs a terminal, or --yes).
     #[arg(long)]
     interactive: bool,
@@ -66,6 +66,24 @@ enum EnvArg {
     Development,
     Staging,
     Production,
+}
+
+/// `--deployment-size` (the library's `DeploymentSize` knows nothing of clap).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum SizeArg {
+    Small,
+    Medium,
+    Large,
+}
+
+impl From<SizeArg> for DeploymentSize {
+    fn from(s: SizeArg) -> Self {
+        match s {
+            SizeArg::Small => DeploymentSize::Small,
+            SizeArg::Medium => DeploymentSize::Medium,
+            SizeArg::Large => DeploymentSize::Large,
+        }
+    }
 }
 
 impl From<EnvArg> for Environment {
@@ -104,7 +122,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         max_time: args
             .max_time
             .map(|m| Duration::from_secs(u64::from(m) * 60)),
-        size: args.deployment_size,
+        size: args.deployment_size.into(),
         dry_run: args.dry_run,
         force: args.force,
         approval: if args.approve {

@@ -1,5 +1,10 @@
-//! Command-line interface: clap definitions and rendering. Nothing printed
-//! here is computed here; every value comes from the `adeploy` library.
+//! The `adeploy` binary: clap definitions, rendering, and `plugins new`.
+//! Nothing printed here is computed here; every value comes from the
+//! `adeploy` library (the engine, in `host/`), which compiles none of this
+//! crate's dependencies (clap, indicatif, dialoguer, comfy-table, anyhow,
+//! tracing-subscriber).
+//!
+//! Exit codes: 0 success, 1 a deployment or plugin call failed, 2 bad input.
 
 mod audit;
 mod deploy;
@@ -7,6 +12,7 @@ mod diagnostics;
 mod model;
 mod output;
 mod plugins;
+mod scaffold;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +22,8 @@ use clap::{Parser, Subcommand};
 use adeploy::config::{Config, ConfigError};
 use adeploy::engine::EngineError;
 use adeploy::plugin::PluginError;
-use adeploy::plugin::scaffold::ScaffoldError;
+
+use crate::scaffold::ScaffoldError;
 
 /// adeploy — adaptive deployment orchestrator with WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -88,7 +95,7 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     2
 }
 
-pub fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -144,7 +151,7 @@ impl Context {
 fn init_tracing(verbose: bool) {
     use tracing_subscriber::EnvFilter;
     let default = if verbose {
-        "adeploy=debug,info"
+        "adeploy=debug,adeploy_cli=debug,info"
     } else {
         "warn"
     };

@@ -1,8 +1,8 @@
 //! `adeploy diagnostics`: typed round trip of `--json`, exit code, `--root`.
 
-use std::process::Command;
-
 use adeploy::engine::diagnostics::{CheckStatus, Diagnostics};
+
+use crate::common::{adeploy, adeploy_command};
 
 #[test]
 fn diagnostics_json_round_trips_and_examines_another_root() {
@@ -16,7 +16,7 @@ fn diagnostics_json_round_trips_and_examines_another_root() {
         "environment_detection:\n  process_patterns: {development: []}\n",
     )
     .unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_adeploy"))
+    let o = adeploy_command(dir.path(), &dir.path().join("state"))
         .args([
             "diagnostics",
             "--json",
@@ -27,9 +27,6 @@ fn diagnostics_json_round_trips_and_examines_another_root() {
             "--root",
         ])
         .arg(&root)
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env("ADEPLOY_STATE_DIR", dir.path().join("state"))
-        .env_remove("DEPLOYMENT_ENVIRONMENT")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&o.stderr);
@@ -84,12 +81,11 @@ fn diagnostics_json_round_trips_and_examines_another_root() {
 #[test]
 fn diagnostics_with_a_missing_root_is_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_adeploy"))
-        .args(["diagnostics", "--root", "/definitely/not/here"])
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env("ADEPLOY_STATE_DIR", dir.path())
-        .output()
-        .unwrap();
+    let o = adeploy(
+        &["diagnostics", "--root", "/definitely/not/here"],
+        dir.path(),
+        dir.path(),
+    );
     assert_eq!(o.status.code(), Some(2));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("--root /definitely/not/here: not a directory")

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
+use crate::common::World;
 use crate::common::adeploy;
-use crate::engine::World;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -8,13 +8,13 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use adeploy::config::Grants;
-use adeploy::plugin::scaffold::{Lang, ScaffoldRequest, Scaffolded, scaffold};
 use adeploy::plugin::{
     HostOptions, Inspection, LoadStats, PluginHost, PluginKind, PluginSet, grants_summary,
 };
 
-use super::Context;
-use super::output::{CommandOutput, emit, table};
+use crate::Context;
+use crate::output::{CommandOutput, emit, table};
+use crate::scaffold::{Lang, ScaffoldRequest, Scaffolded, scaffold};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {

@@ -1,14 +1,15 @@
 //! The `adeploy` binary: plugins list and inspect, exit codes, the cache.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::common::adeploy_command;
+
+/// `adeploy ARGS` with its own component cache (and a state dir inside it).
 fn adeploy(args: &[&str], cache: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_adeploy"))
-        .args(args)
+    adeploy_command(cache, &cache.join("state"))
         .env("ADEPLOY_CACHE_DIR", cache)
-        .env_remove("ADEPLOY_CONFIG")
-        .env_remove("RUST_LOG")
+        .args(args)
         .output()
         .unwrap()
 }

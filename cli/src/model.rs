@@ -9,8 +9,8 @@ use adeploy::engine::learn::ModelStatus;
 use adeploy::engine::{Engine, EngineOptions};
 use adeploy::ml::ModelMeta;
 
-use super::Context;
-use super::output::{CommandOutput, emit, table};
+use crate::Context;
+use crate::output::{CommandOutput, emit, table};
 
 /// `adeploy model ...`.
 #[derive(Debug, Subcommand)]

@@ -10,8 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::common::adeploy;
-use crate::engine::World;
+use crate::common::World;
+use crate::common::{adeploy, adeploy_command};
 use crate::examples::{built_examples, repo_root, target_dir};
 
 const KINDS: [&str; 3] = ["strategy", "detector", "hook"];
@@ -194,7 +194,7 @@ fn plugins_new_scaffolds_every_kind_and_language_that_build_and_load() {
             format!("plugins:\n  {name}: {{grants: {{env: [APP_ENV]}}}}\n"),
         )
         .unwrap();
-        let o = Command::new(env!("CARGO_BIN_EXE_adeploy"))
+        let o = adeploy_command(root, &state)
             .args([
                 "diagnostics",
                 "--json",
@@ -203,12 +203,7 @@ fn plugins_new_scaffolds_every_kind_and_language_that_build_and_load() {
                 "--plugins",
             ])
             .arg(root.join(&name))
-            .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-            .env("ADEPLOY_STATE_DIR", &state)
             .env("APP_ENV", "prod")
-            .env_remove("DEPLOYMENT_ENVIRONMENT")
-            .env_remove("ADEPLOY_CONFIG")
-            .current_dir(root)
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&o.stdout);

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 
+use crate::common::World;
 use crate::common::adeploy_command;
-use crate::engine::World;
 
 fn adeploy(args: &[&str], w: &World, envs: &[(&str, &str)]) -> Output {
     spawn(args, w, envs).wait_with_output().unwrap()
