@@ -14,7 +14,7 @@ use adeploy::engine::{
     EngineOptions,
 };
 use adeploy::history::DeploymentRecord;
-use adeploy::report::{PlanView, Report, StepRecord};
+use adeploy::report::{Decision, PlanView, Report, step_label};
 
 use crate::Context;
 use crate::output::{CommandOutput, emit, table};
@@ -109,7 +109,7 @@ async fn engine(ctx: &Context, plugin_dirs: Vec<PathBuf>) -> anyhow::Result<Engi
 
 pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.interactive && !args.yes && !std::io::stdin().is_terminal() {
-        return Err(EngineError::BadInput(
+        return Err(crate::UsageError(
             "--interactive needs a terminal to ask for confirmation; pass --yes to confirm non-interactively".into(),
         )
         .into());
@@ -238,14 +238,6 @@ fn render_plan(plan: &PlanView) -> String {
     s
 }
 
-/// `api@web-1` for a fleet step, `api` for a local one.
-fn label(service: String, host: Option<String>) -> String {
-    match host {
-        Some(h) => format!("{service}@{h}"),
-        None => service,
-    }
-}
-
 /// Live progress on stderr: a redrawing status line on a terminal, plain
 /// lines otherwise. Nothing with `--json` except errors.
 async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEvent>, json: bool) {
@@ -268,18 +260,23 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
     while let Some(ev) = rx.recv().await {
         match ev {
             DeploymentEvent::Decision(d) => {
-                if matches!(
-                    d.decision_type.as_str(),
-                    "environment_detected"
-                        | "strategy_predicted"
-                        | "strategy_selected"
-                        | "safety_override"
-                        | "max_time_check"
-                        | "rollback_prediction"
-                        | "model_discarded"
-                ) && d.details.get("applied") != Some(&serde_json::Value::Bool(false))
-                {
-                    say(format!("decision {}: {}", d.decision_type, d.details));
+                // The decisions that shape the run; the rest stay in the log.
+                let shown = match &d.decision {
+                    Decision::SafetyOverride { applied, .. } => *applied != Some(false),
+                    Decision::EnvironmentDetected(_)
+                    | Decision::StrategyPredicted { .. }
+                    | Decision::StrategySelected { .. }
+                    | Decision::MaxTimeCheck(_)
+                    | Decision::RollbackPrediction { .. }
+                    | Decision::ModelDiscarded { .. } => true,
+                    _ => false,
+                };
+                if shown {
+                    say(format!(
+                        "decision {}: {}",
+                        d.decision.decision_type(),
+                        d.decision.details()
+                    ));
                 }
             }
             DeploymentEvent::Planned {
@@ -295,11 +292,11 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 ));
             }
             DeploymentEvent::WaveStarted { wave: w, waves } => {
-                wave = (w + 1, waves);
-                say(format!("wave {}/{waves}", w + 1));
+                wave = (w, waves);
+                say(format!("wave {w}/{waves}"));
             }
             DeploymentEvent::StepStarted { service, host, .. } => {
-                let service = label(service, host);
+                let service = step_label(&service, host.as_deref());
                 say(format!("  {service}: deploying"));
                 running.push(service);
             }
@@ -310,7 +307,7 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 message,
                 seconds,
             } => {
-                let service = label(service, host);
+                let service = step_label(&service, host.as_deref());
                 running.retain(|s| *s != service);
                 done += 1;
                 step_secs += seconds;
@@ -332,7 +329,7 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 message,
             } => say(format!(
                 "  {}: {} {message}",
-                label(service, host),
+                step_label(&service, host.as_deref()),
                 if ok { "rolled back" } else { "ROLLBACK FAILED" }
             )),
             DeploymentEvent::Alert { message } => say(format!("ALERT: {message}")),
@@ -344,13 +341,12 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
             DeploymentEvent::Hook {
                 phase,
                 name,
-                ok,
+                ok: false,
                 message,
-            } => {
-                if !ok {
-                    say(format!("  hook {phase} {name} FAILED: {message}"));
-                }
-            }
+            } => say(format!("  hook {phase} {name} FAILED: {message}")),
+            // Successful hooks, and kinds of events added later, are not
+            // rendered.
+            _ => {}
         }
         if let Some(pb) = &bar {
             let avg = if done > 0 {
@@ -443,11 +439,7 @@ impl CommandOutput for ListOutput {
                         .map(|s| format!("{s:.1}s"))
                         .unwrap_or_else(|| "-".into()),
                     d.services.join(","),
-                    d.extra
-                        .get("steps")
-                        .and_then(|v| serde_json::from_value::<Vec<StepRecord>>(v.clone()).ok())
-                        .and_then(|steps| adeploy::report::host_results(&steps))
-                        .unwrap_or_else(|| "-".into()),
+                    adeploy::report::host_results(&d.steps).unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect();
@@ -498,8 +490,8 @@ impl CommandOutput for ReportOutput {
             s.push_str(&format!(
                 "  {} {}: {}\n",
                 d.timestamp.format("%H:%M:%S%.3f"),
-                d.decision_type,
-                d.details
+                d.decision.decision_type(),
+                d.decision.details()
             ));
         }
         s

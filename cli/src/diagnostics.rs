@@ -33,11 +33,9 @@ pub async fn run(ctx: &Context, args: DiagnosticsArgs) -> anyhow::Result<ExitCod
     if let Some(root) = &args.root
         && !root.is_dir()
     {
-        return Err(adeploy::engine::EngineError::BadInput(format!(
-            "--root {}: not a directory",
-            root.display()
-        ))
-        .into());
+        return Err(
+            crate::UsageError(format!("--root {}: not a directory", root.display())).into(),
+        );
     }
     let mut host = HostOptions::for_config(&config);
     host.world = HostWorld {

@@ -76,23 +76,31 @@ enum Command {
     Model(model::ModelCommand),
 }
 
-/// Sorts an error into an exit code: 2 for bad input, 1 for runtime failures.
+/// Bad command-line input the CLI finds itself (beyond what clap checks):
+/// exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Sorts an error into an exit code: 2 for what is classified as bad input
+/// (the arguments, the config, a plugin file, the state directory), 1 for
+/// everything else (a deployment, a plugin call or the machine failed).
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(p) = cause.downcast_ref::<PluginError>() {
             return if p.is_bad_input() { 2 } else { 1 };
         }
-        if cause.downcast_ref::<ConfigError>().is_some() {
-            return 2;
-        }
-        if cause.downcast_ref::<ScaffoldError>().is_some() {
-            return 2;
-        }
         if let Some(e) = cause.downcast_ref::<EngineError>() {
             return if e.is_bad_input() { 2 } else { 1 };
         }
+        if cause.downcast_ref::<ConfigError>().is_some()
+            || cause.downcast_ref::<ScaffoldError>().is_some()
+            || cause.downcast_ref::<UsageError>().is_some()
+        {
+            return 2;
+        }
     }
-    2
+    1
 }
 
 fn main() -> ExitCode {

@@ -27,7 +27,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let printer = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             match event {
-                DeploymentEvent::Decision(d) => println!("decision  {}", d.decision_type),
+                DeploymentEvent::Decision(d) => {
+                    println!("decision  {}", d.decision.decision_type())
+                }
                 DeploymentEvent::StepFinished {
                     service,
                     ok,

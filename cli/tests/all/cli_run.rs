@@ -484,11 +484,11 @@ fn list_shows_the_per_host_results_of_fleet_steps() {
     let mut record = DeploymentRecord::running("deploy_1", chrono::Utc::now());
     record.strategy = "conservative".into();
     record.services = vec!["api".into()];
-    record.extra = serde_json::json!({ "steps": [
+    record.steps = vec![
         step("h1", StepStatus::Succeeded, Some(true)),
         step("h2", StepStatus::Failed, Some(true)),
         step("h3", StepStatus::Skipped, None),
-    ]});
+    ];
     record.finish(DeploymentStatus::RolledBack, chrono::Utc::now());
     History::open(&w.state())
         .unwrap()

@@ -398,7 +398,7 @@ fn plugins_list_reports_requested_grants_the_config_does_not_give() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_switch_installs_the_builtin_canary() {
     use adeploy::config::Config;
-    use adeploy::engine::{DeploymentRequest, Engine};
+    use adeploy::engine::{Decision, DeploymentRequest, Engine};
 
     let w = World::new();
     let plugins = "  canary: {config: {pause_s: 0, samples: 1, interval_ms: 50}}\n";
@@ -438,10 +438,16 @@ async fn canary_switch_installs_the_builtin_canary() {
         .report
         .decision_process
         .iter()
-        .find(|d| d.decision_type == "experimental_active")
+        .find_map(|d| match &d.decision {
+            Decision::ExperimentalActive {
+                adaptive_candidate,
+                source,
+                ..
+            } => Some((*adaptive_candidate, source.as_str())),
+            _ => None,
+        })
         .expect("the switch is recorded");
-    assert_eq!(active.details["adaptive_candidate"], true);
-    assert_eq!(active.details["source"], "built-in");
+    assert_eq!(active, (true, "built-in"));
 
     // The adaptive choice gets it among its candidates (a selector that
     // records them and picks the canary).

@@ -111,7 +111,7 @@ impl Engine {
         .await;
         // A first detailed reading, so the one after the trend window has
         // disk I/O rates (they are differences between two readings).
-        let primer = self.monitor.clone();
+        let primer = self.monitor().clone();
         let _ = tokio::task::spawn_blocking(move || primer.detailed()).await;
         let mut samples: Vec<Snapshot> = Vec::with_capacity(TREND_SAMPLES);
         for i in 0..TREND_SAMPLES {
@@ -121,10 +121,14 @@ impl Engine {
             samples.push(self.sample_metrics().await);
         }
         let trends = monitor::trends(&samples, Duration::from_secs(m.trend_window_s.max(1)));
-        let monitor = self.monitor.clone();
+        let monitor = self.monitor().clone();
         let mut system = tokio::task::spawn_blocking(move || monitor.detailed())
             .await
-            .map_err(|e| EngineError::BadInput(format!("system metrics failed: {e}")))?;
+            .map_err(|e| EngineError::Monitor {
+                source: crate::monitor::MonitorError::Unavailable(format!(
+                    "the reading task failed: {e}"
+                )),
+            })?;
         // The last trend sample is the freshest CPU figure (detailed() may run
         // too soon after it for sysinfo to measure CPU again).
         if let Some(last) = samples.last() {

@@ -18,14 +18,13 @@ use chrono::{Datelike, Local, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Environment, MlConfig};
-use crate::history::{DeploymentRecord, History, HistoryError};
+use crate::history::{DeploymentRecord, History, HistoryError, StepStatus};
 use crate::ml::{
     FeatureContext, ForestParams, MlError, ModelMeta, Outcome, StrategyModel, TrainingRow,
 };
 use crate::monitor::Snapshot;
-use crate::report::{StepRecord, StepStatus};
 
-use super::DeploymentSize;
+use super::types::DeploymentSize;
 
 /// Name of the history blob that holds the strategy model.
 pub const MODEL_BLOB: &str = "strategy_model";
@@ -66,6 +65,9 @@ pub enum LearnError {
         "only {have} deployment(s) with recorded features; the model needs at least {need} (ml_config.min_training_samples)"
     )]
     TooFewSamples { have: usize, need: usize },
+    /// The background task that trained ended without a result.
+    #[error("the training task failed: {reason}")]
+    Task { reason: String },
 }
 
 /// A history record as a learning [`Outcome`]; `None` for dry runs and for
@@ -78,21 +80,13 @@ pub fn outcome_of(r: &DeploymentRecord) -> Option<Outcome> {
     let success = r.success?;
     let environment: Environment =
         serde_json::from_value(serde_json::Value::String(r.environment.clone())).ok()?;
-    let steps: Vec<StepRecord> = r
-        .extra
-        .get("steps")
-        .and_then(|v| serde_json::from_value(v.clone()).ok())
-        .unwrap_or_default();
-    let mut failed_services: Vec<String> = steps
+    let mut failed_services: Vec<String> = r
+        .steps
         .iter()
         .filter(|s| matches!(s.status, StepStatus::Failed | StepStatus::Cancelled))
         .map(|s| s.service.clone())
         .collect();
     failed_services.dedup();
-    let features = r
-        .extra
-        .get("features")
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
     Some(Outcome {
         id: r.id.clone(),
         started_at: r.started_at,
@@ -103,7 +97,7 @@ pub fn outcome_of(r: &DeploymentRecord) -> Option<Outcome> {
         failed_services,
         success,
         duration_min: r.duration_s.unwrap_or(0.0) / 60.0,
-        features,
+        features: r.features.clone(),
     })
 }
 

@@ -15,8 +15,10 @@ use crate::config::{Config, Environment};
 use crate::ml::{DurationEstimate, FeatureContext, Outcome};
 use crate::monitor::Snapshot;
 
-use super::DeploymentSize;
+pub use crate::report::CandidateScore;
+
 use super::learn::{self, ModelState};
+use super::types::DeploymentSize;
 
 /// What a selector knows when it chooses.
 #[derive(Debug, Clone)]
@@ -51,29 +53,6 @@ pub struct LearningContext<'a> {
     pub durations: &'a BTreeMap<String, DurationEstimate>,
     /// A uniform draw in [0, 1) made for this deployment: whether it explores.
     pub roll: f64,
-}
-
-/// How one candidate scored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CandidateScore {
-    pub strategy: String,
-    /// Expected probability of success: the forest's estimate refined by
-    /// the outcomes in this exact context.
-    pub p_success: f64,
-    /// The forest's estimate alone (mean leaf share of success over trees).
-    pub p_model: f64,
-    /// Past deployments with this strategy, environment and size...
-    pub context_samples: usize,
-    /// ...and how many of them succeeded.
-    pub context_successes: usize,
-    /// Past deployments with this strategy.
-    pub samples: usize,
-    /// Expected minutes, when similar deployments exist.
-    pub expected_minutes: Option<f64>,
-    /// Whether the expected duration fits `--max-time` (none: no limit or no
-    /// estimate).
-    pub fits_max_time: Option<bool>,
-    pub utility: f64,
 }
 
 /// A selector's answer.

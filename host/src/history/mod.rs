@@ -79,7 +79,8 @@ mod user;
 pub use error::{BoxedSource, HistoryError};
 pub use lock::{LOCK_FILE, RunLock};
 pub use records::{
-    AuditEntry, DecisionRecord, DeploymentRecord, DeploymentStatus, HistoryStats, MetricSample,
+    AuditEntry, DecisionRecord, DeploymentRecord, DeploymentStatus, FeatureContext, HistoryStats,
+    MetricSample, StepRecord, StepStatus, step_label, steps_of_any_version,
 };
 pub use store::SCHEMA_VERSION;
 pub use user::current_user;

@@ -12,6 +12,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::config::Environment;
+
 /// Where a deployment stands.
 ///
 /// `Running` is the only non-final status. A `Running` record whose process
@@ -62,52 +64,43 @@ impl fmt::Display for DeploymentStatus {
 
 /// One deployment: what was asked, how it went, and where its log and report are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RecordWire")]
 pub struct DeploymentRecord {
     /// Unique id (also the key in the store).
     pub id: String,
     /// When the deployment started.
     pub started_at: DateTime<Utc>,
     /// When it finished; `None` while running.
-    #[serde(default)]
     pub finished_at: Option<DateTime<Utc>>,
     /// Where it stands.
     pub status: DeploymentStatus,
     /// Detected or requested environment (`production`, `staging`, ...).
-    #[serde(default)]
     pub environment: String,
     /// Strategy used (`conservative`, `balanced`, `aggressive`, or a custom plugin's name).
-    #[serde(default)]
     pub strategy: String,
     /// Services deployed, in request order.
-    #[serde(default)]
     pub services: Vec<String>,
     /// `small`, `medium` or `large`.
-    #[serde(default)]
     pub deployment_size: String,
     /// A dry run plans and validates but changes nothing.
-    #[serde(default)]
     pub dry_run: bool,
     /// Outcome; `None` while running or when unknown (interrupted).
-    #[serde(default)]
     pub success: Option<bool>,
     /// Wall-clock duration in seconds, once finished.
-    #[serde(default)]
     pub duration_s: Option<f64>,
     /// The deployment log (`deployment_logs/deploy_*.log`).
-    #[serde(default)]
     pub log_path: Option<PathBuf>,
     /// The JSON report (`deployment_reports/deployment_report_ID.json`).
-    #[serde(default)]
     pub report_path: Option<PathBuf>,
     /// Process id of the adeploy run that wrote the record.
-    #[serde(default)]
     pub pid: u32,
     /// One line for `adeploy list`; crash recovery appends its note here.
-    #[serde(default)]
     pub summary: Option<String>,
-    /// Free-form data for fields not worth a schema change (default `null`).
-    #[serde(default)]
-    pub extra: serde_json::Value,
+    /// Every step and how it went (empty while running).
+    pub steps: Vec<StepRecord>,
+    /// The context the strategy was chosen in: what the learning trains on.
+    /// `None` for records without it (dry runs, older versions).
+    pub features: Option<FeatureContext>,
 }
 
 impl DeploymentRecord {
@@ -131,7 +124,8 @@ impl DeploymentRecord {
             report_path: None,
             pid: std::process::id(),
             summary: None,
-            extra: serde_json::Value::Null,
+            steps: Vec::new(),
+            features: None,
         }
     }
 
@@ -145,6 +139,182 @@ impl DeploymentRecord {
         self.duration_s = Some(elapsed.as_secs_f64());
         self.success = Some(status == DeploymentStatus::Succeeded);
     }
+}
+
+/// How a [`DeploymentRecord`] is read: every field added after the first
+/// version has a default, and records of versions before 0.1 typed `steps`
+/// and `features` kept them in a free-form `extra` object (with waves
+/// numbered from 0), which is read into the typed fields.
+#[derive(Deserialize)]
+struct RecordWire {
+    id: String,
+    started_at: DateTime<Utc>,
+    #[serde(default)]
+    finished_at: Option<DateTime<Utc>>,
+    status: DeploymentStatus,
+    #[serde(default)]
+    environment: String,
+    #[serde(default)]
+    strategy: String,
+    #[serde(default)]
+    services: Vec<String>,
+    #[serde(default)]
+    deployment_size: String,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(default)]
+    success: Option<bool>,
+    #[serde(default)]
+    duration_s: Option<f64>,
+    #[serde(default)]
+    log_path: Option<PathBuf>,
+    #[serde(default)]
+    report_path: Option<PathBuf>,
+    #[serde(default)]
+    pid: u32,
+    #[serde(default)]
+    summary: Option<String>,
+    #[serde(default, deserialize_with = "steps_of_any_version")]
+    steps: Vec<StepRecord>,
+    #[serde(default)]
+    features: Option<FeatureContext>,
+    /// Before typed `steps` and `features`: `{"steps": [...], "features": {...}}`.
+    #[serde(default)]
+    extra: LegacyExtra,
+}
+
+#[derive(Default, Deserialize)]
+struct LegacyExtra {
+    #[serde(default, deserialize_with = "steps_of_any_version")]
+    steps: Vec<StepRecord>,
+    #[serde(default)]
+    features: Option<FeatureContext>,
+}
+
+impl From<RecordWire> for DeploymentRecord {
+    fn from(w: RecordWire) -> Self {
+        DeploymentRecord {
+            id: w.id,
+            started_at: w.started_at,
+            finished_at: w.finished_at,
+            status: w.status,
+            environment: w.environment,
+            strategy: w.strategy,
+            services: w.services,
+            deployment_size: w.deployment_size,
+            dry_run: w.dry_run,
+            success: w.success,
+            duration_s: w.duration_s,
+            log_path: w.log_path,
+            report_path: w.report_path,
+            pid: w.pid,
+            summary: w.summary,
+            steps: if w.steps.is_empty() {
+                w.extra.steps
+            } else {
+                w.steps
+            },
+            features: w.features.or(w.extra.features),
+        }
+    }
+}
+
+/// What happened to one step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Never started.
+    Pending,
+    Succeeded,
+    Failed,
+    /// Not started because a service it depends on did not succeed.
+    Skipped,
+    /// Stopped by the deadline.
+    Cancelled,
+}
+
+/// One step's record (a service, or a service on one fleet host), in the
+/// report and the history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub service: String,
+    pub host: Option<String>,
+    /// The wave, numbered from 1 (as everywhere in adeploy's output).
+    pub wave: u32,
+    pub status: StepStatus,
+    pub started_at: Option<DateTime<Utc>>,
+    pub seconds: f64,
+    pub message: String,
+    /// Whether it was rolled back (none: not attempted).
+    pub rolled_back: Option<bool>,
+    pub rollback_message: Option<String>,
+}
+
+impl StepRecord {
+    /// The deploy command ran (fully or partly): rollback may be needed.
+    pub fn deployed(&self) -> bool {
+        matches!(
+            self.status,
+            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Cancelled
+        )
+    }
+
+    /// `api@web-1` for a fleet step, `api` for a local one.
+    pub fn label(&self) -> String {
+        step_label(&self.service, self.host.as_deref())
+    }
+}
+
+/// `service@host` for a fleet step, `service` for a local one: how every
+/// message, plan and listing names a step.
+pub fn step_label(service: &str, host: Option<&str>) -> String {
+    match host {
+        Some(h) => format!("{service}@{h}"),
+        None => service.to_string(),
+    }
+}
+
+/// Steps as written by any version: before waves were numbered from 1
+/// everywhere, records and reports numbered them from 0. Every plan's first
+/// wave has a step, so a list with a wave 0 is such a list.
+pub fn steps_of_any_version<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<StepRecord>, D::Error> {
+    let mut steps = Vec::<StepRecord>::deserialize(deserializer)?;
+    if steps.iter().any(|s| s.wave == 0) {
+        for s in &mut steps {
+            s.wave = s.wave.saturating_add(1);
+        }
+    }
+    Ok(steps)
+}
+
+/// What is known about a deployment when a strategy is chosen: the input of
+/// the ml module's features (`ml::extract`), kept in every deployment record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureContext {
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    pub disk_percent: f64,
+    pub load_per_core: f64,
+    /// `None` when no probe answered (encoded as `-1`).
+    pub network_latency_ms: Option<f64>,
+    pub environment: Environment,
+    /// 0 small, 1 medium, 2 large.
+    pub size_ordinal: f64,
+    pub service_count: f64,
+    /// Hour of day, 0–23.
+    pub hour: f64,
+    /// Day of week, 0 (Monday) – 6.
+    pub weekday: f64,
+    /// Share of past deployments that succeeded, 0–1.
+    pub success_rate_overall: f64,
+    /// Share of past deployments with this strategy that succeeded, 0–1.
+    pub success_rate_strategy: f64,
+    /// Failures among the most recent deployments.
+    pub recent_failures: f64,
+    /// Mean duration of past deployments, minutes.
+    pub mean_duration_min: f64,
 }
 
 /// One entry of a deployment's decision log ("every arrow is recorded as a

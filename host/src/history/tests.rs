@@ -14,7 +14,7 @@ fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
 }
 
-fn record(id: &str, started: i64, status: DeploymentStatus) -> DeploymentRecord {
+fn deployment(id: &str, started: i64, status: DeploymentStatus) -> DeploymentRecord {
     DeploymentRecord {
         environment: "staging".into(),
         strategy: "balanced".into(),
@@ -56,9 +56,9 @@ fn open_creates_the_directories_and_the_database() {
 fn deployment_round_trip_and_replace() {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
-    let mut rec = record("d1", 0, DeploymentStatus::Running);
+    let mut rec = deployment("d1", 0, DeploymentStatus::Running);
     rec.log_path = Some(PathBuf::from("/tmp/deploy.log"));
-    rec.extra = json!({"note": "x"});
+    rec.steps = vec![step("api", 1)];
     rec.summary = Some("first".into());
     history.put_deployment(&rec).unwrap();
     assert_eq!(history.get_deployment("d1").unwrap(), Some(rec.clone()));
@@ -92,7 +92,55 @@ fn an_old_record_without_new_fields_still_decodes() {
     let rec: DeploymentRecord = serde_json::from_value(old).unwrap();
     assert_eq!(rec.status, DeploymentStatus::Failed);
     assert!(rec.services.is_empty());
-    assert_eq!(rec.extra, serde_json::Value::Null);
+    assert!(rec.steps.is_empty());
+    assert_eq!(rec.features, None);
+}
+
+fn step(service: &str, wave: u32) -> StepRecord {
+    StepRecord {
+        service: service.into(),
+        host: None,
+        wave,
+        status: StepStatus::Succeeded,
+        started_at: Some(at(1)),
+        seconds: 0.5,
+        message: "deployed and healthy".into(),
+        rolled_back: None,
+        rollback_message: None,
+    }
+}
+
+#[test]
+fn a_record_with_steps_and_features_in_extra_reads_them_into_the_typed_fields() {
+    // Before `steps` and `features` were typed, they lived in `extra`, with
+    // waves numbered from 0.
+    let features = json!({
+        "cpu_percent": 10.0, "memory_percent": 20.0, "disk_percent": 30.0,
+        "load_per_core": 0.1, "network_latency_ms": null, "environment": "staging",
+        "size_ordinal": 1.0, "service_count": 2.0, "hour": 3.0, "weekday": 4.0,
+        "success_rate_overall": 0.5, "success_rate_strategy": 0.5,
+        "recent_failures": 0.0, "mean_duration_min": 1.5,
+    });
+    let old = json!({
+        "id": "old", "started_at": "2024-01-01T00:00:00Z", "status": "succeeded",
+        "extra": {
+            "steps": [serde_json::to_value(step("db", 0)).unwrap(), serde_json::to_value(step("api", 1)).unwrap()],
+            "features": features,
+        },
+    });
+    let rec: DeploymentRecord = serde_json::from_value(old).unwrap();
+    assert_eq!(rec.steps, [step("db", 1), step("api", 2)]);
+    let f = rec.features.clone().unwrap();
+    assert_eq!(
+        (f.environment, f.mean_duration_min),
+        (crate::config::Environment::Staging, 1.5)
+    );
+    // Written back, it is a record of this version and reads the same.
+    let again: DeploymentRecord =
+        serde_json::from_slice(&serde_json::to_vec(&rec).unwrap()).unwrap();
+    assert_eq!(again, rec);
+    let text = serde_json::to_string(&rec).unwrap();
+    assert!(!text.contains("extra"), "{text}");
 }
 
 #[test]
@@ -101,7 +149,7 @@ fn list_is_newest_first_and_limited() {
     let history = History::open(dir.path()).unwrap();
     for (id, started) in [("c", 30), ("a", 10), ("e", 50), ("b", 20), ("d", 40)] {
         history
-            .put_deployment(&record(id, started, DeploymentStatus::Succeeded))
+            .put_deployment(&deployment(id, started, DeploymentStatus::Succeeded))
             .unwrap();
     }
     assert_eq!(
@@ -113,7 +161,7 @@ fn list_is_newest_first_and_limited() {
 
     // Replacing a record with a new start time moves it in the order.
     history
-        .put_deployment(&record("a", 60, DeploymentStatus::Failed))
+        .put_deployment(&deployment("a", 60, DeploymentStatus::Failed))
         .unwrap();
     assert_eq!(
         ids(&history.list_deployments(10).unwrap()),
@@ -126,16 +174,16 @@ fn all_deployments_are_finished_ones_oldest_first() {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
     history
-        .put_deployment(&record("late", 30, DeploymentStatus::Failed))
+        .put_deployment(&deployment("late", 30, DeploymentStatus::Failed))
         .unwrap();
     history
-        .put_deployment(&record("live", 40, DeploymentStatus::Running))
+        .put_deployment(&deployment("live", 40, DeploymentStatus::Running))
         .unwrap();
     history
-        .put_deployment(&record("early", 10, DeploymentStatus::Succeeded))
+        .put_deployment(&deployment("early", 10, DeploymentStatus::Succeeded))
         .unwrap();
     history
-        .put_deployment(&record("mid", 20, DeploymentStatus::Interrupted))
+        .put_deployment(&deployment("mid", 20, DeploymentStatus::Interrupted))
         .unwrap();
     assert_eq!(
         ids(&history.all_deployments().unwrap()),
@@ -269,10 +317,10 @@ fn stats_count_and_show_the_latest() {
     assert_eq!(empty.deployments, 0);
     assert_eq!(empty.last, None);
     history
-        .put_deployment(&record("old", 1, DeploymentStatus::Failed))
+        .put_deployment(&deployment("old", 1, DeploymentStatus::Failed))
         .unwrap();
     history
-        .put_deployment(&record("new", 2, DeploymentStatus::Succeeded))
+        .put_deployment(&deployment("new", 2, DeploymentStatus::Succeeded))
         .unwrap();
     let stats = history.stats().unwrap();
     assert_eq!(stats.deployments, 2);
@@ -285,19 +333,19 @@ fn stats_count_and_show_the_latest() {
 fn recover_interrupted_marks_only_running_deployments() {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
-    let mut crashed = record("crashed", 1, DeploymentStatus::Running);
+    let mut crashed = deployment("crashed", 1, DeploymentStatus::Running);
     crashed.pid = 4242;
     crashed.summary = Some("deploying api".into());
     history.put_deployment(&crashed).unwrap();
     history
-        .put_deployment(&record("also_crashed", 2, DeploymentStatus::Running))
+        .put_deployment(&deployment("also_crashed", 2, DeploymentStatus::Running))
         .unwrap();
     for (id, status) in [
         ("ok", DeploymentStatus::Succeeded),
         ("bad", DeploymentStatus::Failed),
         ("undone", DeploymentStatus::RolledBack),
     ] {
-        history.put_deployment(&record(id, 3, status)).unwrap();
+        history.put_deployment(&deployment(id, 3, status)).unwrap();
     }
 
     let lock = RunLock::acquire(dir.path(), Duration::ZERO).unwrap();
@@ -334,7 +382,7 @@ fn recover_interrupted_refuses_the_lock_of_another_state_dir() {
     let other = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
     history
-        .put_deployment(&record("crashed", 1, DeploymentStatus::Running))
+        .put_deployment(&deployment("crashed", 1, DeploymentStatus::Running))
         .unwrap();
     let lock = RunLock::acquire(other.path(), Duration::ZERO).unwrap();
     let err = history.recover_interrupted(&lock).unwrap_err();
@@ -434,7 +482,7 @@ fn a_newer_schema_is_incompatible_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
     history
-        .put_deployment(&record("d1", 1, DeploymentStatus::Succeeded))
+        .put_deployment(&deployment("d1", 1, DeploymentStatus::Succeeded))
         .unwrap();
     put_raw(history.path(), |txn| {
         txn.open_table(META)
@@ -490,7 +538,7 @@ fn undecodable_records_are_skipped_and_the_rest_listed() {
     let history = History::open(dir.path()).unwrap();
     for (id, started) in [("a", 1), ("c", 3)] {
         history
-            .put_deployment(&record(id, started, DeploymentStatus::Succeeded))
+            .put_deployment(&deployment(id, started, DeploymentStatus::Succeeded))
             .unwrap();
     }
     let decision = DecisionRecord {
@@ -532,7 +580,7 @@ fn undecodable_records_are_skipped_and_the_rest_listed() {
 
     // Replacing the damaged record repairs its index entry too.
     history
-        .put_deployment(&record("b", 4, DeploymentStatus::Failed))
+        .put_deployment(&deployment("b", 4, DeploymentStatus::Failed))
         .unwrap();
     assert_eq!(ids(&history.list_deployments(10).unwrap()), ["b", "c", "a"]);
 }
@@ -583,7 +631,7 @@ fn open_waits_for_another_process() {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
     history
-        .put_deployment(&record("d1", 1, DeploymentStatus::Succeeded))
+        .put_deployment(&deployment("d1", 1, DeploymentStatus::Succeeded))
         .unwrap();
     let ready = dir.path().join("ready");
 
@@ -648,7 +696,7 @@ fn crash_while_running_helper() {
     let _lock = RunLock::acquire(&state, Duration::ZERO).unwrap();
     let history = History::open(&state).unwrap();
     history
-        .put_deployment(&record("crashed", 1, DeploymentStatus::Running))
+        .put_deployment(&deployment("crashed", 1, DeploymentStatus::Running))
         .unwrap();
     let db = redb::Database::create(history.path()).unwrap();
     let txn = db.begin_write().unwrap();
@@ -698,7 +746,7 @@ fn a_damaged_database_is_an_error_never_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
     for i in 0..200 {
-        let rec = record(&format!("d{i}"), i, DeploymentStatus::Succeeded);
+        let rec = deployment(&format!("d{i}"), i, DeploymentStatus::Succeeded);
         history.put_deployment(&rec).unwrap();
     }
     let good = std::fs::read(history.path()).unwrap();

@@ -17,36 +17,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::Environment;
 
-/// What is known about a deployment when a strategy is chosen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FeatureContext {
-    pub cpu_percent: f64,
-    pub memory_percent: f64,
-    pub disk_percent: f64,
-    pub load_per_core: f64,
-    /// `None` when no probe answered (encoded as `-1`).
-    pub network_latency_ms: Option<f64>,
-    pub environment: Environment,
-    /// 0 small, 1 medium, 2 large.
-    pub size_ordinal: f64,
-    pub service_count: f64,
-    /// Hour of day, 0–23.
-    pub hour: f64,
-    /// Day of week, 0 (Monday) – 6.
-    pub weekday: f64,
-    /// Share of past deployments that succeeded, 0–1.
-    pub success_rate_overall: f64,
-    /// Share of past deployments with this strategy that succeeded, 0–1.
-    pub success_rate_strategy: f64,
-    /// Failures among the most recent deployments.
-    pub recent_failures: f64,
-    /// Mean duration of past deployments, minutes.
-    pub mean_duration_min: f64,
-}
+// Every deployment record stores the context it was chosen in, so the type
+// lives with the records (the history is below the ml module).
+pub use crate::history::FeatureContext;
 
 /// Column names of [`extract`]'s output, in order.
 pub const FEATURE_NAMES: &[&str] = &[

@@ -8,6 +8,8 @@
 //! written to a temporary name and renamed, so a crash never leaves half a
 //! report.
 
+pub mod decision;
+
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -16,50 +18,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Environment;
-use crate::history::{DecisionRecord, DeploymentRecord, DeploymentStatus};
+use crate::history::{DeploymentRecord, DeploymentStatus};
+pub use crate::history::{StepRecord, StepStatus, step_label};
 use crate::ml::{DurationEstimate, FailurePattern};
 use crate::monitor::Snapshot;
 use crate::plugin::Rollout;
-
-/// What happened to one step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    /// Never started.
-    Pending,
-    Succeeded,
-    Failed,
-    /// Not started because a service it depends on did not succeed.
-    Skipped,
-    /// Stopped by the deadline.
-    Cancelled,
-}
-
-/// One step's record, in the report and the history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub service: String,
-    pub host: Option<String>,
-    /// Zero-based wave index.
-    pub wave: u32,
-    pub status: StepStatus,
-    pub started_at: Option<DateTime<Utc>>,
-    pub seconds: f64,
-    pub message: String,
-    /// Whether it was rolled back (none: not attempted).
-    pub rolled_back: Option<bool>,
-    pub rollback_message: Option<String>,
-}
-
-impl StepRecord {
-    /// The deploy command ran (fully or partly): rollback may be needed.
-    pub fn deployed(&self) -> bool {
-        matches!(
-            self.status,
-            StepStatus::Succeeded | StepStatus::Failed | StepStatus::Cancelled
-        )
-    }
-}
+pub use decision::{Approval, CandidateScore, Decision, DecisionEntry};
 
 /// Per-host results of fleet steps, for `adeploy list` and the summary:
 /// `web-1:ok web-2:failed+rolled-back web-3:skipped` (a host's worst step;
@@ -143,10 +107,7 @@ impl PlanView {
                 .map(|w| {
                     w.steps
                         .iter()
-                        .map(|s| match &s.host {
-                            Some(h) => format!("{}@{h}", s.service),
-                            None => s.service.clone(),
-                        })
+                        .map(|s| step_label(&s.service, s.host.as_deref()))
                         .collect()
                 })
                 .collect(),
@@ -221,8 +182,9 @@ pub struct Impact {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub deployment_summary: Summary,
-    pub decision_process: Vec<DecisionRecord>,
+    pub decision_process: Vec<DecisionEntry>,
     pub plan: Option<PlanView>,
+    #[serde(deserialize_with = "crate::history::steps_of_any_version")]
     pub steps: Vec<StepRecord>,
     pub performance_analysis: Performance,
     pub system_impact: Impact,
@@ -242,7 +204,7 @@ pub struct ReportInput<'a> {
     pub environment: Environment,
     pub services: &'a [String],
     pub dry_run: bool,
-    pub decisions: &'a [DecisionRecord],
+    pub decisions: &'a [DecisionEntry],
     pub plan: Option<&'a PlanView>,
     pub steps: &'a [StepRecord],
     /// Metric samples, the first one being the baseline.
@@ -380,14 +342,10 @@ impl Report {
                 (Some(false), Some(m)) => format!(" → rollback: {m}"),
                 _ => String::new(),
             };
-            let name = match &st.host {
-                Some(h) => format!("{}@{h}", st.service),
-                None => st.service.clone(),
-            };
             out.push_str(&format!(
                 "  wave {} {:<20} {:<10} {}{rb}\n",
-                st.wave + 1,
-                name,
+                st.wave,
+                st.label(),
                 format!("{:?}", st.status).to_lowercase(),
                 st.message
             ));

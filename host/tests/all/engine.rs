@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use adeploy::config::{Config, Environment};
-use adeploy::engine::{DeploymentRequest, Engine, EngineOptions, StepStatus};
+use adeploy::engine::{
+    Decision, DeploymentEvent, DeploymentRequest, Engine, EngineOptions, StepStatus,
+};
 use adeploy::history::DeploymentStatus;
 
 use crate::common::{HttpServer, World};
@@ -111,14 +113,12 @@ async fn failing_health_check_rolls_back_exactly_what_was_deployed_in_reverse() 
     );
     let r = &out.report;
     assert!(!r.deployment_summary.success);
-    let types: Vec<&str> = r
-        .decision_process
-        .iter()
-        .map(|d| d.decision_type.as_str())
-        .collect();
+    let decided = |f: fn(&Decision) -> bool| r.decision_process.iter().any(|d| f(&d.decision));
     assert!(
-        types.contains(&"step_finished") && types.contains(&"rollback_started"),
-        "{types:?}"
+        decided(|d| matches!(d, Decision::StepFinished { .. }))
+            && decided(|d| matches!(d, Decision::RollbackStarted { .. })),
+        "{:?}",
+        r.decision_process
     );
     let web = r.steps.iter().find(|s| s.service == "web").unwrap();
     assert_eq!(web.status, StepStatus::Failed);
@@ -227,6 +227,58 @@ async fn commands_get_the_context_environment() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waves_are_numbered_from_1_in_events_decisions_reports_and_commands() {
+    // Conservative puts db and api in waves 1 and 2; each deploy command
+    // writes the wave it was told.
+    let w = World::new();
+    let waves = w.dir.path().join("waves.txt");
+    let cmd = |name: &str| {
+        format!(
+            "  {name}:\n    deploy: 'echo \"{name} $ADEPLOY_WAVE\" >> {}'\n    depends_on: [{}]\n",
+            waves.display(),
+            if name == "api" { "db" } else { "" }
+        )
+    };
+    let engine = w.engine(&(cmd("db") + &cmd("api"))).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let out = engine
+        .deploy(request(&["db", "api"], "conservative"), Some(tx), None)
+        .await
+        .unwrap();
+    assert!(out.success, "{}", out.report.human_summary());
+    let mut started = Vec::new();
+    let mut step_started = Vec::new();
+    let mut finished = Vec::new();
+    while let Some(event) = rx.recv().await {
+        match event {
+            DeploymentEvent::WaveStarted { wave, waves } => started.push((wave, waves)),
+            DeploymentEvent::StepStarted { service, wave, .. } => {
+                step_started.push((service, wave))
+            }
+            DeploymentEvent::Decision(d) => {
+                if let Decision::StepFinished { service, wave, .. } = d.decision {
+                    finished.push((service, wave));
+                }
+            }
+            _ => {}
+        }
+    }
+    let expected = vec![("db".to_string(), 1), ("api".to_string(), 2)];
+    assert_eq!(started, [(1, 2), (2, 2)]);
+    assert_eq!(step_started, expected);
+    assert_eq!(finished, expected);
+    let reported: Vec<(String, u32)> = out
+        .report
+        .steps
+        .iter()
+        .map(|s| (s.service.clone(), s.wave))
+        .collect();
+    assert_eq!(reported, expected);
+    assert_eq!(std::fs::read_to_string(&waves).unwrap(), "db 1\napi 2\n");
+    assert!(out.report.human_summary().contains("wave 2 api"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_pre_deployment_hook_aborts_before_anything_is_deployed() {
     let w = World::new();
     let hook = "hooks:\n  pre_deployment_scripts: ['echo backing up; exit 3']\n";
@@ -283,13 +335,16 @@ async fn adaptive_picks_by_environment_and_records_why() {
         req.dry_run = true;
         let out = engine.deploy(req, None, None).await.unwrap();
         assert_eq!(out.report.deployment_summary.strategy_used, expect);
-        let d = out
+        let method = out
             .report
             .decision_process
             .iter()
-            .find(|d| d.decision_type == "strategy_predicted")
+            .find_map(|d| match &d.decision {
+                Decision::StrategyPredicted { method, .. } => Some(method.as_str()),
+                _ => None,
+            })
             .unwrap();
-        assert_eq!(d.details["method"], "rules");
+        assert_eq!(method, "rules");
     }
 }
 
@@ -373,12 +428,12 @@ async fn loaded_engine(w: &World, metrics: adeploy::monitor::Snapshot) -> Engine
     .unwrap()
 }
 
-fn decision<'a>(r: &'a adeploy::report::Report, kind: &str) -> &'a serde_json::Value {
-    &r.decision_process
+/// The first decision `pick` recognises.
+fn find<'a, T>(r: &'a adeploy::report::Report, pick: impl Fn(&'a Decision) -> Option<T>) -> T {
+    r.decision_process
         .iter()
-        .find(|d| d.decision_type == kind)
-        .unwrap_or_else(|| panic!("no {kind} decision"))
-        .details
+        .find_map(|d| pick(&d.decision))
+        .expect("the decision is in the log")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,9 +462,14 @@ async fn critical_memory_blocks_unless_forced() {
     req.force = true;
     let out = engine.deploy(req, None, None).await.unwrap();
     assert!(out.success);
-    let v = decision(&out.report, "validation");
-    assert_eq!(v["forced"], true);
-    assert!(v["problems"][0].as_str().unwrap().contains("97.5"));
+    let (forced, problems) = find(&out.report, |d| match d {
+        Decision::Validation {
+            forced, problems, ..
+        } => Some((*forced, problems)),
+        _ => None,
+    });
+    assert!(forced);
+    assert!(problems[0].contains("97.5"), "{problems:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,14 +495,18 @@ async fn high_cpu_moves_aggressive_to_balanced_outside_local_and_development() {
     req.dry_run = true;
     let out = engine.deploy(req.clone(), None, None).await.unwrap();
     assert_eq!(out.report.deployment_summary.strategy_used, "balanced");
-    let o = decision(&out.report, "safety_override");
-    assert_eq!(o["from"], "aggressive");
+    let (from, reason) = find(&out.report, |d| match d {
+        Decision::SafetyOverride {
+            from: Some(from),
+            reason: Some(reason),
+            ..
+        } => Some((from.as_str(), reason.as_str())),
+        _ => None,
+    });
+    assert_eq!(from, "aggressive");
     assert!(
-        o["reason"]
-            .as_str()
-            .unwrap()
-            .contains("CPU 88.0% is over thresholds.high_cpu 80.0%"),
-        "{o}"
+        reason.contains("CPU 88.0% is over thresholds.high_cpu 80.0%"),
+        "{reason}"
     );
     req.environment = Some(Environment::Development);
     let out = engine.deploy(req, None, None).await.unwrap();
@@ -473,11 +537,12 @@ async fn over_the_strategy_budget_no_step_starts_until_the_deadline() {
     let out = engine.deploy(req, None, None).await.unwrap();
     assert!(!out.success);
     assert!(w.order().is_empty(), "no step started while over budget");
-    let types: Vec<&str> = out
-        .report
-        .decision_process
-        .iter()
-        .map(|d| d.decision_type.as_str())
-        .collect();
-    assert!(types.contains(&"over_budget"), "{types:?}");
+    assert!(
+        out.report
+            .decision_process
+            .iter()
+            .any(|d| matches!(d.decision, Decision::OverBudget { .. })),
+        "{:?}",
+        out.report.decision_process
+    );
 }

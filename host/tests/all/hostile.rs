@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use adeploy::config::{Config, Grants};
-use adeploy::engine::{DeploymentRequest, Engine};
+use adeploy::engine::{Decision, DeploymentRequest, Engine};
 use adeploy::plugin::{PluginError, PluginHost, WitEnvironment};
 
 use crate::common::World;
@@ -129,21 +129,17 @@ async fn deployments_continue_or_abort_by_policy() {
     req.environment = Some(adeploy::config::Environment::Staging);
     let out = e.deploy(req, None, None).await.unwrap();
     assert!(out.success, "{}", out.report.human_summary());
-    let failed: Vec<_> = out
+    let failed: Vec<&str> = out
         .report
         .decision_process
         .iter()
-        .filter(|d| d.decision_type == "strategy_decision_failed")
+        .filter_map(|d| match &d.decision {
+            Decision::StrategyDecisionFailed { error } => Some(error.as_str()),
+            _ => None,
+        })
         .collect();
     assert!(!failed.is_empty());
-    assert!(
-        failed[0].details["error"]
-            .as_str()
-            .unwrap()
-            .contains("hostile on-progress"),
-        "{}",
-        failed[0].details
-    );
+    assert!(failed[0].contains("hostile on-progress"), "{}", failed[0]);
     assert_eq!(w.order(), ["deploy api"]);
 
     // A hook that traps: the pre-deployment hook fails, nothing deploys.
@@ -174,14 +170,15 @@ async fn deployments_continue_or_abort_by_policy() {
         .report
         .decision_process
         .iter()
-        .find(|d| d.decision_type == "environment_detected")
+        .find_map(|d| match &d.decision {
+            Decision::EnvironmentDetected(detected) => Some(detected),
+            _ => None,
+        })
         .unwrap();
     assert!(
-        detected.details["notes"]
-            .to_string()
-            .contains("trap-detector"),
-        "{}",
-        detected.details
+        detected.notes.iter().any(|n| n.contains("trap-detector")),
+        "{:?}",
+        detected.notes
     );
 
     // A strategy whose plan recurses without bound: the run fails before

@@ -10,9 +10,10 @@ use std::collections::BTreeMap;
 
 use adeploy::config::Environment;
 use adeploy::engine::learn::MODEL_BLOB;
-use adeploy::engine::{DeploymentRequest, DeploymentSize, Engine};
+use adeploy::engine::{Decision, DeploymentRequest, DeploymentSize, Engine};
 use adeploy::history::History;
 use adeploy::monitor::Snapshot;
+use adeploy::plugin::Phase;
 use rand::{Rng, SeedableRng};
 
 use crate::common::World;
@@ -99,15 +100,51 @@ fn request(env: Environment, size: DeploymentSize, strategy: &str) -> Deployment
     }
 }
 
-/// The decision log entry of one type.
-fn decision<'a>(
+/// The first decision `pick` recognises, as it picks it.
+fn find<'a, T>(
     report: &'a adeploy::report::Report,
-    kind: &str,
-) -> Option<&'a adeploy::history::DecisionRecord> {
+    pick: impl Fn(&'a Decision) -> Option<T>,
+) -> Option<T> {
     report
         .decision_process
         .iter()
-        .find(|d| d.decision_type == kind)
+        .find_map(|d| pick(&d.decision))
+}
+
+/// How the adaptive choice was made (`rules`, `model`, `exploration`).
+fn method(report: &adeploy::report::Report) -> &str {
+    find(report, |d| match d {
+        Decision::StrategyPredicted { method, .. } => Some(method.as_str()),
+        _ => None,
+    })
+    .expect("a strategy_predicted decision")
+}
+
+fn retraining(report: &adeploy::report::Report) -> bool {
+    find(report, |d| {
+        matches!(d, Decision::ModelRetraining { .. }).then_some(())
+    })
+    .is_some()
+}
+
+fn alert_threshold(report: &adeploy::report::Report) -> Option<usize> {
+    find(report, |d| match d {
+        Decision::Alert { threshold, .. } => Some(*threshold),
+        _ => None,
+    })
+}
+
+/// What the rollback prediction did: its `action`, or `not predicted`.
+fn prediction_action(report: &adeploy::report::Report) -> &str {
+    find(report, |d| match d {
+        Decision::RollbackPrediction {
+            predicted: Some(false),
+            ..
+        } => Some("not predicted"),
+        Decision::RollbackPrediction { action, .. } => action.as_deref(),
+        _ => None,
+    })
+    .expect("a rollback_prediction decision")
 }
 
 /// What one simulated world's 40 adaptive deployments achieved: the mean
@@ -170,11 +207,10 @@ async fn simulate(seed: u64) -> Score {
             .await
             .unwrap();
         engine.wait_for_learning().await;
-        let predicted = decision(&out.report, "strategy_predicted").unwrap();
         assert_eq!(
-            predicted.details["method"], "model",
-            "the model decides once trained: {}",
-            predicted.details
+            method(&out.report),
+            "model",
+            "the model decides once trained"
         );
         let strategy = &out.report.deployment_summary.strategy_used;
         let k = STRATEGIES.iter().position(|s| s == strategy).unwrap();
@@ -253,7 +289,7 @@ async fn model_retrains_at_the_configured_cadence() {
             )
             .await
             .unwrap();
-        let scheduled = decision(&out.report, "model_retraining").is_some();
+        let scheduled = retraining(&out.report);
         let done = engine.wait_for_learning().await;
         assert_eq!(scheduled, !done.is_empty(), "deployment {}", i + 1);
         let status = engine.model_status().unwrap();
@@ -307,18 +343,14 @@ async fn damaged_or_foreign_model_is_discarded_and_retrained() {
             .await
             .unwrap();
         assert!(out.success);
-        let discarded = decision(&out.report, "model_discarded").unwrap();
-        assert!(
-            discarded.details["reason"]
-                .as_str()
-                .unwrap()
-                .contains("discarded and retrained"),
-            "{}",
-            discarded.details
-        );
-        let predicted = decision(&out.report, "strategy_predicted").unwrap();
-        assert_eq!(predicted.details["method"], "rules");
-        assert!(decision(&out.report, "model_retraining").is_some());
+        let discarded = find(&out.report, |d| match d {
+            Decision::ModelDiscarded { reason } => Some(reason.as_str()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(discarded.contains("discarded and retrained"), "{discarded}");
+        assert_eq!(method(&out.report), "rules");
+        assert!(retraining(&out.report));
         let retrained = engine.wait_for_learning().await;
         assert_eq!(retrained.len(), 1);
         assert!(retrained[0].result.is_ok(), "{:?}", retrained[0].result);
@@ -349,12 +381,7 @@ async fn exploration_tries_little_known_strategies_but_never_in_production() {
         .deploy(run(Environment::Production), None, None)
         .await
         .unwrap();
-    let predicted = decision(&prod.report, "strategy_predicted").unwrap();
-    assert_eq!(
-        predicted.details["method"], "rules",
-        "{}",
-        predicted.details
-    );
+    assert_eq!(method(&prod.report), "rules");
 
     // Staging: the strategies with the fewest deployments go first
     // (aggressive and balanced have none; conservative has 2 now).
@@ -364,9 +391,8 @@ async fn exploration_tries_little_known_strategies_but_never_in_production() {
             .deploy(run(Environment::Staging), None, None)
             .await
             .unwrap();
-        let d = decision(&out.report, "strategy_predicted").unwrap();
         explored.push((
-            d.details["method"].as_str().unwrap().to_string(),
+            method(&out.report).to_string(),
             out.report.deployment_summary.strategy_used.clone(),
         ));
     }
@@ -388,8 +414,7 @@ async fn exploration_tries_little_known_strategies_but_never_in_production() {
         .deploy(run(Environment::Staging), None, None)
         .await
         .unwrap();
-    let d = decision(&out.report, "strategy_predicted").unwrap();
-    assert_eq!(d.details["method"], "rules", "{}", d.details);
+    assert_eq!(method(&out.report), "rules");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,9 +484,13 @@ async fn max_time_is_checked_against_similar_past_deployments() {
         )
         .await
         .unwrap();
-    let check = decision(&out.report, "max_time_check").unwrap();
-    assert_eq!(check.details["feasible"], false, "{}", check.details);
-    assert_eq!(check.details["switched_to"], "aggressive");
+    let check = find(&out.report, |d| match d {
+        Decision::MaxTimeCheck(c) => Some(c),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(check.feasible, Some(false), "{check:?}");
+    assert_eq!(check.switched_to.as_deref(), Some("aggressive"));
     assert_eq!(out.report.deployment_summary.strategy_used, "aggressive");
     assert!(out.success);
     let p = &out.report.performance_analysis;
@@ -489,22 +518,25 @@ async fn consecutive_failures_raise_an_alert_and_hooks_get_the_count() {
         .await;
 
     let on_failure_count = |r: &adeploy::report::Report| {
-        r.decision_process
-            .iter()
-            .find(|d| d.decision_type == "hook" && d.details["phase"] == "on-failure")
-            .map(|d| d.details["details"]["failure_count"].clone())
+        find(r, |d| match d {
+            Decision::Hook {
+                phase: Phase::OnFailure,
+                details: Some(details),
+                ..
+            } => details.get("failure_count").cloned(),
+            _ => None,
+        })
     };
     let run = || request(Environment::Staging, DeploymentSize::Small, "balanced");
     std::fs::write(&winners, "").unwrap();
     let first = engine.deploy(run(), None, None).await.unwrap();
     assert!(!first.success);
     assert_eq!(on_failure_count(&first.report).unwrap(), "1");
-    assert!(decision(&first.report, "alert").is_none());
+    assert_eq!(alert_threshold(&first.report), None);
 
     let second = engine.deploy(run(), None, None).await.unwrap();
     assert_eq!(on_failure_count(&second.report).unwrap(), "2");
-    let alert = decision(&second.report, "alert").unwrap();
-    assert_eq!(alert.details["threshold"], 2);
+    assert_eq!(alert_threshold(&second.report), Some(2));
     assert!(
         second
             .report
@@ -528,7 +560,7 @@ async fn consecutive_failures_raise_an_alert_and_hooks_get_the_count() {
     std::fs::write(&winners, "balanced\n").unwrap();
     let third = engine.deploy(run(), None, None).await.unwrap();
     assert!(third.success);
-    assert!(decision(&third.report, "alert").is_none());
+    assert_eq!(alert_threshold(&third.report), None);
     assert!(on_failure_count(&third.report).is_none());
 }
 
@@ -542,8 +574,7 @@ async fn rollback_prediction_asks_or_refuses_above_the_threshold() {
     let run = || request(Environment::Staging, DeploymentSize::Small, "balanced");
     for i in 0..5 {
         let out = engine.deploy(run(), None, None).await.unwrap();
-        let d = decision(&out.report, "rollback_prediction").unwrap();
-        assert_eq!(d.details["predicted"], false, "run {i}: {}", d.details);
+        assert_eq!(prediction_action(&out.report), "not predicted", "run {i}");
     }
 
     // Non-interactive: refused with the numbers, nothing recorded.
@@ -565,12 +596,7 @@ async fn rollback_prediction_asks_or_refuses_above_the_threshold() {
         true
     });
     let out = engine.deploy(run(), None, Some(confirm)).await.unwrap();
-    assert_eq!(
-        decision(&out.report, "rollback_prediction")
-            .unwrap()
-            .details["action"],
-        "confirmation asked"
-    );
+    assert_eq!(prediction_action(&out.report), "confirmation asked");
     assert!(seen.lock().unwrap()[0].contains("over ml_config.rollback_prediction_threshold 50%"));
 
     // --force goes ahead without asking.
@@ -585,12 +611,7 @@ async fn rollback_prediction_asks_or_refuses_above_the_threshold() {
         )
         .await
         .unwrap();
-    assert_eq!(
-        decision(&forced.report, "rollback_prediction")
-            .unwrap()
-            .details["action"],
-        "forced"
-    );
+    assert_eq!(prediction_action(&forced.report), "forced");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -641,23 +662,20 @@ async fn predictive_scaling_follows_the_load_trend() {
         .await
         .unwrap();
     assert!(out.success);
-    let changes: Vec<(u64, u64)> = out
+    let changes: Vec<(u32, u32)> = out
         .report
         .decision_process
         .iter()
-        .filter(|d| d.decision_type == "predictive_scaling")
-        .map(|d| {
-            (
-                d.details["from"].as_u64().unwrap(),
-                d.details["to"].as_u64().unwrap(),
-            )
+        .filter_map(|d| match d.decision {
+            Decision::PredictiveScaling { from, to, .. } => Some((from, to)),
+            _ => None,
         })
         .collect();
-    let kinds: Vec<&str> = out
+    let kinds: Vec<String> = out
         .report
         .decision_process
         .iter()
-        .map(|d| d.decision_type.as_str())
+        .map(|d| d.decision.decision_type())
         .collect();
     assert!(changes.iter().any(|(f, t)| t < f), "{changes:?} {kinds:?}");
     assert!(changes.iter().any(|(f, t)| t > f), "{changes:?}");

@@ -1,0 +1,181 @@
+//! [`EngineError`]: why a deployment (or a query) could not be done. Every
+//! variant names its subject; [`EngineError::is_bad_input`] sorts them into
+//! bad input (exit code 2: the request, the config, the state directory)
+//! and runtime failures (exit code 1).
+
+use std::path::PathBuf;
+
+use crate::config::Environment;
+use crate::config::secret::SecretError;
+use crate::history::{DeploymentStatus, HistoryError};
+use crate::ml::DurationEstimate;
+use crate::monitor::MonitorError;
+use crate::plugin::PluginError;
+
+use super::learn::LearnError;
+
+/// Why a deployment could not be attempted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("no services given: name at least one with --services")]
+    NoServices,
+    #[error(
+        "unknown service '{name}' (the config defines: {})",
+        list_or_none(known)
+    )]
+    UnknownService { name: String, known: Vec<String> },
+    #[error("service '{name}' is named twice")]
+    DuplicateService { name: String },
+    #[error("unknown strategy '{name}' (installed: adaptive, {})", installed.join(", "))]
+    UnknownStrategy {
+        name: String,
+        /// The strategy plugins (`adaptive` chooses among them).
+        installed: Vec<String>,
+    },
+    /// A service's `env` cannot be resolved (an unset `from_env`, a short
+    /// secret).
+    #[error("{error}")]
+    Secret { service: String, error: SecretError },
+    #[error(
+        "deployments to {environment} need an approval (approvals.required_for): pass --approve, or run with --interactive on a terminal and confirm"
+    )]
+    ApprovalRequired { environment: Environment },
+    /// `--max-time` is shorter than similar past deployments took.
+    #[error(
+        "--max-time of {max_time_minutes:.1} min is too short for {strategy}: similar deployments took {:.1} min (median of {}, {}){}; raise --max-time, choose a faster strategy, or pass --force",
+        estimate.minutes,
+        estimate.samples,
+        estimate.basis,
+        faster_hint(faster.as_ref())
+    )]
+    MaxTimeTooShort {
+        strategy: String,
+        max_time_minutes: f64,
+        estimate: DurationEstimate,
+        /// A strategy expected to fit, with its expected minutes.
+        faster: Option<(String, f64)>,
+    },
+    /// `experimental.enable_rollback_prediction` refused a deployment
+    /// nobody confirmed.
+    #[error(
+        "{}; confirm with --interactive, choose another strategy, or pass --force",
+        failure_numbers(strategy, *environment, *p_failure, *threshold, basis)
+    )]
+    PredictedFailure {
+        strategy: String,
+        environment: Environment,
+        p_failure: f64,
+        threshold: f64,
+        basis: String,
+    },
+    /// Memory or disk over its threshold (`--force` overrides).
+    #[error(
+        "system resources too high: {}; wait for lower load, or pass --force",
+        problems.join("; ")
+    )]
+    ResourcesTooHigh { problems: Vec<String> },
+    #[error("no deployment '{id}' in {}; `adeploy list` shows the ids", state_dir.display())]
+    UnknownDeployment { id: String, state_dir: PathBuf },
+    #[error(
+        "deployment '{id}' has no report (status {status:?}); see its log {}",
+        log.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+    )]
+    NoReport {
+        id: String,
+        status: DeploymentStatus,
+        log: Option<PathBuf>,
+    },
+    #[error("{} is not a valid report ({reason}); it may be from another version", path.display())]
+    InvalidReport { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The system monitor cannot read the machine.
+    #[error(transparent)]
+    Monitor {
+        #[from]
+        source: MonitorError,
+    },
+    /// Training the strategy model failed (or has too little to train on).
+    #[error(transparent)]
+    Learn {
+        #[from]
+        source: LearnError,
+    },
+    /// The operator declined the plan (`--interactive`).
+    #[error("deployment cancelled at the confirmation prompt")]
+    Declined,
+}
+
+impl EngineError {
+    /// True for errors caused by the request, the config or the state
+    /// directory (exit code 2): nothing was attempted, the operator has to
+    /// act.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            EngineError::NoServices
+            | EngineError::UnknownService { .. }
+            | EngineError::DuplicateService { .. }
+            | EngineError::UnknownStrategy { .. }
+            | EngineError::Secret { .. }
+            | EngineError::ApprovalRequired { .. }
+            | EngineError::MaxTimeTooShort { .. }
+            | EngineError::PredictedFailure { .. }
+            | EngineError::ResourcesTooHigh { .. }
+            | EngineError::UnknownDeployment { .. }
+            | EngineError::NoReport { .. }
+            | EngineError::InvalidReport { .. }
+            | EngineError::Learn {
+                source: LearnError::TooFewSamples { .. },
+            } => true,
+            EngineError::Plugin(p) => p.is_bad_input(),
+            // Corrupted or foreign state, or a state dir another run holds.
+            EngineError::History(
+                HistoryError::Corrupt { .. }
+                | HistoryError::Incompatible { .. }
+                | HistoryError::Busy { .. }
+                | HistoryError::Locked { .. },
+            ) => true,
+            _ => false,
+        }
+    }
+}
+
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+fn faster_hint(faster: Option<&(String, f64)>) -> String {
+    match faster {
+        Some((strategy, minutes)) => format!("; {strategy} is expected to take {minutes:.1} min"),
+        None => String::new(),
+    }
+}
+
+/// The numbers of a failure prediction over its threshold: the refusal's
+/// message, and the warning shown at the confirmation prompt.
+pub(crate) fn failure_numbers(
+    strategy: &str,
+    environment: Environment,
+    p_failure: f64,
+    threshold: f64,
+    basis: &str,
+) -> String {
+    format!(
+        "predicted failure probability {:.0}% of {strategy} in {environment} is over ml_config.rollback_prediction_threshold {:.0}% ({basis})",
+        p_failure * 100.0,
+        threshold * 100.0
+    )
+}

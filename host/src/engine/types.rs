@@ -1,0 +1,158 @@
+//! What goes into a deployment and what comes out: the request, the engine's
+//! options, the outcome, and how the machine's load is read.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Environment;
+use crate::history::DeploymentStatus;
+use crate::monitor::{Snapshot, SystemMonitor};
+use crate::plugin::HostOptions;
+use crate::report::{self, Approval, Report};
+
+/// `--deployment-size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeploymentSize {
+    Small,
+    #[default]
+    Medium,
+    Large,
+}
+
+impl DeploymentSize {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentSize::Small => "small",
+            DeploymentSize::Medium => "medium",
+            DeploymentSize::Large => "large",
+        }
+    }
+}
+
+/// What to deploy and how.
+#[derive(Debug, Clone, Default)]
+pub struct DeploymentRequest {
+    /// Service names from the config, in the operator's order.
+    pub services: Vec<String>,
+    /// A strategy plugin's name, or `None`/`adaptive` to let adeploy choose.
+    pub strategy: Option<String>,
+    /// `--environment`: skips detection.
+    pub environment: Option<Environment>,
+    /// `--max-time`: hard deadline of the whole deployment.
+    pub max_time: Option<Duration>,
+    pub size: DeploymentSize,
+    /// Run the decision flow and plan, execute nothing.
+    pub dry_run: bool,
+    /// Deploy even though memory or disk is over its threshold.
+    pub force: bool,
+    /// How the operator approves this deployment, for environments in
+    /// `approvals.required_for`.
+    pub approval: Option<Approval>,
+}
+
+/// How a deployment ended.
+#[derive(Debug, Clone)]
+pub struct DeploymentOutcome {
+    pub id: String,
+    pub status: DeploymentStatus,
+    pub success: bool,
+    pub report: Report,
+    /// Where the JSON report was written (none for a dry run).
+    pub report_path: Option<PathBuf>,
+    pub log_path: Option<PathBuf>,
+}
+
+/// Called with the plan before execution (`--interactive`); `false` declines.
+pub type Confirm = Box<dyn Fn(&report::PlanView) -> bool + Send + Sync>;
+
+/// Where the engine keeps its state and finds its plugins.
+#[derive(Clone, Default)]
+pub struct EngineOptions {
+    /// Overrides `state_dir` of the config.
+    pub state_dir: Option<PathBuf>,
+    /// `--plugins DIR` directories.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Plugin host settings (cache directory, world).
+    pub host: Option<HostOptions>,
+    /// How long a second run waits for the first before refusing.
+    pub lock_wait: Option<Duration>,
+    /// Pins every metric reading to this snapshot instead of measuring the
+    /// machine: for simulations and tests of the load-dependent decisions.
+    pub fixed_metrics: Option<Snapshot>,
+    /// Takes every metric reading from this function instead of the machine
+    /// (wins over `fixed_metrics`): for an embedding tool with its own
+    /// monitoring, and for simulations of changing load.
+    pub metrics_source: Option<MetricsSource>,
+}
+
+impl std::fmt::Debug for EngineOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOptions")
+            .field("state_dir", &self.state_dir)
+            .field("plugin_dirs", &self.plugin_dirs)
+            .field("host", &self.host)
+            .field("lock_wait", &self.lock_wait)
+            .field("fixed_metrics", &self.fixed_metrics)
+            .field("metrics_source", &self.metrics_source.is_some())
+            .finish()
+    }
+}
+
+/// A function that returns the machine's load (see
+/// [`EngineOptions::metrics_source`]).
+pub type MetricsSource = Arc<dyn Fn() -> Snapshot + Send + Sync>;
+
+/// Where readings of the machine's load come from: the embedder's source
+/// (or the pinned snapshot), else the system monitor.
+#[derive(Clone)]
+pub(crate) struct Metering {
+    pub source: Option<MetricsSource>,
+    pub monitor: Arc<SystemMonitor>,
+}
+
+impl Metering {
+    pub fn new(
+        options_source: Option<MetricsSource>,
+        fixed: Option<Snapshot>,
+        monitor: Arc<SystemMonitor>,
+    ) -> Metering {
+        let source = match (options_source, fixed) {
+            (Some(f), _) => Some(f),
+            (None, Some(s)) => Some(Arc::new(move || Snapshot {
+                timestamp: Utc::now(),
+                ..s
+            }) as MetricsSource),
+            (None, None) => None,
+        };
+        Metering { source, monitor }
+    }
+
+    /// Whether readings come from the machine (and a background sampler is
+    /// worth running).
+    pub fn measures_the_machine(&self) -> bool {
+        self.source.is_none()
+    }
+
+    /// The machine's load now.
+    pub async fn sample(&self) -> Snapshot {
+        if let Some(source) = &self.source {
+            return source();
+        }
+        let monitor = self.monitor.clone();
+        tokio::task::spawn_blocking(move || monitor.sample())
+            .await
+            .unwrap_or_else(|_| Snapshot {
+                timestamp: Utc::now(),
+                cpu_percent: 0.0,
+                memory_percent: 0.0,
+                disk_percent: 0.0,
+                load_per_core: 0.0,
+                network_latency_ms: None,
+            })
+    }
+}
