@@ -429,10 +429,7 @@ impl CommandOutput for ListOutput {
                         .with_timezone(&chrono::Local)
                         .format("%Y-%m-%d %H:%M:%S")
                         .to_string(),
-                    serde_json::to_value(d.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default(),
+                    d.status.as_str().to_string(),
                     d.strategy.clone(),
                     d.environment.clone(),
                     d.duration_s

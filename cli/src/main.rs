@@ -170,3 +170,20 @@ fn init_tracing(verbose: bool) {
         .with_target(false)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_input_is_2_and_everything_else_1() {
+        let usage = anyhow::Error::new(UsageError("--root /x: not a directory".into()));
+        assert_eq!(exit_code(&usage), 2);
+        let engine = anyhow::Error::new(EngineError::NoServices).context("run");
+        assert_eq!(exit_code(&engine), 2);
+        assert_eq!(exit_code(&anyhow::Error::new(EngineError::Declined)), 1);
+        // An error nobody classified as bad input is a runtime failure.
+        let io = anyhow::Error::new(std::io::Error::other("disk on fire")).context("writing");
+        assert_eq!(exit_code(&io), 1);
+    }
+}

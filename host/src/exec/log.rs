@@ -119,7 +119,8 @@ impl DeploymentLog {
             _ => text,
         };
         let stamp = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-        let source = one_line(source);
+        // A source is a label, not text: one line, control characters escaped.
+        let source = crate::config::one_line(source);
         let mut buf = String::with_capacity(stamp.len() + source.len() + text.len() + 8);
         let mut lines = text.split('\n').peekable();
         // `"a\n".split('\n')` yields a trailing empty piece: skip it, but keep
@@ -152,13 +153,6 @@ impl DeploymentLog {
             );
         }
     }
-}
-
-/// `s` with line breaks replaced by spaces (a source is a label, not text).
-fn one_line(s: &str) -> String {
-    s.chars()
-        .map(|c| if c == '\n' || c == '\r' { ' ' } else { c })
-        .collect()
 }
 
 #[cfg(test)]

@@ -318,7 +318,9 @@ pub struct FeatureContext {
 }
 
 /// One entry of a deployment's decision log ("every arrow is recorded as a
-/// decision"). The store numbers them in append order.
+/// decision"), as stored: the store numbers them in append order. The typed
+/// form, with one variant per `decision_type`, is
+/// [`DecisionEntry`](crate::report::DecisionEntry).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecisionRecord {
     /// When the decision was made.

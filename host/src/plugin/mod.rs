@@ -1,12 +1,17 @@
 //! The WebAssembly plugin host.
 //!
-//! A [`PluginHost`] owns one wasmtime [`Engine`] (with epoch interruption and
-//! a ticker thread), one [`Linker`] that provides the `adeploy:plugin/host`
-//! imports plus an empty WASI, and the compiled-component cache. A [`Plugin`]
-//! is a loaded component: name, kind, digest, grants, limits and an
-//! [`InstancePre`]. Every call instantiates into a fresh store, runs under a
-//! deadline and a memory cap, and returns a [`Called`] value with what the
-//! plugin logged and was denied.
+//! A [`PluginHost`] (`host.rs`) owns one wasmtime [`Engine`] (with epoch
+//! interruption and a ticker thread), one
+//! [`Linker`](wasmtime::component::Linker) that provides the
+//! `adeploy:plugin/host` imports plus an empty WASI (`sandbox.rs`), and the
+//! compiled-component cache (`cache.rs`); it loads and inspects components.
+//! A [`Plugin`] is a loaded component: name, kind, digest, grants, limits and
+//! a typed [`InstancePre`](wasmtime::component::InstancePre). Every export
+//! (`exports.rs`) goes through one generic call (`call.rs`): a fresh store,
+//! a deadline and a memory cap, one classification of failures
+//! ([`PluginError`], `error.rs`), and a [`Called`] value with what the plugin
+//! logged and was denied; answers are checked before anyone acts on them
+//! (`validate.rs`).
 //!
 //! Why deadlines and not fuel: a plan call costs ~16 k fuel in Rust and
 //! ~2.6 M in JavaScript, so a fuel budget would have to know the language; a

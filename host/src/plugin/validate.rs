@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 
 use super::{DeploymentContext, Detection, HookReport, Rollout};
+use crate::history::step_label;
 
 /// How much text (notes, evidence, messages) one plugin call may return.
 /// A plugin's memory cap already bounds what the host lifts; this keeps a
@@ -94,10 +95,7 @@ pub(super) fn rollout(ctx: &DeploymentContext, r: &Rollout) -> Result<(), String
         }
         for step in &wave.steps {
             let key = (step.service.clone(), step.host.clone());
-            let label = match &step.host {
-                Some(h) => format!("{}@{h}", step.service),
-                None => step.service.clone(),
-            };
+            let label = step_label(&step.service, step.host.as_deref());
             if !expected.contains(&key) {
                 return Err(format!(
                     "wave {} has step {label:?}, which is not part of this deployment",
@@ -110,9 +108,7 @@ pub(super) fn rollout(ctx: &DeploymentContext, r: &Rollout) -> Result<(), String
         }
     }
     if let Some((name, host)) = expected.iter().find(|k| !seen.contains(*k)) {
-        let label = host
-            .as_ref()
-            .map_or(name.clone(), |h| format!("{name}@{h}"));
+        let label = step_label(name, host.as_deref());
         return Err(format!("the plan leaves out step {label:?}"));
     }
     Ok(())
