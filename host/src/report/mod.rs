@@ -8,6 +8,10 @@
 //! written to a temporary name and renamed, so a crash never leaves half a
 //! report.
 
+pub mod render;
+
+pub use render::{Document, Format, RenderError, history_page, render};
+
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
