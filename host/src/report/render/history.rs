@@ -709,11 +709,8 @@ fn duration_chart(a: &HistoryAnalytics, i: usize, s: &ServiceSeries) -> Markup {
         x_label: bucket_label_fn,
         y_label: secs_label,
         series,
-        marks: vec![svg::Mark::HLine {
-            y: s.median_s,
-            label: s.service.clone(),
-            class: "base",
-        }],
+        marks: Vec::new(),
+        label: Some(s.service.clone()),
     }
     .render()
 }
@@ -758,6 +755,7 @@ fn model_chart(a: &HistoryAnalytics) -> Markup {
             dots: true,
         }],
         marks: Vec::new(),
+        label: None,
     }
     .render()
 }

@@ -189,7 +189,8 @@ fn timeline_chart(t: &Timeline) -> Markup {
         layout.push((y, None, i));
         y += ROW;
     }
-    let height = y + 22.0;
+    let legend_y = y + 36.0;
+    let height = y + 44.0;
     let total = t.total_s.max(0.001);
     let x = Scale::new(0.0, total, LEFT, WIDTH - 12.0);
     let ticks = svg::nice_ticks(0.0, total, 8);
@@ -211,9 +212,17 @@ fn timeline_chart(t: &Timeline) -> Markup {
     let body = html! {
         g class="grid" {
             @for v in &ticks {
-                line x1=(num(x.at(*v), 1)) x2=(num(x.at(*v), 1)) y1=(num(top - 6.0, 1)) y2=(num(height - 20.0, 1)) {}
+                line x1=(num(x.at(*v), 1)) x2=(num(x.at(*v), 1)) y1=(num(top - 6.0, 1)) y2=(num(legend_y - 28.0, 1)) {}
                 text class="tick" x=(num(x.at(*v), 1)) y="12" text-anchor="middle" { (seconds_label(*v)) }
-                text class="tick" x=(num(x.at(*v), 1)) y=(num(height - 6.0, 1)) text-anchor="middle" { (seconds_label(*v)) }
+                text class="tick" x=(num(x.at(*v), 1)) y=(num(legend_y - 16.0, 1)) text-anchor="middle" { (seconds_label(*v)) }
+            }
+        }
+        g class="legend" aria-hidden="true" {
+            @for (k, (cls, word)) in [("swatch ok", "succeeded"), ("swatch failed", "failed ✕"),
+                ("swatch rollback", "rolled back"), ("swatch notrun", "not run"), ("swatch phase", "phase")].iter().enumerate() {
+                @let lx = LEFT + k as f64 * 110.0;
+                rect class=(cls) x=(num(lx, 1)) y=(num(legend_y - 9.0, 1)) width="14" height="10" {}
+                text class="tick" x=(num(lx + 18.0, 1)) y=(num(legend_y, 1)) { (word) }
             }
         }
         @for (ry, wave, i) in &layout {
@@ -298,9 +307,9 @@ fn steps_table(doc: &Document) -> Markup {
                 @for st in steps {
                     tr class={"s-" (st.outcome().class())} data-status=(st.status) {
                         td class="num" { (doc.wave_of(st)) }
-                        td { (st.name())
+                        td class="nw" { (st.name())
                             @if let Some(v) = &st.version { " " small { "v" (v) } } }
-                        td { (st.status.replace('_', " ")) }
+                        td class="nw" { (st.status.replace('_', " ")) }
                         td class="num" {
                             @match (st.started_at, start) {
                                 (Some(t), Some(s0)) => { "+" (num((t - s0).num_milliseconds() as f64 / 1000.0, 2)) " s" }
@@ -384,6 +393,7 @@ fn resources_section(doc: &Document, t: &Timeline) -> Markup {
                         Series { name: "memory %".into(), class: "mem", points: svg::downsample(&mem, MAX_POINTS), dots: mem.len() <= 40 },
                     ],
                     marks: bands.clone(),
+                    label: None,
                 }.render())
                 details {
                     summary { "Samples (" (cpu.len()) ")" }
@@ -413,6 +423,7 @@ fn resources_section(doc: &Document, t: &Timeline) -> Markup {
                     x_label: seconds_label, y_label: percent_label,
                     series: vec![Series { name: "CPU % (of one core)".into(), class: "cpu", points: svg::downsample(&pc, MAX_POINTS), dots: pc.len() <= 40 }],
                     marks: bands.clone(),
+                    label: None,
                 }.render())
                 (LineChart {
                     id: "process-memory-chart".into(),
@@ -424,6 +435,7 @@ fn resources_section(doc: &Document, t: &Timeline) -> Markup {
                     x_label: seconds_label, y_label: mib_label,
                     series: vec![Series { name: "resident memory (MiB)".into(), class: "mem", points: svg::downsample(&pm, MAX_POINTS), dots: pm.len() <= 40 }],
                     marks: bands,
+                    label: None,
                 }.render())
                 details {
                     summary { "Process samples (" (pu.samples.len()) ")" }
@@ -473,7 +485,11 @@ fn analysis_section(doc: &Document) -> Markup {
             @for (i, a) in doc.analysis.iter().enumerate() {
                 div class="verdict" data-verdict=(a.verdict) {
                     h3 { (a.label()) " " span class={"badge " (Outcome::of(&a.verdict).class())} { (a.verdict) } }
-                    (analysis_chart(i, a))
+                    @if a.samples.is_empty() && a.baseline_samples.is_empty() {
+                        p class="empty" { "No samples" @if let Some(m) = &a.message { ": " (m) } "." }
+                    } @else {
+                        (analysis_chart(i, a))
+                    }
                 }
             }
         }
@@ -615,6 +631,7 @@ fn analysis_chart(i: usize, a: &AnalysisView) -> Markup {
         y_label: plain_label,
         series,
         marks,
+        label: None,
     }
     .render()
 }

@@ -26,6 +26,7 @@
 use std::borrow::Cow;
 
 use quick_xml::Writer;
+use quick_xml::escape::partial_escape;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use super::document::{Document, Outcome, StepView};
@@ -144,15 +145,35 @@ fn cases(doc: &Document) -> Vec<Case> {
     let mut out: Vec<Case> = steps
         .iter()
         .map(|st| {
+            let mut v = verdict(st);
+            // The step's metric verdicts explain its failure.
+            if let Verdict::Failure { text, .. } | Verdict::Error { text, .. } = &mut v {
+                for a in doc
+                    .analysis
+                    .iter()
+                    .filter(|a| a.service == st.service && a.host == st.host)
+                {
+                    text.push_str(&format!(
+                        "\nanalysis {}: {}{}",
+                        a.metric,
+                        a.verdict,
+                        a.message
+                            .as_deref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default()
+                    ));
+                }
+            }
+            let seconds = if st.seconds.is_finite() {
+                st.seconds.max(0.0)
+            } else {
+                0.0
+            };
             (
                 st.name(),
                 format!("{}.wave{}", s.id, doc.wave_of(st)),
-                if st.seconds.is_finite() {
-                    st.seconds.max(0.0)
-                } else {
-                    0.0
-                },
-                verdict(st),
+                seconds,
+                v,
             )
         })
         .collect();
@@ -277,7 +298,7 @@ fn suite(
                             w.create_element(tag)
                                 .with_attribute(("message", clean(message).as_ref()))
                                 .with_attribute(("type", *kind))
-                                .write_text_content(BytesText::new(clean(text).as_ref()))?;
+                                .write_text_content(body(text))?;
                             Ok(())
                         })?;
                     }
@@ -285,7 +306,7 @@ fn suite(
             }
             let out = system_out(doc);
             w.create_element("system-out")
-                .write_text_content(BytesText::new(clean(&out).as_ref()))?;
+                .write_text_content(body(&out))?;
             w.create_element("system-err").write_empty()?;
             Ok(())
         })?;
@@ -310,6 +331,12 @@ fn system_out(doc: &Document) -> String {
         out.push_str(&format!("recommendation: {r}\n"));
     }
     out
+}
+
+/// Element text: only `<`, `>` and `&` need escaping there (quotes stay
+/// readable in CI logs).
+fn body(text: &str) -> BytesText<'static> {
+    BytesText::from_escaped(partial_escape(clean(text).as_ref()).into_owned())
 }
 
 fn secs(s: f64) -> String {

@@ -116,8 +116,13 @@ pub fn summary(doc: &Document) -> String {
                 ),
                 _ => String::new(),
             };
+            let version = match (&st.version, &st.previous_version, st.rolled_back) {
+                (Some(v), Some(p), Some(true)) => format!(" {} → {}", escape(v), escape(p)),
+                (Some(v), _, _) => format!(" {}", escape(v)),
+                _ => String::new(),
+            };
             out.push_str(&format!(
-                "| {} | {} | {} {}{} | {} | {} |\n",
+                "| {} | {}{version} | {} {}{} | {} | {} |\n",
                 doc.wave_of(st),
                 escape(&st.name()),
                 icon(st.outcome()),

@@ -212,6 +212,8 @@ pub struct LineChart {
     pub y_label: fn(f64) -> String,
     pub series: Vec<Series>,
     pub marks: Vec<Mark>,
+    /// A name shown in the left margin (small multiples).
+    pub label: Option<String>,
 }
 
 impl LineChart {
@@ -270,6 +272,9 @@ impl LineChart {
                         }
                     }
                 }
+            }
+            @if let Some(l) = &self.label {
+                text class="row-label" x="4" y=(num((self.height - bottom + top) / 2.0 + 4.0, 1)) { (l) }
             }
             g class="legend" {
                 @for (i, s) in self.series.iter().enumerate() {
