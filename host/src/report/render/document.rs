@@ -653,3 +653,111 @@ fn lenient_list<'de, D: Deserializer<'de>, T: DeserializeOwned>(d: D) -> Result<
         })
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A report of another version: a decision type and a step status this
+    /// build does not know, waves counted from 1, an `analysis` entry whose
+    /// `baseline` is a query string, a malformed process-usage section.
+    #[test]
+    fn a_report_of_another_version_still_renders() {
+        let v = json!({
+            "deployment_summary": {"id": "d1", "success": false, "status": "rollback_failed",
+                "started_at": "2026-01-01T00:00:00Z", "duration_minutes": 0.1, "future_field": 1},
+            "decision_process": [
+                {"timestamp": "2026-01-01T00:00:01Z", "decision_type": "quantum_override", "details": {"x": [1, 2]}},
+                {"timestamp": "not a time", "decision_type": "rollback_started", "details": null},
+            ],
+            "steps": [
+                {"service": "a", "wave": 1, "status": "succeeded", "started_at": "2026-01-01T00:00:01Z", "seconds": 1.0},
+                {"service": "b", "wave": 2, "status": "analysis_failed", "started_at": "2026-01-01T00:00:02Z", "seconds": 2.0},
+            ],
+            "analysis": [{"service": "b", "metric": "m", "verdict": "fail", "baseline": "rate(x[1m])",
+                "samples": [1.0, [1767225600000u64, 2.0], {"timestamp": "2026-01-01T00:00:03Z", "value": 3.0}, "junk"]}],
+            "process_usage": "measured elsewhere",
+        });
+        let doc = Document::from_value(v).unwrap();
+        assert_eq!(
+            doc.wave_of(&doc.steps[0]),
+            1,
+            "waves counted from 1 stay so"
+        );
+        assert_eq!(doc.wave_of(&doc.steps[1]), 2);
+        assert_eq!(doc.steps[1].outcome(), Outcome::Other);
+        assert_eq!(doc.decision_process[1].timestamp, None);
+        assert!(doc.process_usage.is_none());
+        let a = &doc.analysis[0];
+        assert!(
+            a.baseline_samples.is_empty(),
+            "a query string is not samples"
+        );
+        assert_eq!(
+            a.samples.iter().map(|s| s.value).collect::<Vec<_>>(),
+            [1.0, 2.0, 3.0]
+        );
+        assert!(a.samples[1].timestamp.is_some() && a.samples[2].timestamp.is_some());
+        let t = doc.timeline();
+        assert_eq!(t.rows.len(), 2);
+        assert!((t.rows[1].bars[0].start_s - 2.0).abs() < 1e-9);
+        for f in [
+            super::super::Format::Html,
+            super::super::Format::Junit,
+            super::super::Format::Markdown,
+        ] {
+            let out = super::super::render_document(&doc, f);
+            assert!(
+                out.contains("quantum")
+                    || f == super::super::Format::Junit && out.contains("quantum_override")
+            );
+        }
+    }
+
+    /// Zero-based waves (this version's reports) show as 1, 2, ...
+    #[test]
+    fn zero_based_waves_are_shown_from_one() {
+        let doc = Document::from_value(json!({
+            "deployment_summary": {"id": "d"},
+            "steps": [{"service": "a", "wave": 0, "status": "succeeded"}, {"service": "b", "wave": 1, "status": "skipped"}],
+        }))
+        .unwrap();
+        assert_eq!(doc.wave_of(&doc.steps[1]), 2);
+    }
+
+    /// Rollbacks are read from the decision log, one after another.
+    #[test]
+    fn rollback_bars_come_from_the_decision_log() {
+        let doc = Document::from_value(json!({
+            "deployment_summary": {"id": "d", "started_at": "2026-01-01T00:00:00Z", "duration_minutes": 0.2},
+            "steps": [
+                {"service": "a", "host": "h1", "wave": 0, "status": "succeeded", "started_at": "2026-01-01T00:00:00Z", "seconds": 1.0, "rolled_back": true},
+                {"service": "b", "wave": 1, "status": "failed", "started_at": "2026-01-01T00:00:01Z", "seconds": 1.0, "rolled_back": false},
+            ],
+            "decision_process": [
+                {"timestamp": "2026-01-01T00:00:02Z", "decision_type": "rollback_started", "details": {}},
+                {"timestamp": "2026-01-01T00:00:03Z", "decision_type": "step_rolled_back", "details": {"service": "b", "host": null, "ok": false, "message": "boom"}},
+                {"timestamp": "2026-01-01T00:00:05Z", "decision_type": "step_rolled_back", "details": {"service": "a", "host": "h1", "ok": true, "message": "rolled back"}},
+            ],
+        }))
+        .unwrap();
+        let t = doc.timeline();
+        let rb = |row: usize| {
+            t.rows[row]
+                .bars
+                .iter()
+                .find(|b| b.kind == "rollback")
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(
+            (rb(0).start_s, rb(0).end_s, rb(0).status.as_str()),
+            (3.0, 5.0, "rolled_back")
+        );
+        assert_eq!(
+            (rb(1).start_s, rb(1).end_s, rb(1).status.as_str()),
+            (2.0, 3.0, "rollback_failed")
+        );
+    }
+}

@@ -789,3 +789,84 @@ fn failure_chart(a: &HistoryAnalytics) -> Markup {
         body,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn record(i: i64, strategy: &str, ok: bool) -> DeploymentRecord {
+        let at = DateTime::from_timestamp(1_767_225_600 + i * 3_600, 0).unwrap_or_default();
+        DeploymentRecord {
+            status: if ok {
+                crate::history::DeploymentStatus::Succeeded
+            } else {
+                crate::history::DeploymentStatus::RolledBack
+            },
+            environment: "staging".into(),
+            strategy: strategy.into(),
+            success: Some(ok),
+            duration_s: Some(10.0),
+            extra: json!({"steps": [
+                {"service": "api", "status": if ok { "succeeded" } else { "failed" }, "started_at": at,
+                 "seconds": 2.0 + (i % 3) as f64, "message": format!("exit status {}", i % 7)}
+            ]}),
+            ..DeploymentRecord::running(format!("d{i}"), at)
+        }
+    }
+
+    /// However many deployments, the page has at most `max_buckets`
+    /// buckets and `max_series` groups, on a round bucket width.
+    #[test]
+    fn aggregates_stay_bounded() {
+        let records: Vec<DeploymentRecord> = (0..5_000)
+            .map(|i| record(i, &format!("s{}", i % 40), i % 5 != 0))
+            .collect();
+        let a = HistoryAnalytics::compute(&records, &HistoryOptions::default());
+        assert!(a.buckets.len() <= 24, "{}", a.buckets.len());
+        assert!(WIDTHS.contains(&a.bucket_s));
+        assert_eq!(a.groups.len(), 20);
+        assert_eq!(a.deployments, 5_000);
+        assert_eq!(a.succeeded, 4_000);
+        assert_eq!(a.volume.iter().map(|v| v.0).sum::<usize>(), 5_000);
+        assert_eq!(
+            a.failure_messages.len(),
+            1,
+            "digits folded: {:?}",
+            a.failure_messages
+        );
+        assert_eq!(a.failure_messages[0], ("exit status #".to_string(), 1_000));
+        let api = &a.services[0];
+        assert_eq!(api.steps, 4_000);
+        assert!((api.median_s - 3.0).abs() < 1e-9);
+    }
+
+    /// Dry runs and unfinished deployments are counted apart.
+    #[test]
+    fn dry_runs_and_unfinished_are_not_outcomes() {
+        let mut dry = record(1, "a", true);
+        dry.dry_run = true;
+        let running = DeploymentRecord::running("r", dry.started_at);
+        let a = HistoryAnalytics::compute(
+            &[dry, running, record(2, "a", false)],
+            &HistoryOptions::default(),
+        );
+        assert_eq!(
+            (a.dry_runs, a.unfinished, a.deployments, a.succeeded),
+            (1, 1, 1, 0)
+        );
+    }
+
+    /// Model points from decision logs and audit entries, one per training.
+    #[test]
+    fn model_points_come_from_either_log() {
+        let entries = vec![
+            json!({"decision_type": "history_loaded", "details": {"model": {"samples": 20, "trained_at": "2026-01-02T00:00:00Z", "oob_accuracy": 0.7}}}),
+            json!({"decision_type": "history_loaded", "details": {"model": {"samples": 20, "trained_at": "2026-01-02T00:00:00Z", "oob_accuracy": 0.7}}}),
+            json!({"decision_type": "history_loaded", "details": {"model": null}}),
+            json!({"action": "model_retrain", "timestamp": "2026-01-01T00:00:00Z", "details": {"samples": 10, "oob_accuracy": 0.6}}),
+        ];
+        let m = ModelPoint::from_log(&entries);
+        assert_eq!(m.iter().map(|p| p.samples).collect::<Vec<_>>(), [10, 20]);
+    }
+}
