@@ -709,8 +709,8 @@ mod tests {
         ] {
             let out = super::super::render_document(&doc, f);
             assert!(
-                out.contains("quantum")
-                    || f == super::super::Format::Junit && out.contains("quantum_override")
+                out.contains("quantum"),
+                "{f}: the unknown decision is shown"
             );
         }
     }
