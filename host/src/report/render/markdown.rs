@@ -15,6 +15,8 @@ use super::svg::{duration, num};
 /// Steps listed one by one up to this many; beyond, only the ones that did
 /// not succeed (a summary is read at a glance).
 const MAX_ROWS: usize = 30;
+/// Decisions listed in the folded decision flow.
+const MAX_DECISIONS: usize = 60;
 
 /// `text` as inert Markdown inline text: no emphasis, links, autolinks
 /// (`http:`, `www.`, `a@b`), HTML, table cells, code or math.
@@ -188,12 +190,18 @@ pub fn summary(doc: &Document) -> String {
             "<details><summary>Decision flow ({} decisions)</summary>\n\n",
             doc.decision_process.len()
         ));
-        for (i, d) in doc.decision_process.iter().enumerate() {
+        for (i, d) in doc.decision_process.iter().enumerate().take(MAX_DECISIONS) {
             out.push_str(&format!(
                 "{}. {}{}\n",
                 i + 1,
                 escape(&d.decision_type.replace('_', " ")),
                 brief(&d.details)
+            ));
+        }
+        if doc.decision_process.len() > MAX_DECISIONS {
+            out.push_str(&format!(
+                "\n{} more in the HTML and JSON reports.\n",
+                doc.decision_process.len() - MAX_DECISIONS
             ));
         }
         out.push_str("\n</details>\n");
