@@ -646,7 +646,7 @@ fn decisions_section(doc: &Document) -> Markup {
             } @else {
                 ol class="chain" {
                     @for d in &doc.decision_process {
-                        li class={"decision k-" (decision_kind(&d.decision_type))} data-decision=(d.decision_type) {
+                        li class={"decision k-" (decision_kind(&d.decision_type, &d.details))} data-decision=(d.decision_type) {
                             span class="when" {
                                 @match (d.timestamp, start) {
                                     (Some(t), Some(s0)) => { "+" (num((t - s0).num_milliseconds() as f64 / 1000.0, 3)) " s" }
@@ -667,8 +667,14 @@ fn decisions_section(doc: &Document) -> Markup {
 }
 
 /// `bad` for failures, rollbacks and refusals; `warn` for overrides,
-/// pauses and alerts; `info` for the rest.
-fn decision_kind(t: &str) -> &'static str {
+/// pauses and alerts; `info` for the rest, and for a decision whose details
+/// say nothing happened (`applied: false`) or that all went well (`ok: true`).
+fn decision_kind(t: &str, details: &Value) -> &'static str {
+    if details.get("applied") == Some(&Value::Bool(false))
+        || details.get("ok") == Some(&Value::Bool(true))
+    {
+        return "info";
+    }
     let bad = [
         "fail",
         "abort",
@@ -715,6 +721,7 @@ fn detail_text(v: &Value) -> String {
             .map(|f| num(f, 4))
             .unwrap_or_else(|| n.to_string()),
         Value::Bool(b) => b.to_string(),
+        Value::Array(a) if a.is_empty() => "—".to_string(),
         Value::Array(a) if a.iter().all(|x| !x.is_object() && !x.is_array()) => a
             .iter()
             .map(|x| match x {
