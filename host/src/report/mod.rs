@@ -9,6 +9,9 @@
 //! report.
 
 pub mod decision;
+pub mod render;
+
+pub use render::{Document, Format, RenderError, history_page, render};
 
 use std::io::Write;
 use std::path::Path;

@@ -15,4 +15,5 @@ mod fleet;
 mod fuzz_regressions;
 mod hostile;
 mod learning;
+mod report_render;
 mod sandbox;
