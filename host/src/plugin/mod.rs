@@ -16,6 +16,7 @@ mod bindings;
 mod cache;
 mod convert;
 mod grants;
+mod provider;
 mod registry;
 mod sandbox;
 pub mod scaffold;
@@ -44,6 +45,7 @@ pub use bindings::types::{
 pub use cache::{LoadOutcome, LoadStats, default_cache_dir};
 pub use convert::detection_rules;
 pub use grants::summary as grants_summary;
+pub use provider::{MAX_SAMPLES, MetricQuery, ProviderError, QueryError, Sample, TimeWindow};
 pub use registry::{BUILTIN_NAMES, EXPERIMENTAL_BUILTINS, Manifest, PluginSet, builtin_component};
 pub use sandbox::{EnvSource, HostWorld, PluginEvent};
 
@@ -64,7 +66,7 @@ const KEEP_RESIDENT: usize = 4 << 20;
 /// How often the epoch advances; deadlines are rounded up to this.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// The three kinds of plugin, one per WIT world.
+/// The four kinds of plugin, one per WIT world.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -73,6 +75,9 @@ pub enum PluginKind {
     Detector,
     Strategy,
     Hook,
+    /// Reads metrics for the analysis (`provider.rs`).
+    #[serde(rename = "metric-provider")]
+    MetricProvider,
 }
 
 impl PluginKind {
@@ -82,6 +87,7 @@ impl PluginKind {
             PluginKind::Detector => "detector",
             PluginKind::Strategy => "strategy",
             PluginKind::Hook => "hook",
+            PluginKind::MetricProvider => "metric-provider",
         }
     }
 
@@ -91,6 +97,7 @@ impl PluginKind {
             PluginKind::Detector => "adeploy:plugin/detector-plugin@0.1.0",
             PluginKind::Strategy => "adeploy:plugin/strategy-plugin@0.1.0",
             PluginKind::Hook => "adeploy:plugin/hook-plugin@0.1.0",
+            PluginKind::MetricProvider => "adeploy:plugin/metric-provider-plugin@0.1.0",
         }
     }
 }
@@ -139,7 +146,7 @@ pub enum PluginError {
     )]
     CoreModule { plugin: String, path: PathBuf },
     #[error(
-        "plugin '{plugin}' implements no adeploy world (expected an export adeploy:plugin/detector, strategy or hook @{SUPPORTED_WIT}); it exports: {exports}"
+        "plugin '{plugin}' implements no adeploy world (expected an export adeploy:plugin/detector, strategy, hook or metric-provider @{SUPPORTED_WIT}); it exports: {exports}"
     )]
     UnknownWorld { plugin: String, exports: String },
     #[error(
@@ -831,6 +838,7 @@ impl Plugin {
                 TypedPre::Detector(p) => p.instantiate_async(&mut store).await.map(drop),
                 TypedPre::Strategy(p) => p.instantiate_async(&mut store).await.map(drop),
                 TypedPre::Hook(p) => p.instantiate_async(&mut store).await.map(drop),
+                TypedPre::Provider(p) => p.instantiate_async(&mut store).await.map(drop),
             }
         })
         .await;
@@ -855,6 +863,12 @@ impl Plugin {
                 TypedPre::Hook(p) => {
                     let i = p.instantiate_async(&mut store).await?;
                     i.adeploy_plugin_hook().call_describe(&mut store).await
+                }
+                TypedPre::Provider(p) => {
+                    let i = p.instantiate_async(&mut store).await?;
+                    i.adeploy_plugin_metric_provider()
+                        .call_describe(&mut store)
+                        .await
                 }
             }
         })
@@ -1002,6 +1016,7 @@ enum TypedPre {
     Detector(bindings::detector::DetectorPluginPre<PluginState>),
     Strategy(bindings::strategy::StrategyPluginPre<PluginState>),
     Hook(bindings::hook::HookPluginPre<PluginState>),
+    Provider(bindings::provider::MetricProviderPluginPre<PluginState>),
 }
 
 impl TypedPre {
@@ -1014,6 +1029,9 @@ impl TypedPre {
                 TypedPre::Strategy(bindings::strategy::StrategyPluginPre::new(pre)?)
             }
             PluginKind::Hook => TypedPre::Hook(bindings::hook::HookPluginPre::new(pre)?),
+            PluginKind::MetricProvider => {
+                TypedPre::Provider(bindings::provider::MetricProviderPluginPre::new(pre)?)
+            }
         })
     }
 }
@@ -1158,6 +1176,7 @@ impl Shape {
                 "detector" => PluginKind::Detector,
                 "strategy" => PluginKind::Strategy,
                 "hook" => PluginKind::Hook,
+                "metric-provider" => PluginKind::MetricProvider,
                 _ => continue,
             };
             if !version_supported(version) {
