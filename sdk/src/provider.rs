@@ -155,9 +155,9 @@ pub fn host_error(what: &str, e: HostError) -> ProviderError {
     match e {
         HostError::Denied(m) => ProviderError::Denied(m),
         HostError::Invalid(m) => ProviderError::BadConfig(format!("{what}: {m}")),
-        HostError::Timeout(m) | HostError::NotFound(m) | HostError::Failed(m) => {
-            ProviderError::Unavailable(format!("{what}: {m}"))
-        }
+        HostError::Timeout(m) => ProviderError::Unavailable(format!("{what}: timed out: {m}")),
+        HostError::NotFound(m) => ProviderError::Unavailable(format!("{what}: not found: {m}")),
+        HostError::Failed(m) => ProviderError::Unavailable(format!("{what}: {m}")),
     }
 }
 
@@ -218,7 +218,7 @@ mod tests {
             ("unavailable", "x: connection refused")
         );
         let e = host_error("x", HostError::Timeout("slow".into()));
-        assert_eq!(e.kind(), "unavailable");
+        assert_eq!(e.message(), "x: timed out: slow");
         let e = host_error("x", HostError::Invalid("bad URL".into()));
         assert_eq!(e.kind(), "bad-config");
     }

@@ -18,6 +18,8 @@ mod fleet;
 mod fuzz_regressions;
 mod hostile;
 mod learning;
+mod metric_provider;
+mod prometheus_support;
 mod sandbox;
 mod scaffold;
 mod security;
