@@ -430,3 +430,92 @@ async fn the_python_example_provider_reads_a_json_endpoint() {
         .unwrap_err();
     assert!(matches!(denied, QueryError::Denied { .. }), "{denied:?}");
 }
+
+/// The metric-provider templates of `adeploy plugins new` (Rust, JavaScript,
+/// Python; scaffolded through the library until the CLI offers the kind):
+/// each project's `./build.sh` gives a component that loads, answers a query
+/// with a sample per step, and reports a bad query as `invalid-query` (so
+/// each language's error convention in the template is right).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_metric_provider_templates_build_load_and_answer() {
+    use adeploy::plugin::scaffold::{Lang, ScaffoldRequest, scaffold};
+    use adeploy::plugin::{Manifest, PluginSettings};
+    use std::process::{Command, Stdio};
+
+    use crate::examples::{built_examples, repo_root, target_dir};
+
+    // The example build checks (loudly) that jco and componentize-py are installed.
+    built_examples();
+    let root = tempfile::tempdir().unwrap();
+    let host = common::host(common::empty_world(root.path()));
+    for lang in [Lang::Rust, Lang::Js, Lang::Python] {
+        let name = format!("my-{lang}-provider");
+        let dir = root.path().join(&name);
+        scaffold(&ScaffoldRequest {
+            name: name.clone(),
+            kind: PluginKind::MetricProvider,
+            lang,
+            dir: dir.clone(),
+        })
+        .unwrap();
+        if lang == Lang::Js {
+            std::os::unix::fs::symlink(
+                repo_root().join("plugins/examples/node_modules"),
+                dir.join("node_modules"),
+            )
+            .unwrap();
+        }
+        let o = Command::new("bash")
+            .arg(dir.join("build.sh"))
+            .current_dir(&dir)
+            .env("CARGO_TARGET_DIR", target_dir().join("tmp/scaffold-target"))
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .env_remove("RUSTC_WRAPPER")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{name}: build.sh failed\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let wasm = dir.join(format!("{name}.wasm"));
+        let settings = PluginSettings {
+            timeout_ms: 20_000,
+            memory_mb: 256,
+            manifest: Manifest::beside(&wasm).unwrap(),
+            ..PluginSettings::default()
+        };
+        let plugin = host.load_file(&wasm, settings).await.unwrap();
+        assert_eq!(plugin.kind(), PluginKind::MetricProvider, "{name}");
+        let window = TimeWindow {
+            start_ms: 1_000,
+            end_ms: 5_000,
+            step_ms: 2_000,
+        };
+        let samples = plugin
+            .query(&request("m", "0.5", window))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .value;
+        let got: Vec<(u64, f64)> = samples.iter().map(|s| (s.timestamp_ms, s.value)).collect();
+        assert_eq!(got, [(1_000, 0.5), (3_000, 0.5), (5_000, 0.5)], "{name}");
+        let bad = plugin
+            .query(&request("m", "not a number", window))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&bad, QueryError::InvalidQuery { message, .. } if message.contains("not a number")),
+            "{name}: {bad:?}"
+        );
+        let details = plugin
+            .check_query(&request("m", "0.25", window))
+            .await
+            .unwrap()
+            .value;
+        assert_eq!(details[0].value, "0.25", "{name}");
+    }
+}
