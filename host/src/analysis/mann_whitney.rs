@@ -231,14 +231,19 @@ mod tests {
     #[derive(serde::Deserialize)]
     struct Fixtures {
         scipy: String,
+        samples: std::collections::BTreeMap<String, Samples>,
         cases: Vec<Case>,
     }
 
     #[derive(serde::Deserialize)]
-    struct Case {
-        name: String,
+    struct Samples {
         x: Vec<f64>,
         y: Vec<f64>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Case {
+        samples: String,
         alternative: Alternative,
         method: String,
         u: f64,
@@ -257,10 +262,11 @@ mod tests {
                 "asymptotic" => Some(Method::Asymptotic),
                 other => panic!("unknown method {other}"),
             };
-            let got = mann_whitney_u(&case.x, &case.y, case.alternative, method).unwrap();
+            let data = &fixtures.samples[&case.samples];
+            let got = mann_whitney_u(&data.x, &data.y, case.alternative, method).unwrap();
             let what = format!(
                 "{} {:?} {} (scipy {})",
-                case.name, case.alternative, case.method, fixtures.scipy
+                case.samples, case.alternative, case.method, fixtures.scipy
             );
             assert_eq!(got.u, case.u, "U of {what}");
             let tolerance = 1e-12 + 1e-9 * case.p;

@@ -274,8 +274,9 @@ async fn a_stopped_or_hung_prometheus_is_unavailable_within_the_deadline() {
     // HTTP timeout (the deadline less a margin) gives up first: unavailable,
     // not a plugin that overran its deadline.
     prometheus.pause();
-    let hung = provider.query(&req).await.unwrap_err();
+    let hung = provider.query(&req).await;
     prometheus.resume();
+    let hung = hung.unwrap_err();
     assert!(
         matches!(&hung, QueryError::Unavailable { message, .. } if message.contains("timed out")),
         "{hung:?}"

@@ -25,6 +25,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,6 +79,11 @@ impl Prometheus {
                 ))
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--log.level=warn")
+                // Its own process group: SIGSTOP (pause) must stick. In the
+                // test runner's group, which may be orphaned (a runner whose
+                // shell is gone), the kernel answers a stopped member with
+                // SIGHUP + SIGCONT when another member exits.
+                .process_group(0)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -173,9 +179,19 @@ impl Prometheus {
     }
 
     /// Freezes it (SIGSTOP): connections are accepted by the kernel but
-    /// never answered, like a hung server.
+    /// never answered, like a hung server. Returns once every thread is
+    /// stopped (signals are delivered asynchronously).
     pub fn pause(&self) {
-        signal(self.child.id(), "STOP");
+        let pid = self.child.id();
+        signal(pid, "STOP");
+        let started = Instant::now();
+        while !all_threads_stopped(pid) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "prometheus (pid {pid}) did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Undoes [`pause`](Self::pause).
@@ -196,6 +212,21 @@ fn signal(pid: u32, name: &str) {
         .arg(pid.to_string())
         .stderr(Stdio::null())
         .status();
+}
+
+/// Whether every thread of `pid` is stopped (state `T` in /proc).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.filter_map(Result::ok).all(|t| {
+        std::fs::read_to_string(t.path().join("stat")).is_ok_and(|stat| {
+            // The state follows the parenthesised command name.
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                .is_some_and(|state| state == "T" || state == "t")
+        })
+    })
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {
