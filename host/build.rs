@@ -10,6 +10,7 @@ const BUILTINS: &[(&str, &str)] = &[
     ("balanced", "adeploy-plugin-balanced"),
     ("aggressive", "adeploy-plugin-aggressive"),
     ("http-smoke", "adeploy-plugin-http-smoke"),
+    ("prometheus", "adeploy-plugin-prometheus"),
     // Registered only when `experimental.enable_canary_deployments` is on.
     ("canary", "adeploy-plugin-canary"),
 ];
@@ -21,6 +22,7 @@ const BUILTIN_DIRS: &[&str] = &[
     "plugins/balanced",
     "plugins/aggressive",
     "plugins/http-smoke",
+    "plugins/prometheus",
     "plugins/examples/canary-rust",
 ];
 

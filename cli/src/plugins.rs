@@ -50,6 +50,7 @@ pub enum KindArg {
     Strategy,
     Detector,
     Hook,
+    MetricProvider,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -106,6 +107,7 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
                     KindArg::Strategy => PluginKind::Strategy,
                     KindArg::Detector => PluginKind::Detector,
                     KindArg::Hook => PluginKind::Hook,
+                    KindArg::MetricProvider => PluginKind::MetricProvider,
                 },
                 lang: match lang {
                     LangArg::Rust => Lang::Rust,

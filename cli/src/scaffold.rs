@@ -1,5 +1,5 @@
 //! `adeploy plugins new`: a plugin project to start from, in Rust, JavaScript
-//! or Python, for any of the three kinds.
+//! or Python, for any of the four kinds.
 //!
 //! Why the projects are self-contained: a plugin author's repository should
 //! not need this one. Each project carries a copy of `wit/` (the only thing a
@@ -20,6 +20,10 @@ const WIT: &[(&str, &str)] = &[
     ("detector.wit", include_str!("../../wit/detector.wit")),
     ("strategy.wit", include_str!("../../wit/strategy.wit")),
     ("hook.wit", include_str!("../../wit/hook.wit")),
+    (
+        "metric-provider.wit",
+        include_str!("../../wit/metric-provider.wit"),
+    ),
     ("worlds.wit", include_str!("../../wit/worlds.wit")),
 ];
 
@@ -156,6 +160,15 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
         (Lang::Python, PluginKind::Strategy) => include_str!("../templates/python/strategy.py"),
         (Lang::Python, PluginKind::Detector) => include_str!("../templates/python/detector.py"),
         (Lang::Python, PluginKind::Hook) => include_str!("../templates/python/hook.py"),
+        (Lang::Rust, PluginKind::MetricProvider) => {
+            include_str!("../templates/rust/metric-provider.rs")
+        }
+        (Lang::Js, PluginKind::MetricProvider) => {
+            include_str!("../templates/js/metric-provider.js")
+        }
+        (Lang::Python, PluginKind::MetricProvider) => {
+            include_str!("../templates/python/metric-provider.py")
+        }
     };
     let (grants, use_line) = match kind {
         PluginKind::Detector => (
@@ -171,6 +184,12 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
         PluginKind::Hook => (
             "",
             "adeploy run --plugins . --services …   # hooks run at every phase".to_string(),
+        ),
+        PluginKind::MetricProvider => (
+            "",
+            format!(
+                "adeploy run --plugins . --services …   # with `provider: {name}` in services.<svc>.analysis.metrics"
+            ),
         ),
     };
     let build_notes = match req.lang {
@@ -322,7 +341,12 @@ mod tests {
     fn every_project_has_wit_manifest_readme_and_build_script() {
         let tmp = tempfile::tempdir().unwrap();
         for lang in [Lang::Rust, Lang::Js, Lang::Python] {
-            for kind in [PluginKind::Strategy, PluginKind::Detector, PluginKind::Hook] {
+            for kind in [
+                PluginKind::Strategy,
+                PluginKind::Detector,
+                PluginKind::Hook,
+                PluginKind::MetricProvider,
+            ] {
                 let dir = tmp.path().join(format!("{lang}-{kind}"));
                 let req = ScaffoldRequest {
                     name: "my-plugin".into(),

@@ -23,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod analysis;
 pub mod config;
 pub mod detect;
 pub mod engine;

@@ -9,6 +9,7 @@
 # canary-py    strategy  Python, componentize-py
 # env-file     detector  JavaScript, jco componentize
 # freeze-hook  hook      Python, componentize-py
+# json-metrics metric-provider  Python, componentize-py
 #
 # The pinned tools come from plugins/examples/install-tools.sh, which this
 # script runs itself when one is missing (CI also runs it from .ci/run); a
@@ -95,5 +96,6 @@ js canary-js canary-js canary.js strategy-plugin
 py canary-py canary-py strategy-plugin
 js env-file env-file-js env-file.js detector-plugin
 py freeze-hook freeze-hook-py hook-plugin
+py json-metrics json-metrics-py metric-provider-plugin
 
 echo "example plugins in $out"

@@ -4,7 +4,8 @@
 //! worlds of the `adeploy:plugin@0.1.0` WIT package (`wit/` in the adeploy
 //! repository): a **detector** recognises the environment, a **strategy**
 //! shapes and steers a rollout, a **hook** runs at fixed points of a
-//! deployment. This crate holds the generated bindings, a trait per kind with
+//! deployment, a **metric provider** reads a time series from a monitoring
+//! system for the host's analysis. This crate holds the generated bindings, a trait per kind with
 //! sensible defaults, an export macro per kind, the helpers every
 //! strategy needs (dependency ordering, waves, fleet steps, step labels),
 //! strict parsing of whole-number config keys ([`config_whole_numbers`]) and
@@ -68,6 +69,7 @@ pub use common::adeploy::plugin::{host, types};
 
 pub mod detector;
 pub mod hook;
+pub mod provider;
 pub mod strategy;
 pub mod testing;
 

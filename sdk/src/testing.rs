@@ -7,7 +7,8 @@
 //! builders fill them with fixed, plausible values so a test states only what
 //! it checks, and every plugin's tests start from the same inputs.
 //!
-//! What: [`service`], [`metrics`], [`context`] and [`progress`]. The values
+//! What: [`service`], [`metrics`], [`context`], [`progress`] and
+//! [`metric_query`]. The values
 //! they fill in are part of their documentation and stay stable; change any
 //! field a test depends on with an assignment or struct update syntax
 //! (`Progress { message: "timed out".into(), ..progress(kind, None) }`).
@@ -48,9 +49,10 @@
 //! assert!(matches!(OneWave::on_progress(ctx, over), Decision::Pause(10)));
 //! ```
 
+use crate::provider::{MetricQuery, TimeWindow};
 use crate::strategy::{Progress, ProgressKind, Step};
 use crate::types::{
-    DeploymentContext, DeploymentSize, Environment, Metrics, ResourceLimits, Service,
+    DeploymentContext, DeploymentSize, Detail, Environment, Metrics, ResourceLimits, Service,
 };
 
 /// A service named `name` that depends on `deps` and deploys to `hosts` (none:
@@ -121,6 +123,35 @@ pub fn progress(kind: ProgressKind, step: Option<Step>) -> Progress {
     }
 }
 
+/// A metric query for a provider's tests: metric `m`, the query text
+/// `query`, the window 1,000,000 ms to 1,010,000 ms since the epoch in 2 s
+/// steps (6 instants), labels `service` = `api` and `role` = `canary`, the
+/// plugin config `config` (a JSON string; empty counts as `{}`) and a 2 s
+/// deadline.
+pub fn metric_query(query: &str, config: &str) -> MetricQuery {
+    MetricQuery {
+        metric: "m".to_string(),
+        query: query.to_string(),
+        window: TimeWindow {
+            start_ms: 1_000_000,
+            end_ms: 1_010_000,
+            step_ms: 2_000,
+        },
+        labels: vec![
+            Detail {
+                key: "service".to_string(),
+                value: "api".to_string(),
+            },
+            Detail {
+                key: "role".to_string(),
+                value: "canary".to_string(),
+            },
+        ],
+        config: config.to_string(),
+        deadline_ms: 2_000,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,5 +205,14 @@ mod tests {
         assert_eq!((p.succeeded, p.failed, p.remaining), (1, 1, 1));
         assert_eq!(p.message, "health check failed: 503");
         assert_eq!(p.metrics.memory_percent, 20.0);
+    }
+
+    #[test]
+    fn metric_query_has_six_instants_and_the_labels() {
+        let q = metric_query("up", "{}");
+        assert_eq!(crate::provider::instants(&q.window).count(), 6);
+        assert_eq!(crate::provider::label(&q, "service"), Some("api"));
+        assert_eq!(crate::provider::label(&q, "version"), None);
+        assert_eq!((q.query.as_str(), q.deadline_ms), ("up", 2_000));
     }
 }

@@ -19,7 +19,7 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
-fn plugins_list_json_has_the_five_builtins_and_the_cache_works_across_processes() {
+fn plugins_list_json_has_the_six_builtins_and_the_cache_works_across_processes() {
     let cache = tempfile::tempdir().unwrap();
     let first = adeploy(&["plugins", "list", "--json"], cache.path());
     assert!(first.status.success(), "{}", stderr(&first));
@@ -38,6 +38,7 @@ fn plugins_list_json_has_the_five_builtins_and_the_cache_works_across_processes(
             ("conservative", "strategy"),
             ("detector", "detector"),
             ("http-smoke", "hook"),
+            ("prometheus", "metric-provider"),
         ]
     );
     for p in plugins {

@@ -70,7 +70,7 @@ fn diagnostics_json_round_trips_and_examines_another_root() {
     ] {
         assert!(keys.contains(&k), "{k} missing: {keys:?}");
     }
-    assert_eq!(d.plugins.len(), 5);
+    assert_eq!(d.plugins.len(), 6, "the six built-ins");
     assert!(d.system.memory_total_bytes > 0 && d.system.cores > 0);
     assert_eq!(d.trends.len(), 4, "cpu, memory, disk, load");
     assert_eq!(d.state.deployments, 0);

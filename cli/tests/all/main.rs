@@ -10,5 +10,6 @@ mod cli_run;
 mod common;
 mod diagnostics;
 mod examples;
+mod metric_provider;
 mod scaffold;
 mod security;

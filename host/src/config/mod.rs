@@ -17,8 +17,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod analysis;
+pub mod placeholders;
 mod schema;
 pub mod secret;
+pub use analysis::DEFAULT_CONFIDENCE;
 pub use schema::*;
 
 /// The documented default configuration, compiled into the binary.
@@ -177,6 +180,7 @@ impl Config {
             message,
         };
         self.validate_services(path, text)?;
+        self.validate_analysis(path, text)?;
         for (name, limits) in &self.resource_limits {
             for (field, v) in [
                 ("cpu_limit", limits.cpu_limit),

@@ -42,6 +42,9 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Remote hosts for `target: ssh` services, and how to reach them.
     pub inventory: Inventory,
+    /// Per-environment settings (`environments.<env>`), e.g. what an
+    /// inconclusive analysis means there.
+    pub environments: BTreeMap<super::Environment, EnvironmentSettings>,
     /// The file this config was loaded from (none for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -344,6 +347,8 @@ pub struct ServiceConfig {
     pub hosts: Vec<String>,
     /// ...and/or labels: every host carrying all of them.
     pub host_labels: Vec<String>,
+    /// Metrics judged while each step soaks (`services.<name>.analysis`).
+    pub analysis: Option<ServiceAnalysis>,
 }
 
 /// `inventory`.
@@ -404,6 +409,129 @@ impl Default for SshSettings {
             connect_timeout_s: 10,
             reuse_connections: true,
             control_persist_s: 60,
+        }
+    }
+}
+
+/// `services.<name>.analysis`: the metrics that judge a step of this service.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceAnalysis {
+    /// Seconds between two samples of a metric.
+    pub interval_s: u64,
+    /// Samples per metric and step (the window is `(samples - 1) * interval_s`).
+    pub samples: u32,
+    /// The metrics, judged independently; the step's analysis fails when one fails.
+    pub metrics: Vec<MetricSpec>,
+}
+
+impl Default for ServiceAnalysis {
+    fn default() -> Self {
+        ServiceAnalysis {
+            interval_s: 10,
+            samples: 5,
+            metrics: Vec::new(),
+        }
+    }
+}
+
+/// `services.<name>.analysis.metrics[i]`: one metric, in threshold mode
+/// (`min`/`max`), comparison mode (`baseline`) or both.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricSpec {
+    /// Unique within the service; names the metric in reports and errors.
+    pub name: String,
+    /// The metric-provider plugin that runs the queries.
+    pub provider: String,
+    /// The query for the version being deployed (`${ADEPLOY_...}` placeholders allowed).
+    pub query: String,
+    /// Threshold mode: a sample below this is out of bounds.
+    pub min: Option<f64>,
+    /// Threshold mode: a sample above this is out of bounds.
+    pub max: Option<f64>,
+    /// Threshold mode: out-of-bounds samples tolerated (default 0).
+    pub failure_limit: Option<u32>,
+    /// Threshold mode: the latest N samples must all be within bounds.
+    pub consecutive_successes: Option<u32>,
+    /// Fewer samples than this (default 1) is no data: inconclusive.
+    pub min_samples: Option<u32>,
+    /// Comparison mode: the query for the version being replaced.
+    pub baseline: Option<String>,
+    /// Comparison mode: the relative change of the median allowed (default 0.10).
+    pub tolerance: Option<f64>,
+    /// Comparison mode: an absolute change of the median allowed (default 0),
+    /// for baselines at or near 0.
+    pub absolute_tolerance: Option<f64>,
+    /// Comparison mode: which change is bad (default `increase`).
+    pub direction: Option<Direction>,
+    /// Comparison mode: the confidence needed to call a change real
+    /// (default 0.98, as Kayenta).
+    pub confidence: Option<f64>,
+}
+
+/// Which change of a metric is bad.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Higher is worse (errors, latency, saturation).
+    #[default]
+    Increase,
+    /// Lower is worse (throughput, cache hit rate).
+    Decrease,
+    /// Any change is bad.
+    Either,
+}
+
+impl Direction {
+    /// The lowercase name used in configs and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Increase => "increase",
+            Direction::Decrease => "decrease",
+            Direction::Either => "either",
+        }
+    }
+}
+
+/// `environments.<env>`: settings that differ by environment.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentSettings {
+    /// How analysis results are acted on in this environment.
+    pub analysis: EnvironmentAnalysis,
+}
+
+/// `environments.<env>.analysis`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentAnalysis {
+    /// What an `inconclusive` verdict (no data, provider unreachable) means.
+    pub inconclusive: InconclusivePolicy,
+}
+
+/// What an inconclusive analysis means in an environment.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum InconclusivePolicy {
+    /// As a failure: the step fails (and rolls back by the plan's scope).
+    #[default]
+    Fail,
+    /// Pause and ask the operator at `--interactive`; without a terminal to
+    /// ask, as `fail`.
+    #[serde(alias = "pause")]
+    Ask,
+    /// As a pass.
+    Pass,
+}
+
+impl InconclusivePolicy {
+    /// The lowercase name used in configs and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InconclusivePolicy::Fail => "fail",
+            InconclusivePolicy::Ask => "ask",
+            InconclusivePolicy::Pass => "pass",
         }
     }
 }

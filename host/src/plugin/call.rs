@@ -38,6 +38,7 @@ pub(super) enum TypedPre {
     Detector(bindings::detector::DetectorPluginPre<PluginState>),
     Strategy(bindings::strategy::StrategyPluginPre<PluginState>),
     Hook(bindings::hook::HookPluginPre<PluginState>),
+    Provider(bindings::provider::MetricProviderPluginPre<PluginState>),
 }
 
 impl TypedPre {
@@ -53,6 +54,9 @@ impl TypedPre {
                 TypedPre::Strategy(bindings::strategy::StrategyPluginPre::new(pre)?)
             }
             PluginKind::Hook => TypedPre::Hook(bindings::hook::HookPluginPre::new(pre)?),
+            PluginKind::MetricProvider => {
+                TypedPre::Provider(bindings::provider::MetricProviderPluginPre::new(pre)?)
+            }
         })
     }
 
@@ -62,6 +66,7 @@ impl TypedPre {
             TypedPre::Detector(p) => p.instantiate_async(store).await.map(drop),
             TypedPre::Strategy(p) => p.instantiate_async(store).await.map(drop),
             TypedPre::Hook(p) => p.instantiate_async(store).await.map(drop),
+            TypedPre::Provider(p) => p.instantiate_async(store).await.map(drop),
         }
     }
 
@@ -82,6 +87,12 @@ impl TypedPre {
             TypedPre::Hook(p) => {
                 let i = p.instantiate_async(&mut *store).await?;
                 i.adeploy_plugin_hook().call_describe(store).await
+            }
+            TypedPre::Provider(p) => {
+                let i = p.instantiate_async(&mut *store).await?;
+                i.adeploy_plugin_metric_provider()
+                    .call_describe(store)
+                    .await
             }
         }
     }

@@ -11,7 +11,7 @@ use super::{
 };
 
 impl Plugin {
-    fn wrong_kind(&self, expected: PluginKind) -> PluginError {
+    pub(super) fn wrong_kind(&self, expected: PluginKind) -> PluginError {
         PluginError::WrongKind {
             plugin: self.name.clone(),
             expected,

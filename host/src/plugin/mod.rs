@@ -25,6 +25,7 @@ mod error;
 mod exports;
 mod grants;
 mod host;
+mod provider;
 mod registry;
 mod sandbox;
 mod validate;
@@ -53,6 +54,7 @@ pub use convert::detection_rules;
 pub use error::PluginError;
 pub use grants::summary as grants_summary;
 pub use host::{HostOptions, Inspection, PluginHost, PluginSettings};
+pub use provider::{MAX_SAMPLES, MetricQuery, ProviderError, QueryError, Sample, TimeWindow};
 pub use registry::{BUILTIN_NAMES, EXPERIMENTAL_BUILTINS, Manifest, PluginSet, builtin_component};
 pub use sandbox::{EnvSource, HostWorld, PluginEvent};
 pub use validate::{MAX_REASON_BYTES, MAX_TEXT_BYTES};
@@ -78,11 +80,19 @@ pub enum PluginKind {
     Detector,
     Strategy,
     Hook,
+    /// Reads metrics for the analysis (`provider.rs`).
+    #[serde(rename = "metric-provider")]
+    MetricProvider,
 }
 
 impl PluginKind {
     /// Every kind, in the order messages list them.
-    pub const ALL: &[PluginKind] = &[PluginKind::Detector, PluginKind::Strategy, PluginKind::Hook];
+    pub const ALL: &[PluginKind] = &[
+        PluginKind::Detector,
+        PluginKind::Strategy,
+        PluginKind::Hook,
+        PluginKind::MetricProvider,
+    ];
 
     /// The kind whose interface is `name` (`strategy` in
     /// `adeploy:plugin/strategy@0.1.0`).
@@ -93,7 +103,7 @@ impl PluginKind {
             .find(|k| k.interface() == name)
     }
 
-    /// The interface names, for messages: `detector, strategy or hook`.
+    /// The interface names, for messages: `detector, strategy, hook or metric-provider`.
     pub fn listed() -> String {
         let names: Vec<&str> = PluginKind::ALL.iter().map(|k| k.interface()).collect();
         match names.split_last() {
@@ -108,6 +118,7 @@ impl PluginKind {
             PluginKind::Detector => "detector",
             PluginKind::Strategy => "strategy",
             PluginKind::Hook => "hook",
+            PluginKind::MetricProvider => "metric-provider",
         }
     }
 
@@ -117,6 +128,7 @@ impl PluginKind {
             PluginKind::Detector => "adeploy:plugin/detector-plugin@0.1.0",
             PluginKind::Strategy => "adeploy:plugin/strategy-plugin@0.1.0",
             PluginKind::Hook => "adeploy:plugin/hook-plugin@0.1.0",
+            PluginKind::MetricProvider => "adeploy:plugin/metric-provider-plugin@0.1.0",
         }
     }
 }

@@ -21,6 +21,7 @@ pub const BUILTIN_NAMES: &[&str] = &[
     "balanced",
     "aggressive",
     "http-smoke",
+    "prometheus",
 ];
 
 /// Built-ins installed only when an experimental switch is on: the canary

@@ -33,7 +33,7 @@ fn manifest_unknown_kind_with_newlines_gives_a_one_line_error() {
         .to_string();
     assert_eq!(
         err,
-        "plugin 'x': bad manifest x.toml:2:8: unknown variant `a\\nb`, expected one of `detector`, `strategy`, `hook`"
+        "plugin 'x': bad manifest x.toml:2:8: unknown variant `a\\nb`, expected one of `detector`, `strategy`, `hook`, `metric-provider`"
     );
     let err = Manifest::parse("name: y\nkind: \"a\\r\\nb\"\n", Path::new("y.yaml"))
         .unwrap_err()

@@ -15,5 +15,7 @@ mod fleet;
 mod fuzz_regressions;
 mod hostile;
 mod learning;
+mod metric_provider;
+mod prometheus_support;
 mod report_render;
 mod sandbox;
