@@ -56,6 +56,19 @@ pub enum ConfigError {
     },
 }
 
+/// The directory of the config file `path`, as relative paths in it are
+/// resolved: `my_config.yaml` (a bare name, as the seed writes it) is in
+/// `.`, not in `""` — `Path::parent` gives an empty path for a bare name,
+/// and an empty working directory makes every command fail to start.
+pub fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        // A bare name, or a path with no parent at all (`/`, ``).
+        _ if path.has_root() => path.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Parses YAML text into `T`, with `path:line:column` and the key path in errors.
 /// The only YAML entry point of adeploy (plugin manifests use it too).
 pub fn parse_yaml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
@@ -161,13 +174,13 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The directory relative paths in this config are resolved against.
+    /// The directory relative paths in this config are resolved against:
+    /// the config file's directory ([`config_dir`]), or `.` for the
+    /// embedded default.
     pub fn base_dir(&self) -> PathBuf {
         self.source
             .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
+            .map_or_else(|| PathBuf::from("."), config_dir)
     }
 
     fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
@@ -662,6 +675,40 @@ mod tests {
         let err = Config::from_layers("thresholds:\n  high_cpu: 1\n  - x\n", Path::new("bad.yaml"))
             .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { line: 3, .. }), "{err}");
+    }
+
+    /// Regression: `adeploy --config my_config.yaml run ...` (a bare file
+    /// name, as the seed and the README write it) made every command fail
+    /// with "cannot start `true` in :" because the base directory was "".
+    #[tokio::test]
+    async fn a_bare_config_file_name_is_in_the_working_directory() {
+        assert_eq!(config_dir(Path::new("my_config.yaml")), Path::new("."));
+        assert_eq!(config_dir(Path::new("./my_config.yaml")), Path::new("."));
+        assert_eq!(config_dir(Path::new("conf/my.yaml")), Path::new("conf"));
+        assert_eq!(config_dir(Path::new("/etc/my.yaml")), Path::new("/etc"));
+        assert_eq!(config_dir(Path::new("/")), Path::new("/"));
+
+        let cfg = Config::from_layers(
+            "services:\n  api:\n    deploy: 'true'\n",
+            Path::new("my_config.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.base_dir(), Path::new("."));
+        assert_eq!(Config::embedded().unwrap().base_dir(), Path::new("."));
+
+        // The command really starts there (it failed to spawn before).
+        let tmp = tempfile::tempdir().unwrap();
+        let log = crate::exec::DeploymentLog::create(tmp.path(), chrono::Local::now()).unwrap();
+        let cwd = cfg.base_dir();
+        let opts = crate::exec::RunOptions::new("api deploy", &cwd, &log);
+        let deploy = cfg.services["api"].deploy.clone().unwrap();
+        let out = crate::exec::run_command(&deploy, &opts).await.unwrap();
+        assert!(out.success, "{out:?}");
+        let pwd = crate::exec::run_command(&CommandSpec::Shell("pwd -P".into()), &opts)
+            .await
+            .unwrap();
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(pwd.tail, [here.display().to_string()]);
     }
 
     #[test]
