@@ -18,6 +18,7 @@ mod fleet;
 mod fuzz_regressions;
 mod hostile;
 mod learning;
+mod permissions;
 mod sandbox;
 mod scaffold;
 mod security;
