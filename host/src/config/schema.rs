@@ -287,6 +287,16 @@ pub struct HealthSpec {
     pub http: Option<String>,
     /// The status `http` must answer with (200 when not given).
     pub expect_status: Option<u16>,
+    /// A text the `http` answer's body must contain. `${ADEPLOY_DEPLOYMENT_ID}`,
+    /// `${ADEPLOY_VERSION}` and `${ADEPLOY_SERVICE}` are replaced first, so
+    /// an old instance still holding the port fails the check.
+    pub expect_body: Option<String>,
+    /// A regular expression (Rust `regex` syntax) the body must match; the
+    /// same variables are replaced, their values matched literally.
+    pub expect_body_regex: Option<String>,
+    /// Headers the `http` answer must carry: name (any case) → a text the
+    /// value must contain (variables replaced).
+    pub expect_headers: BTreeMap<String, String>,
     /// A `host:port` that must accept a TCP connection.
     pub tcp: Option<String>,
     /// A command that must exit 0.
@@ -329,6 +339,11 @@ pub struct ServiceConfig {
     pub rollback: Option<CommandSpec>,
     /// How to tell the service is healthy after deploying it.
     pub health: Option<HealthSpec>,
+    /// The version this deployment puts out (`run --set-version NAME=V`
+    /// overrides it). Exported to its commands as `ADEPLOY_VERSION`,
+    /// usable in health expectations as `${ADEPLOY_VERSION}`, recorded in
+    /// the history and the report.
+    pub version: Option<String>,
     /// Services deployed (and healthy) before this one.
     pub depends_on: Vec<String>,
     /// Deadline of one deploy including its health checks, in seconds.
