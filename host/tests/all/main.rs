@@ -16,6 +16,7 @@ mod engine;
 mod examples;
 mod fleet;
 mod fuzz_regressions;
+mod health_identity;
 mod hostile;
 mod learning;
 mod permissions;
