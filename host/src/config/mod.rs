@@ -17,9 +17,11 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod environments;
 mod schema;
 pub mod secret;
 mod template;
+pub use environments::{EffectiveSettings, Override};
 pub use schema::*;
 pub use template::{HEALTH_VARIABLES, Template};
 
@@ -193,24 +195,11 @@ impl Config {
         };
         self.validate_services(path, text)?;
         for (name, limits) in &self.resource_limits {
-            for (field, v) in [
-                ("cpu_limit", limits.cpu_limit),
-                ("memory_limit", limits.memory_limit),
-            ] {
-                if !(v > 0.0 && v <= 1.0) {
-                    return Err(semantic(
-                        format!("resource_limits.{name}.{field}"),
-                        format!("must be a fraction in (0, 1], got {v}"),
-                    ));
-                }
-            }
-            if limits.concurrency == 0 {
-                return Err(semantic(
-                    format!("resource_limits.{name}.concurrency"),
-                    "must be at least 1".to_string(),
-                ));
+            if let Err((field, message)) = check_limits(limits) {
+                return Err(semantic(format!("resource_limits.{name}.{field}"), message));
             }
         }
+        self.validate_environments(path, text)?;
         if self.monitoring.sample_interval_ms == 0 || self.monitoring.latency_timeout_ms == 0 {
             return Err(semantic(
                 "monitoring".to_string(),
@@ -284,22 +273,7 @@ impl Config {
     /// dependencies on defined services without cycles. Errors point at the
     /// line of the offending key when the user's file has it.
     fn validate_services(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let err = |keys: &[&str], message: String| {
-            let key = keys.join(".");
-            match locate(text, keys) {
-                Some((line, column)) => ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    line,
-                    column,
-                    message: format!("{key}: {message}"),
-                },
-                None => ConfigError::Semantic {
-                    path: path.to_path_buf(),
-                    key,
-                    message,
-                },
-            }
-        };
+        let err = |keys: &[&str], message: String| error_at(path, text, keys, message);
         for (name, s) in &self.services {
             if s.deploy.is_none() {
                 return Err(err(
@@ -474,6 +448,42 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+/// A strategy's budget makes sense: fractions in (0, 1], concurrency ≥ 1.
+/// `Err((field, message))`.
+fn check_limits(limits: &ResourceLimits) -> Result<(), (&'static str, String)> {
+    for (field, v) in [
+        ("cpu_limit", limits.cpu_limit),
+        ("memory_limit", limits.memory_limit),
+    ] {
+        if !(v > 0.0 && v <= 1.0) {
+            return Err((field, format!("must be a fraction in (0, 1], got {v}")));
+        }
+    }
+    if limits.concurrency == 0 {
+        return Err(("concurrency", "must be at least 1".to_string()));
+    }
+    Ok(())
+}
+
+/// An error about the key path `keys`, at its line and column in `text`
+/// when the user's file has it there.
+fn error_at(path: &Path, text: &str, keys: &[&str], message: String) -> ConfigError {
+    let key = keys.join(".");
+    match locate(text, keys) {
+        Some((line, column)) => ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: format!("{key}: {message}"),
+        },
+        None => ConfigError::Semantic {
+            path: path.to_path_buf(),
+            key,
+            message,
+        },
     }
 }
 

@@ -42,6 +42,9 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Remote hosts for `target: ssh` services, and how to reach them.
     pub inventory: Inventory,
+    /// Settings that differ per environment, applied over the ones above
+    /// once the environment is known ([`Config::for_environment`](super::Config::for_environment)).
+    pub environments: BTreeMap<super::Environment, EnvironmentSettings>,
     /// The file this config was loaded from (none for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -60,7 +63,7 @@ pub struct ResourceLimits {
 }
 
 /// `thresholds`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// CPU percent above which adeploy becomes cautious.
@@ -120,7 +123,7 @@ pub struct Approvals {
 }
 
 /// `alerts`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Alerts {
     /// Alert after this many consecutive failures of a service or in an
@@ -182,7 +185,7 @@ pub struct MethodWeights {
 }
 
 /// `hooks`: commands run before and after a deployment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Hooks {
     pub pre_deployment_scripts: Vec<String>,
@@ -190,7 +193,7 @@ pub struct Hooks {
 }
 
 /// `experimental`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Experimental {
     pub enable_predictive_scaling: bool,
@@ -421,4 +424,66 @@ impl Default for SshSettings {
             control_persist_s: 60,
         }
     }
+}
+
+/// `environments.<env>`: what one environment changes. Every key is
+/// optional; what is not given comes from the top-level section of the same
+/// name. (Room for more per-environment sections: each is a field here.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentSettings {
+    /// Over `thresholds`.
+    pub thresholds: ThresholdsOverride,
+    /// Over `resource_limits`, per strategy (a strategy missing from
+    /// `resource_limits` needs all three values).
+    pub resource_limits: BTreeMap<String, ResourceLimitsOverride>,
+    /// Over `experimental`.
+    pub experimental: ExperimentalOverride,
+    /// Over `alerts`.
+    pub alerts: AlertsOverride,
+    /// Over `hooks` (a list given here replaces the top-level one).
+    pub hooks: HooksOverride,
+}
+
+/// `environments.<env>.thresholds`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdsOverride {
+    pub high_cpu: Option<f64>,
+    pub critical_memory: Option<f64>,
+    pub max_deployment_time: Option<u32>,
+    pub min_free_disk_percent: Option<f64>,
+}
+
+/// `environments.<env>.resource_limits.<strategy>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceLimitsOverride {
+    pub cpu_limit: Option<f64>,
+    pub memory_limit: Option<f64>,
+    pub concurrency: Option<u32>,
+}
+
+/// `environments.<env>.experimental`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentalOverride {
+    pub enable_predictive_scaling: Option<bool>,
+    pub enable_canary_deployments: Option<bool>,
+    pub enable_rollback_prediction: Option<bool>,
+}
+
+/// `environments.<env>.alerts`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsOverride {
+    pub consecutive_failures: Option<u32>,
+}
+
+/// `environments.<env>.hooks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksOverride {
+    pub pre_deployment_scripts: Option<Vec<String>>,
+    pub post_deployment_scripts: Option<Vec<String>>,
 }
