@@ -83,8 +83,13 @@ pub struct Thresholds {
 pub struct Monitoring {
     /// Interval of background samples during a deployment, in milliseconds.
     pub sample_interval_ms: u64,
-    /// Window over which a trend (rising, steady, falling) is computed, in seconds.
+    /// Window over which a trend (rising, steady, falling) is computed, in
+    /// seconds: the history's stored samples within it plus live ones.
     pub trend_window_s: u64,
+    /// Fewer samples than this in the window: "not enough data", no trend.
+    pub trend_min_samples: u32,
+    /// Samples spanning less than this many seconds: "not enough data".
+    pub trend_min_span_s: u64,
     /// `host:port` endpoints whose TCP connect time is the network latency.
     pub latency_endpoints: Vec<String>,
     /// Deadline of one latency probe, in milliseconds.

@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 pub use disk::RELIST_EVERY;
 pub use latency::{EndpointLatency, measure_latency, median_latency};
 pub use trend::{
-    Direction, Metric, STEADY_LOAD_PER_MIN, STEADY_PERCENT_PER_MIN, Trend, trend, trends,
+    Direction, Metric, STEADY_LOAD_PER_MIN, STEADY_PERCENT_PER_MIN, Trend, TrendReport,
+    TrendVerdict, TrendWindow, assess, assess_all, recent_samples, trend, trends,
 };
 
 /// One reading of the machine.
@@ -363,6 +364,19 @@ impl Sampler {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         self.samples.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl From<&crate::history::MetricSample> for Snapshot {
+    fn from(s: &crate::history::MetricSample) -> Self {
+        Snapshot {
+            timestamp: s.timestamp,
+            cpu_percent: s.cpu_percent,
+            memory_percent: s.memory_percent,
+            disk_percent: s.disk_percent,
+            load_per_core: s.load_per_core,
+            network_latency_ms: s.network_latency_ms,
+        }
     }
 }
 
