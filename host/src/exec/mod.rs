@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use command::{CommandOutcome, run_command};
+pub use command::{CommandOutcome, run_command, run_command_tracked};
 pub use env::{CommandContext, command_env};
 pub use health::{HealthOutcome, HealthPolicy, ProbeResult, check_spec, probe, validate};
 pub use log::DeploymentLog;

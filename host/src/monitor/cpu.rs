@@ -161,7 +161,7 @@ impl CpuCounter {
 
 /// The mount point of the cgroup v2 hierarchy (`/sys/fs/cgroup`, or
 /// `/sys/fs/cgroup/unified` on hybrid systems).
-fn cgroup2_mount() -> Option<PathBuf> {
+pub(crate) fn cgroup2_mount() -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
@@ -228,7 +228,7 @@ fn read_proc_stat() -> Option<(u64, u64)> {
 }
 
 /// The number of `cpuN` lines of `/proc/stat`.
-fn online_cpus() -> Option<usize> {
+pub(crate) fn online_cpus() -> Option<usize> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
     let n = text
         .lines()

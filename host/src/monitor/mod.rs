@@ -22,6 +22,7 @@
 pub mod cpu;
 mod disk;
 mod latency;
+pub mod process;
 mod trend;
 
 use std::path::{Path, PathBuf};
@@ -34,6 +35,9 @@ use serde::{Deserialize, Serialize};
 pub use cpu::{CpuBasis, CpuSource};
 pub use disk::RELIST_EVERY;
 pub use latency::{EndpointLatency, measure_latency, median_latency};
+pub use process::{
+    OwnUsage, ProcessSample, ProcessTracker, ProcessTreeSampler, TrackingMode, summarize,
+};
 pub use trend::{
     Direction, Metric, STEADY_LOAD_PER_MIN, STEADY_PERCENT_PER_MIN, Trend, TrendReport,
     TrendVerdict, TrendWindow, assess, assess_all, recent_samples, trend, trends,

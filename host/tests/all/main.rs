@@ -20,6 +20,7 @@ mod health_identity;
 mod hostile;
 mod learning;
 mod permissions;
+mod process_tree;
 mod sandbox;
 mod scaffold;
 mod security;
