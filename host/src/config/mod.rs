@@ -518,7 +518,7 @@ fn validate_expectations(
     if let Some(re) = &h.expect_body_regex {
         let t = Template::parse(re).map_err(|m| err(&["expect_body_regex"], m))?;
         let sample = t
-            .render(|_| Some("x".to_string()), |v| regex::escape(v))
+            .render(|_| Some("x".to_string()), regex::escape)
             .unwrap_or_default();
         regex::Regex::new(&sample).map_err(|e| {
             err(

@@ -442,7 +442,7 @@ fn compile(
     lookup: impl Fn(&str) -> Option<String>,
 ) -> Result<regex::Regex, String> {
     let source = template
-        .render(lookup, |v| regex::escape(v))
+        .render(lookup, regex::escape)
         .map_err(|name| format!("`expect_body_regex` uses ${{{name}}}, which has no value"))?;
     regex::Regex::new(&source).map_err(|e| {
         format!(
