@@ -3,7 +3,8 @@
 //! that are not paid on every call: the mount list the monitor reads again at
 //! most every 10 s, and the full disk enumeration the monitor used to do on
 //! every sample. After the criterion groups, a plain loop times samples spaced
-//! past sysinfo's 200 ms CPU interval, the ones that also refresh CPU figures.
+//! past the CPU figure's window (50 ms with the cgroup v2 counter, 200 ms with
+//! `/proc/stat`), the ones that also refresh CPU figures.
 //! Run: `cargo bench -p adeploy --bench monitor`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -18,8 +19,9 @@ use sysinfo::{DiskRefreshKind, Disks};
 
 fn monitor() -> SystemMonitor {
     let m = SystemMonitor::new(&std::env::temp_dir()).unwrap();
-    // Warm-up: the first call waits out sysinfo's minimum CPU interval and
-    // lists the mounts; `detailed` also takes its first I/O reading.
+    // Warm-up: the first call waits out the CPU counter's window (and
+    // sysinfo's per-core interval) and lists the mounts; `detailed` also
+    // takes its first I/O reading.
     m.detailed();
     m
 }
@@ -43,7 +45,8 @@ fn benches(c: &mut Criterion) {
 }
 
 /// Samples that refresh the CPU figures cannot be timed back to back (the
-/// monitor reuses the CPU figure within 200 ms), so: 20 samples 210 ms apart.
+/// monitor reuses the CPU figure within its window, at most 200 ms), so: 20
+/// samples 210 ms apart.
 fn samples_with_cpu_refresh(m: &SystemMonitor, what: &str, f: impl Fn(&SystemMonitor)) {
     let mut times: Vec<Duration> = (0..20)
         .map(|_| {

@@ -28,6 +28,7 @@ pub mod config;
 pub mod detect;
 pub mod engine;
 pub mod exec;
+pub mod fs;
 pub mod history;
 pub mod ml;
 pub mod monitor;

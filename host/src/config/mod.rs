@@ -18,11 +18,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod analysis;
+mod environments;
 pub mod placeholders;
 mod schema;
 pub mod secret;
+mod template;
 pub use analysis::DEFAULT_CONFIDENCE;
+pub use environments::{EffectiveSettings, Override};
 pub use schema::*;
+pub use template::{HEALTH_VARIABLES, Template};
 
 /// The documented default configuration, compiled into the binary.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../../config/deployment_config.yaml");
@@ -57,6 +61,19 @@ pub enum ConfigError {
         key: String,
         message: String,
     },
+}
+
+/// The directory of the config file `path`, as relative paths in it are
+/// resolved: `my_config.yaml` (a bare name, as the seed writes it) is in
+/// `.`, not in `""` — `Path::parent` gives an empty path for a bare name,
+/// and an empty working directory makes every command fail to start.
+pub fn config_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        // A bare name, or a path with no parent at all (`/`, ``).
+        _ if path.has_root() => path.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Parses YAML text into `T`, with `path:line:column` and the key path in errors.
@@ -164,13 +181,13 @@ impl Config {
         Ok(cfg)
     }
 
-    /// The directory relative paths in this config are resolved against.
+    /// The directory relative paths in this config are resolved against:
+    /// the config file's directory ([`config_dir`]), or `.` for the
+    /// embedded default.
     pub fn base_dir(&self) -> PathBuf {
         self.source
             .as_deref()
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."))
+            .map_or_else(|| PathBuf::from("."), config_dir)
     }
 
     fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
@@ -182,24 +199,11 @@ impl Config {
         self.validate_services(path, text)?;
         self.validate_analysis(path, text)?;
         for (name, limits) in &self.resource_limits {
-            for (field, v) in [
-                ("cpu_limit", limits.cpu_limit),
-                ("memory_limit", limits.memory_limit),
-            ] {
-                if !(v > 0.0 && v <= 1.0) {
-                    return Err(semantic(
-                        format!("resource_limits.{name}.{field}"),
-                        format!("must be a fraction in (0, 1], got {v}"),
-                    ));
-                }
-            }
-            if limits.concurrency == 0 {
-                return Err(semantic(
-                    format!("resource_limits.{name}.concurrency"),
-                    "must be at least 1".to_string(),
-                ));
+            if let Err((field, message)) = check_limits(limits) {
+                return Err(semantic(format!("resource_limits.{name}.{field}"), message));
             }
         }
+        self.validate_environments(path, text)?;
         if self.monitoring.sample_interval_ms == 0 || self.monitoring.latency_timeout_ms == 0 {
             return Err(semantic(
                 "monitoring".to_string(),
@@ -273,22 +277,7 @@ impl Config {
     /// dependencies on defined services without cycles. Errors point at the
     /// line of the offending key when the user's file has it.
     fn validate_services(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let err = |keys: &[&str], message: String| {
-            let key = keys.join(".");
-            match locate(text, keys) {
-                Some((line, column)) => ConfigError::Invalid {
-                    path: path.to_path_buf(),
-                    line,
-                    column,
-                    message: format!("{key}: {message}"),
-                },
-                None => ConfigError::Semantic {
-                    path: path.to_path_buf(),
-                    key,
-                    message,
-                },
-            }
-        };
+        let err = |keys: &[&str], message: String| error_at(path, text, keys, message);
         for (name, s) in &self.services {
             if s.deploy.is_none() {
                 return Err(err(
@@ -335,6 +324,14 @@ impl Config {
                         format!("{addr:?} is not host:port"),
                     ));
                 }
+                validate_expectations(h, &|key: &[&str], message: String| {
+                    let mut keys = vec!["services", name.as_str(), "health"];
+                    keys.extend_from_slice(key);
+                    err(&keys, message)
+                })?;
+            }
+            if let Some(v) = &s.version {
+                check_version(v).map_err(|m| err(&["services", name, "version"], m))?;
             }
             self.validate_fleet(name, s, &err)?;
             for dep in &s.depends_on {
@@ -458,6 +455,225 @@ impl Config {
     }
 }
 
+/// A strategy's budget makes sense: fractions in (0, 1], concurrency ≥ 1.
+/// `Err((field, message))`.
+fn check_limits(limits: &ResourceLimits) -> Result<(), (&'static str, String)> {
+    for (field, v) in [
+        ("cpu_limit", limits.cpu_limit),
+        ("memory_limit", limits.memory_limit),
+    ] {
+        if !(v > 0.0 && v <= 1.0) {
+            return Err((field, format!("must be a fraction in (0, 1], got {v}")));
+        }
+    }
+    if limits.concurrency == 0 {
+        return Err(("concurrency", "must be at least 1".to_string()));
+    }
+    Ok(())
+}
+
+/// An error about the key path `keys`, at its line and column in `text`
+/// when the user's file has it there.
+fn error_at(path: &Path, text: &str, keys: &[&str], message: String) -> ConfigError {
+    let key = keys.join(".");
+    match locate(text, keys) {
+        Some((line, column)) => ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: format!("{key}: {message}"),
+        },
+        None => ConfigError::Semantic {
+            path: path.to_path_buf(),
+            key,
+            message,
+        },
+    }
+}
+
+/// `expect_body`, `expect_body_regex` and `expect_headers` of a health
+/// check: only for `http`, known variables only, a regex that compiles, a
+/// header name that is one. `err` takes the key path below `health`.
+fn validate_expectations(
+    h: &HealthSpec,
+    err: &dyn Fn(&[&str], String) -> ConfigError,
+) -> Result<(), ConfigError> {
+    if h.http.is_none() {
+        for (key, set) in [
+            ("expect_body", h.expect_body.is_some()),
+            ("expect_body_regex", h.expect_body_regex.is_some()),
+            ("expect_headers", !h.expect_headers.is_empty()),
+        ] {
+            if set {
+                return Err(err(&[key], "only applies to an `http` check".to_string()));
+            }
+        }
+        return Ok(());
+    }
+    if let Some(body) = &h.expect_body {
+        if body.is_empty() {
+            return Err(err(
+                &["expect_body"],
+                "is empty (every body contains it)".to_string(),
+            ));
+        }
+        Template::parse(body).map_err(|m| err(&["expect_body"], m))?;
+    }
+    if let Some(re) = &h.expect_body_regex {
+        let t = Template::parse(re).map_err(|m| err(&["expect_body_regex"], m))?;
+        let sample = t
+            .render(|_| Some("x".to_string()), regex::escape)
+            .unwrap_or_default();
+        regex::Regex::new(&sample).map_err(|e| {
+            err(
+                &["expect_body_regex"],
+                format!("is not a regular expression: {}", regex_error(&e)),
+            )
+        })?;
+    }
+    for (name, value) in &h.expect_headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(err(
+                &["expect_headers", name],
+                format!("{:?} is not an HTTP header name", one_line(name)),
+            ));
+        }
+        Template::parse(value).map_err(|m| err(&["expect_headers", name], m))?;
+    }
+    Ok(())
+}
+
+/// The one line of a `regex` error that says what is wrong (its Display
+/// draws the pattern with a caret under the problem, over several lines).
+pub(crate) fn regex_error(e: &regex::Error) -> String {
+    let text = e.to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map_or_else(|| one_line(&text).into_owned(), str::to_string)
+}
+
+/// A version as a service may declare it: 1 to 128 printable characters, no
+/// spaces (it goes into environment variables, file names and reports).
+pub fn check_version(v: &str) -> Result<(), String> {
+    if v.is_empty() {
+        return Err("is empty".to_string());
+    }
+    if v.chars().count() > 128 {
+        return Err("is longer than 128 characters".to_string());
+    }
+    if let Some(c) = v.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{:?} contains {:?}; a version has no spaces or control characters",
+            one_line(v),
+            c
+        ));
+    }
+    Ok(())
+}
+
+/// `NAME=VERSION`, as `run --set-version` takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionOverride {
+    pub service: String,
+    pub version: String,
+}
+
+impl std::str::FromStr for VersionOverride {
+    type Err = String;
+
+    /// `api=1.2.3` → service `api`, version `1.2.3`; the message of an error
+    /// says what the form is.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let Some((service, version)) = s.split_once('=') else {
+            return Err(format!(
+                "{:?} is not SERVICE=VERSION (e.g. api=1.2.3)",
+                one_line(s)
+            ));
+        };
+        if service.is_empty() {
+            return Err(format!("{:?} names no service", one_line(s)));
+        }
+        check_version(version).map_err(|m| format!("version of {}: {m}", one_line(service)))?;
+        Ok(VersionOverride {
+            service: service.to_string(),
+            version: version.to_string(),
+        })
+    }
+}
+
+impl Config {
+    /// Sets the versions of `run --set-version` over the config's. An unknown
+    /// service is an error naming the defined ones.
+    pub fn set_versions(&mut self, overrides: &[VersionOverride]) -> Result<(), ConfigError> {
+        let path = self
+            .source
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_NAME));
+        for o in overrides {
+            let Some(s) = self.services.get_mut(&o.service) else {
+                return Err(ConfigError::Semantic {
+                    path,
+                    key: format!("--set-version {}", o.service),
+                    message: format!(
+                        "unknown service (defined: {})",
+                        self.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            };
+            check_version(&o.version).map_err(|message| ConfigError::Semantic {
+                path: path.clone(),
+                key: format!("--set-version {}", o.service),
+                message,
+            })?;
+            s.version = Some(o.version.clone());
+        }
+        Ok(())
+    }
+
+    /// The version of service `name` (after [`Config::set_versions`]).
+    pub fn version_of(&self, name: &str) -> Option<&str> {
+        self.services.get(name)?.version.as_deref()
+    }
+
+    /// Checks, before a deployment of `services`, that every health
+    /// expectation using `${ADEPLOY_VERSION}` has a version to compare with.
+    pub fn check_health_versions(&self, services: &[String]) -> Result<(), ConfigError> {
+        for name in services {
+            let Some(s) = self.services.get(name) else {
+                continue;
+            };
+            let Some(h) = &s.health else { continue };
+            if s.version.is_some() {
+                continue;
+            }
+            let texts = h
+                .expect_body
+                .iter()
+                .map(|t| ("expect_body", t))
+                .chain(h.expect_body_regex.iter().map(|t| ("expect_body_regex", t)))
+                .chain(h.expect_headers.values().map(|t| ("expect_headers", t)));
+            for (key, text) in texts {
+                let uses = Template::parse(text)
+                    .map(|t| t.variables().contains(&"ADEPLOY_VERSION"))
+                    .unwrap_or(false);
+                if uses {
+                    return Err(ConfigError::Semantic {
+                        path: self
+                            .source
+                            .clone()
+                            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_NAME)),
+                        key: format!("services.{name}.health.{key}"),
+                        message: format!(
+                            "uses ${{ADEPLOY_VERSION}} but {name} has no version: set services.{name}.version or run --set-version {name}=VERSION"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A cycle in `depends_on`, as the list of services on it (first repeated last).
 fn dependency_cycle(services: &BTreeMap<String, ServiceConfig>) -> Option<Vec<String>> {
     fn visit<'a>(
@@ -494,13 +710,25 @@ fn dependency_cycle(services: &BTreeMap<String, ServiceConfig>) -> Option<Vec<St
         .find_map(|n| visit(n, services, &mut Vec::new(), &mut done))
 }
 
-/// The 1-based line and column of a key path in block-style YAML, if present.
+/// The 1-based line and column of a key path in block-style YAML (a flow
+/// mapping on the parent's line, `health: { http: …, expect_body: … }`,
+/// included), if present.
 fn locate(text: &str, keys: &[&str]) -> Option<(usize, usize)> {
     let mut from = 0usize;
     let mut parent_indent: Option<usize> = None;
     let mut found = None;
     let lines: Vec<&str> = text.lines().collect();
+    // Where the previous key ended: (line index, byte offset).
+    let mut after_prev: Option<(usize, usize)> = None;
     for key in keys {
+        if let Some((li, off)) = after_prev
+            && let Some(pos) = find_flow_key(&lines[li][off..], key)
+        {
+            let col = off + pos;
+            found = Some((li + 1, lines[li][..col].chars().count() + 1));
+            after_prev = Some((li, col + key.len()));
+            continue;
+        }
         let mut hit = None;
         for (i, line) in lines.iter().enumerate().skip(from) {
             let trimmed = line.trim_start();
@@ -527,11 +755,28 @@ fn locate(text: &str, keys: &[&str]) -> Option<(usize, usize)> {
             }
         }
         let (i, indent) = hit?;
-        found = Some((i + 1, indent + 1));
+        found = Some((i + 1, lines[i][..indent].chars().count() + 1));
+        let bare_at =
+            indent + (lines[i].len() - indent - lines[i][indent..].trim_start_matches("- ").len());
+        after_prev = Some((i, bare_at + key.len()));
         from = i;
         parent_indent = Some(indent);
     }
     found
+}
+
+/// The byte offset of `key:` inside a flow mapping in `rest` (the remainder
+/// of a line after its parent key), if there.
+fn find_flow_key(rest: &str, key: &str) -> Option<usize> {
+    let open = rest.find('{')?;
+    rest.match_indices(key)
+        .map(|(i, _)| i)
+        .filter(|&i| i > open)
+        .find(|&i| {
+            let before = rest[..i].trim_end_matches(['"', '\'']);
+            let after = rest[i + key.len()..].trim_start_matches(['"', '\'']);
+            before.ends_with(['{', ',', ' ']) && after.trim_start().starts_with(':')
+        })
 }
 
 /// Merges the user layer over the defaults. `services` is replaced whole: the
@@ -666,6 +911,144 @@ mod tests {
         let err = Config::from_layers("thresholds:\n  high_cpu: 1\n  - x\n", Path::new("bad.yaml"))
             .unwrap_err();
         assert!(matches!(err, ConfigError::Invalid { line: 3, .. }), "{err}");
+    }
+
+    /// Regression: `adeploy --config my_config.yaml run ...` (a bare file
+    /// name, as the seed and the README write it) made every command fail
+    /// with "cannot start `true` in :" because the base directory was "".
+    #[tokio::test]
+    async fn a_bare_config_file_name_is_in_the_working_directory() {
+        assert_eq!(config_dir(Path::new("my_config.yaml")), Path::new("."));
+        assert_eq!(config_dir(Path::new("./my_config.yaml")), Path::new("."));
+        assert_eq!(config_dir(Path::new("conf/my.yaml")), Path::new("conf"));
+        assert_eq!(config_dir(Path::new("/etc/my.yaml")), Path::new("/etc"));
+        assert_eq!(config_dir(Path::new("/")), Path::new("/"));
+
+        let cfg = Config::from_layers(
+            "services:\n  api:\n    deploy: 'true'\n",
+            Path::new("my_config.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.base_dir(), Path::new("."));
+        assert_eq!(Config::embedded().unwrap().base_dir(), Path::new("."));
+
+        // The command really starts there (it failed to spawn before).
+        let tmp = tempfile::tempdir().unwrap();
+        let log = crate::exec::DeploymentLog::create(tmp.path(), chrono::Local::now()).unwrap();
+        let cwd = cfg.base_dir();
+        let opts = crate::exec::RunOptions::new("api deploy", &cwd, &log);
+        let deploy = cfg.services["api"].deploy.clone().unwrap();
+        let out = crate::exec::run_command(&deploy, &opts).await.unwrap();
+        assert!(out.success, "{out:?}");
+        let pwd = crate::exec::run_command(&CommandSpec::Shell("pwd -P".into()), &opts)
+            .await
+            .unwrap();
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        assert_eq!(pwd.tail, [here.display().to_string()]);
+    }
+
+    /// `(line, column)` of the first `needle` in `text`, 1-based.
+    fn position(text: &str, needle: &str) -> (usize, usize) {
+        text.lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+            .unwrap()
+    }
+
+    #[test]
+    fn health_expectations_and_versions_are_checked_with_positions() {
+        let service = |health: &str, extra: &str| {
+            format!("services:\n  api:\n    deploy: 'true'\n{extra}    health: {health}\n")
+        };
+        let cases = [
+            (
+                service(
+                    "{ http: \"http://127.0.0.1:1/h\", expect_body: \"v=${ADEPLOY_VERISON}\" }",
+                    "",
+                ),
+                "expect_body",
+                "services.api.health.expect_body: unknown variable ${ADEPLOY_VERISON} (known: ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_VERSION}, ${ADEPLOY_SERVICE})",
+            ),
+            (
+                service(
+                    "\n      http: http://127.0.0.1:1/h\n      expect_body_regex: 'v=(${ADEPLOY_VERSION}'",
+                    "",
+                ),
+                "expect_body_regex",
+                "services.api.health.expect_body_regex: is not a regular expression: unclosed group",
+            ),
+            (
+                service("{ tcp: \"127.0.0.1:1\", expect_body: ok }", ""),
+                "expect_body",
+                "services.api.health.expect_body: only applies to an `http` check",
+            ),
+            (
+                service(
+                    "\n      http: http://127.0.0.1:1/h\n      expect_headers:\n        \"bad header\": x",
+                    "",
+                ),
+                "\"bad header\"",
+                "services.api.health.expect_headers.bad header: \"bad header\" is not an HTTP header name",
+            ),
+            (
+                service(
+                    "{ http: \"http://127.0.0.1:1/h\" }",
+                    "    version: 1.2 beta\n",
+                ),
+                "version",
+                "services.api.version: \"1.2 beta\" contains ' '; a version has no spaces or control characters",
+            ),
+        ];
+        for (text, at, message) in cases {
+            let err = Config::from_layers(&text, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            let (line, column) = position(&text, at);
+            assert_eq!(err, format!("c.yaml:{line}:{column}: {message}"), "{text}");
+        }
+
+        let ok = service(
+            "\n      http: http://127.0.0.1:1/h\n      expect_body: \"deployment=${ADEPLOY_DEPLOYMENT_ID}\"\n      expect_body_regex: '^v=${ADEPLOY_VERSION}\\b'\n      expect_headers: { X-Service: \"${ADEPLOY_SERVICE}\" }",
+            "    version: 1.2.3\n",
+        );
+        let cfg = Config::from_layers(&ok, Path::new("c.yaml")).unwrap();
+        assert_eq!(cfg.version_of("api"), Some("1.2.3"));
+        let h = cfg.services["api"].health.as_ref().unwrap();
+        assert_eq!(h.expect_headers["X-Service"], "${ADEPLOY_SERVICE}");
+    }
+
+    #[test]
+    fn versions_can_be_set_for_a_run() {
+        let text = "services:\n  api:\n    deploy: 'true'\n    health:\n      http: http://127.0.0.1:1/h\n      expect_body: \"${ADEPLOY_VERSION}\"\n  web:\n    deploy: 'true'\n";
+        let mut cfg = Config::from_layers(text, Path::new("c.yaml")).unwrap();
+        let all = ["api".to_string(), "web".to_string()];
+        assert_eq!(
+            cfg.check_health_versions(&all).unwrap_err().to_string(),
+            "c.yaml: services.api.health.expect_body: uses ${ADEPLOY_VERSION} but api has no version: set services.api.version or run --set-version api=VERSION"
+        );
+        assert!(cfg.check_health_versions(&["web".to_string()]).is_ok());
+
+        let o: VersionOverride = "api=1.2.3".parse().unwrap();
+        assert_eq!((o.service.as_str(), o.version.as_str()), ("api", "1.2.3"));
+        assert_eq!(
+            "api".parse::<VersionOverride>().unwrap_err(),
+            "\"api\" is not SERVICE=VERSION (e.g. api=1.2.3)"
+        );
+        assert_eq!(
+            "api=".parse::<VersionOverride>().unwrap_err(),
+            "version of api: is empty"
+        );
+        cfg.set_versions(&[o]).unwrap();
+        assert_eq!(cfg.version_of("api"), Some("1.2.3"));
+        assert!(cfg.check_health_versions(&all).is_ok());
+        let unknown = VersionOverride {
+            service: "db".into(),
+            version: "1".into(),
+        };
+        assert_eq!(
+            cfg.set_versions(&[unknown]).unwrap_err().to_string(),
+            "c.yaml: --set-version db: unknown service (defined: api, web)"
+        );
     }
 
     #[test]

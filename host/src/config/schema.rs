@@ -42,8 +42,8 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Remote hosts for `target: ssh` services, and how to reach them.
     pub inventory: Inventory,
-    /// Per-environment settings (`environments.<env>`), e.g. what an
-    /// inconclusive analysis means there.
+    /// Settings that differ per environment, applied over the ones above
+    /// once the environment is known ([`Config::for_environment`](super::Config::for_environment)).
     pub environments: BTreeMap<super::Environment, EnvironmentSettings>,
     /// The file this config was loaded from (none for the embedded default).
     #[serde(skip)]
@@ -63,7 +63,7 @@ pub struct ResourceLimits {
 }
 
 /// `thresholds`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
     /// CPU percent above which adeploy becomes cautious.
@@ -83,8 +83,13 @@ pub struct Thresholds {
 pub struct Monitoring {
     /// Interval of background samples during a deployment, in milliseconds.
     pub sample_interval_ms: u64,
-    /// Window over which a trend (rising, steady, falling) is computed, in seconds.
+    /// Window over which a trend (rising, steady, falling) is computed, in
+    /// seconds: the history's stored samples within it plus live ones.
     pub trend_window_s: u64,
+    /// Fewer samples than this in the window: "not enough data", no trend.
+    pub trend_min_samples: u32,
+    /// Samples spanning less than this many seconds: "not enough data".
+    pub trend_min_span_s: u64,
     /// `host:port` endpoints whose TCP connect time is the network latency.
     pub latency_endpoints: Vec<String>,
     /// Deadline of one latency probe, in milliseconds.
@@ -123,7 +128,7 @@ pub struct Approvals {
 }
 
 /// `alerts`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Alerts {
     /// Alert after this many consecutive failures of a service or in an
@@ -185,7 +190,7 @@ pub struct MethodWeights {
 }
 
 /// `hooks`: commands run before and after a deployment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Hooks {
     pub pre_deployment_scripts: Vec<String>,
@@ -193,7 +198,7 @@ pub struct Hooks {
 }
 
 /// `experimental`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Experimental {
     pub enable_predictive_scaling: bool,
@@ -290,6 +295,16 @@ pub struct HealthSpec {
     pub http: Option<String>,
     /// The status `http` must answer with (200 when not given).
     pub expect_status: Option<u16>,
+    /// A text the `http` answer's body must contain. `${ADEPLOY_DEPLOYMENT_ID}`,
+    /// `${ADEPLOY_VERSION}` and `${ADEPLOY_SERVICE}` are replaced first, so
+    /// an old instance still holding the port fails the check.
+    pub expect_body: Option<String>,
+    /// A regular expression (Rust `regex` syntax) the body must match; the
+    /// same variables are replaced, their values matched literally.
+    pub expect_body_regex: Option<String>,
+    /// Headers the `http` answer must carry: name (any case) → a text the
+    /// value must contain (variables replaced).
+    pub expect_headers: BTreeMap<String, String>,
     /// A `host:port` that must accept a TCP connection.
     pub tcp: Option<String>,
     /// A command that must exit 0.
@@ -332,6 +347,11 @@ pub struct ServiceConfig {
     pub rollback: Option<CommandSpec>,
     /// How to tell the service is healthy after deploying it.
     pub health: Option<HealthSpec>,
+    /// The version this deployment puts out (`run --set-version NAME=V`
+    /// overrides it). Exported to its commands as `ADEPLOY_VERSION`,
+    /// usable in health expectations as `${ADEPLOY_VERSION}`, recorded in
+    /// the history and the report.
+    pub version: Option<String>,
     /// Services deployed (and healthy) before this one.
     pub depends_on: Vec<String>,
     /// Deadline of one deploy including its health checks, in seconds.
@@ -413,6 +433,70 @@ impl Default for SshSettings {
     }
 }
 
+/// `environments.<env>`: what one environment changes. Every key is
+/// optional; what is not given comes from the top-level section of the same
+/// name. (Room for more per-environment sections: each is a field here.)
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnvironmentSettings {
+    /// Over `thresholds`.
+    pub thresholds: ThresholdsOverride,
+    /// Over `resource_limits`, per strategy (a strategy missing from
+    /// `resource_limits` needs all three values).
+    pub resource_limits: BTreeMap<String, ResourceLimitsOverride>,
+    /// Over `experimental`.
+    pub experimental: ExperimentalOverride,
+    /// Over `alerts`.
+    pub alerts: AlertsOverride,
+    /// Over `hooks` (a list given here replaces the top-level one).
+    pub hooks: HooksOverride,
+    /// How analysis results are acted on in this environment.
+    pub analysis: EnvironmentAnalysis,
+}
+
+/// `environments.<env>.thresholds`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThresholdsOverride {
+    pub high_cpu: Option<f64>,
+    pub critical_memory: Option<f64>,
+    pub max_deployment_time: Option<u32>,
+    pub min_free_disk_percent: Option<f64>,
+}
+
+/// `environments.<env>.resource_limits.<strategy>`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceLimitsOverride {
+    pub cpu_limit: Option<f64>,
+    pub memory_limit: Option<f64>,
+    pub concurrency: Option<u32>,
+}
+
+/// `environments.<env>.experimental`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentalOverride {
+    pub enable_predictive_scaling: Option<bool>,
+    pub enable_canary_deployments: Option<bool>,
+    pub enable_rollback_prediction: Option<bool>,
+}
+
+/// `environments.<env>.alerts`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsOverride {
+    pub consecutive_failures: Option<u32>,
+}
+
+/// `environments.<env>.hooks`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HooksOverride {
+    pub pre_deployment_scripts: Option<Vec<String>>,
+    pub post_deployment_scripts: Option<Vec<String>>,
+}
+
 /// `services.<name>.analysis`: the metrics that judge a step of this service.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -492,14 +576,6 @@ impl Direction {
             Direction::Either => "either",
         }
     }
-}
-
-/// `environments.<env>`: settings that differ by environment.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct EnvironmentSettings {
-    /// How analysis results are acted on in this environment.
-    pub analysis: EnvironmentAnalysis,
 }
 
 /// `environments.<env>.analysis`.

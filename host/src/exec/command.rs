@@ -41,6 +41,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 
 use super::{DeploymentLog, ExecError, RunOptions, human};
 use crate::config::CommandSpec;
+use crate::monitor::ProcessTracker;
 
 /// How long output is still collected after the main process exited.
 pub const DRAIN: Duration = Duration::from_millis(200);
@@ -141,6 +142,16 @@ pub async fn run_command(
     spec: &CommandSpec,
     opts: &RunOptions<'_>,
 ) -> Result<CommandOutcome, ExecError> {
+    run_command_tracked(spec, opts, None).await
+}
+
+/// [`run_command`], with the command (and everything it starts) counted as
+/// the deployment's own by `tracker` (see [`ProcessTracker`]).
+pub async fn run_command_tracked(
+    spec: &CommandSpec,
+    opts: &RunOptions<'_>,
+    tracker: Option<&ProcessTracker>,
+) -> Result<CommandOutcome, ExecError> {
     let label = opts.label;
     let shown = spec.to_string();
     let invalid = |reason: &str| ExecError::Invalid {
@@ -172,6 +183,9 @@ pub async fn run_command(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
+    if let Some(t) = tracker {
+        t.prepare(&mut cmd);
+    }
 
     if opts.is_cancelled() {
         opts.log
@@ -194,6 +208,9 @@ pub async fn run_command(
             source,
         }
     })?;
+    if let (Some(t), Some(pid)) = (tracker, child.id()) {
+        t.track(pid);
+    }
     let mut group = GroupGuard {
         pgid: child.id(),
         armed: true,

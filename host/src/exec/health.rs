@@ -5,6 +5,17 @@
 //! connection, or a `command` that must exit 0. Each sample has its own
 //! deadline (`timeout_ms`, 2 s by default).
 //!
+//! An `http` check can also expect a body (`expect_body`, a substring;
+//! `expect_body_regex`, a regular expression) and headers (`expect_headers`,
+//! name → substring of the value), with `${ADEPLOY_DEPLOYMENT_ID}`,
+//! `${ADEPLOY_VERSION}` and `${ADEPLOY_SERVICE}` replaced by the values in
+//! the run's environment ([`RunOptions::env`]). That is what proves the
+//! *new* instance answers: an old server still holding the port answers 200
+//! too, but not with this deployment's id or version. A mismatch is an
+//! unhealthy sample whose detail says what was expected and what came (the
+//! first [`SHOWN_CHARS`] characters, on one line); at most [`MAX_BODY`] bytes
+//! of a body are read.
+//!
 //! Why the verdict is shaped this way:
 //!
 //! - **Wait for N consecutive healthy samples.** A freshly deployed service
@@ -30,10 +41,16 @@ use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 
 use super::{ExecError, RunOptions, human, run_command};
-use crate::config::{CommandSpec, HealthSpec};
+use crate::config::{CommandSpec, HealthSpec, Template};
 
 /// A probe's deadline when the spec gives no `timeout_ms`.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(2000);
+
+/// The most of a body an `http` check reads to compare with its expectations.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// How much of an unexpected body or header value a message shows.
+pub const SHOWN_CHARS: usize = 120;
 
 /// One health sample.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +113,7 @@ pub fn check_spec(spec: &HealthSpec, label: &str) -> Result<(), ExecError> {
 /// (`opts.timeout` is not used). A health command runs with `opts`' label,
 /// environment, working directory and log.
 pub async fn probe(spec: &HealthSpec, opts: &RunOptions<'_>) -> Result<ProbeResult, ExecError> {
-    let mut prober = Prober::new(spec, opts.label)?;
+    let mut prober = Prober::new(spec, opts)?;
     prober.sample(opts, None).await
 }
 
@@ -112,7 +129,7 @@ pub async fn validate(
     deadline: Instant,
     opts: &RunOptions<'_>,
 ) -> Result<HealthOutcome, ExecError> {
-    let mut prober = Prober::new(spec, opts.label)?;
+    let mut prober = Prober::new(spec, opts)?;
     let needed = policy.samples.max(1);
     let started = Instant::now();
     let mut run = Run {
@@ -297,7 +314,13 @@ impl Run<'_, '_> {
 /// A validated spec.
 #[derive(Debug)]
 enum Check<'s> {
-    Http { url: reqwest::Url, expect: u16 },
+    Http {
+        url: reqwest::Url,
+        expect: u16,
+        body: Option<Template>,
+        body_regex: Option<Template>,
+        headers: Vec<(reqwest::header::HeaderName, Template)>,
+    },
     Tcp(&'s str),
     Command(&'s CommandSpec),
 }
@@ -305,7 +328,7 @@ enum Check<'s> {
 impl std::fmt::Display for Check<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Check::Http { url, expect } => write!(f, "GET {url} expecting {expect}"),
+            Check::Http { url, expect, .. } => write!(f, "GET {url} expecting {expect}"),
             Check::Tcp(addr) => write!(f, "TCP connect to {addr}"),
             Check::Command(cmd) => write!(f, "command `{cmd}`"),
         }
@@ -335,10 +358,15 @@ impl<'s> Check<'s> {
         if spec.timeout_ms == Some(0) {
             return Err(invalid("`timeout_ms` must be positive".to_string()));
         }
-        if spec.expect_status.is_some() && spec.http.is_none() {
-            return Err(invalid(
-                "`expect_status` only applies to an `http` check".to_string(),
-            ));
+        for (key, set) in [
+            ("expect_status", spec.expect_status.is_some()),
+            ("expect_body", spec.expect_body.is_some()),
+            ("expect_body_regex", spec.expect_body_regex.is_some()),
+            ("expect_headers", !spec.expect_headers.is_empty()),
+        ] {
+            if set && spec.http.is_none() {
+                return Err(invalid(format!("`{key}` only applies to an `http` check")));
+            }
         }
         if let Some(url) = &spec.http {
             let parsed = reqwest::Url::parse(url)
@@ -354,9 +382,36 @@ impl<'s> Check<'s> {
                     "`expect_status: {expect}` is not an HTTP status"
                 )));
             }
+            let template = |key: &str, text: &str| {
+                Template::parse(text).map_err(|m| invalid(format!("`{key}`: {m}")))
+            };
+            let body = spec
+                .expect_body
+                .as_deref()
+                .map(|t| template("expect_body", t))
+                .transpose()?;
+            let body_regex = spec
+                .expect_body_regex
+                .as_deref()
+                .map(|t| template("expect_body_regex", t))
+                .transpose()?;
+            if let Some(t) = &body_regex {
+                compile(t, |_| Some("x".to_string())).map_err(invalid)?;
+            }
+            let mut headers = Vec::with_capacity(spec.expect_headers.len());
+            for (name, value) in &spec.expect_headers {
+                let name =
+                    reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                        invalid(format!("`expect_headers`: {name:?} is not a header name"))
+                    })?;
+                headers.push((name, template("expect_headers", value)?));
+            }
             return Ok(Check::Http {
                 url: parsed,
                 expect,
+                body,
+                body_regex,
+                headers,
             });
         }
         if let Some(addr) = &spec.tcp {
@@ -381,17 +436,100 @@ impl<'s> Check<'s> {
     }
 }
 
+/// `template` as a regular expression, the variables' values matched literally.
+fn compile(
+    template: &Template,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<regex::Regex, String> {
+    let source = template
+        .render(lookup, regex::escape)
+        .map_err(|name| format!("`expect_body_regex` uses ${{{name}}}, which has no value"))?;
+    regex::Regex::new(&source).map_err(|e| {
+        format!(
+            "`expect_body_regex` is not a regular expression: {}",
+            crate::config::regex_error(&e)
+        )
+    })
+}
+
+/// What an `http` answer must carry besides its status, variables replaced.
+#[derive(Debug, Default)]
+struct Wanted {
+    body: Option<String>,
+    body_regex: Option<regex::Regex>,
+    headers: Vec<(reqwest::header::HeaderName, String)>,
+}
+
+impl Wanted {
+    fn is_empty(&self) -> bool {
+        self.body.is_none() && self.body_regex.is_none() && self.headers.is_empty()
+    }
+}
+
 /// A check plus what probing it repeatedly reuses (the HTTP client).
 struct Prober<'s> {
     check: Check<'s>,
+    wanted: Wanted,
     timeout: Duration,
     client: Option<reqwest::Client>,
 }
 
 impl<'s> Prober<'s> {
-    fn new(spec: &'s HealthSpec, label: &str) -> Result<Self, ExecError> {
+    /// Parses `spec` and replaces the variables of its expectations with the
+    /// values in `opts.env`; a variable without a value is bad input.
+    fn new(spec: &'s HealthSpec, opts: &RunOptions<'_>) -> Result<Self, ExecError> {
+        let check = Check::parse(spec, opts.label)?;
+        let invalid = |reason: String| ExecError::Invalid {
+            label: opts.label.to_string(),
+            what: "health check",
+            reason,
+        };
+        let lookup = |name: &str| {
+            opts.env
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        let missing = |key: &str, name: &str| {
+            invalid(if name == "ADEPLOY_VERSION" {
+                format!(
+                    "`{key}` uses ${{ADEPLOY_VERSION}} but the service has no version: set `version` in its config or run --set-version SERVICE=VERSION"
+                )
+            } else {
+                format!("`{key}` uses ${{{name}}}, which has no value in this run")
+            })
+        };
+        let mut wanted = Wanted::default();
+        if let Check::Http {
+            body,
+            body_regex,
+            headers,
+            ..
+        } = &check
+        {
+            if let Some(t) = body {
+                wanted.body = Some(
+                    t.render(lookup, str::to_string)
+                        .map_err(|n| missing("expect_body", n))?,
+                );
+            }
+            if let Some(t) = body_regex {
+                if let Err(name) = t.render(lookup, str::to_string) {
+                    return Err(missing("expect_body_regex", name));
+                }
+                wanted.body_regex = Some(compile(t, lookup).map_err(invalid)?);
+            }
+            for (name, t) in headers {
+                let value = t
+                    .render(lookup, str::to_string)
+                    .map_err(|n| missing("expect_headers", n))?;
+                wanted.headers.push((name.clone(), value));
+            }
+        }
         Ok(Prober {
-            check: Check::parse(spec, label)?,
+            check,
+            wanted,
             timeout: spec
                 .timeout_ms
                 .map_or(DEFAULT_PROBE_TIMEOUT, Duration::from_millis),
@@ -414,7 +552,7 @@ impl<'s> Prober<'s> {
             None => self.timeout,
         };
         let (healthy, detail) = match &self.check {
-            Check::Http { url, expect } => {
+            Check::Http { url, expect, .. } => {
                 let client = match &self.client {
                     Some(client) => client.clone(),
                     None => match http_client() {
@@ -431,7 +569,7 @@ impl<'s> Prober<'s> {
                         }
                     },
                 };
-                http_probe(&client, url, *expect, limit).await
+                http_probe(&client, url, *expect, &self.wanted, limit).await
             }
             Check::Tcp(addr) => tcp_probe(addr, limit).await,
             Check::Command(cmd) => {
@@ -473,21 +611,81 @@ async fn http_probe(
     client: &reqwest::Client,
     url: &reqwest::Url,
     expect: u16,
+    wanted: &Wanted,
     limit: Duration,
 ) -> (bool, String) {
-    let request = client.get(url.clone()).timeout(limit).send();
-    match timeout(limit, request).await {
-        Ok(Ok(response)) => {
-            let status = response.status().as_u16();
-            if status == expect {
-                (true, format!("HTTP {status} from {url}"))
-            } else {
-                (
-                    false,
-                    format!("HTTP {status} from {url}, expected {expect}"),
-                )
+    let request = async {
+        let response = client.get(url.clone()).timeout(limit).send().await?;
+        let status = response.status().as_u16();
+        if status != expect {
+            return Ok((
+                false,
+                format!("HTTP {status} from {url}, expected {expect}"),
+            ));
+        }
+        for (name, value) in &wanted.headers {
+            match response.headers().get(name) {
+                None => {
+                    return Ok((
+                        false,
+                        format!(
+                            "HTTP {status} from {url}, expected a {name} header containing {:?}, got none",
+                            shown(value)
+                        ),
+                    ));
+                }
+                Some(got) => {
+                    let got = String::from_utf8_lossy(got.as_bytes());
+                    if !got.contains(value.as_str()) {
+                        return Ok((
+                            false,
+                            format!(
+                                "HTTP {status} from {url}, expected a {name} header containing {:?}, got {:?}",
+                                shown(value),
+                                shown(&got)
+                            ),
+                        ));
+                    }
+                }
             }
         }
+        if wanted.body.is_none() && wanted.body_regex.is_none() {
+            let detail = if wanted.is_empty() {
+                format!("HTTP {status} from {url}")
+            } else {
+                format!("HTTP {status} from {url}, headers as expected")
+            };
+            return Ok((true, detail));
+        }
+        let body = read_body(response).await?;
+        if let Some(text) = &wanted.body
+            && !body.contains(text.as_str())
+        {
+            return Ok((
+                false,
+                format!(
+                    "HTTP {status} from {url}, expected a body containing {:?}, got {:?}",
+                    shown(text),
+                    shown(&body)
+                ),
+            ));
+        }
+        if let Some(re) = &wanted.body_regex
+            && !re.is_match(&body)
+        {
+            return Ok((
+                false,
+                format!(
+                    "HTTP {status} from {url}, expected a body matching /{}/, got {:?}",
+                    shown(re.as_str()),
+                    shown(&body)
+                ),
+            ));
+        }
+        Ok::<_, reqwest::Error>((true, format!("HTTP {status} from {url}, body as expected")))
+    };
+    match timeout(limit, request).await {
+        Ok(Ok(verdict)) => verdict,
         Ok(Err(e)) if e.is_timeout() => (
             false,
             format!("no answer from {url} within {}", human(limit)),
@@ -502,6 +700,32 @@ async fn http_probe(
             format!("no answer from {url} within {}", human(limit)),
         ),
     }
+}
+
+/// The first [`MAX_BODY`] bytes of the body, as text (invalid UTF-8 replaced).
+async fn read_body(mut response: reqwest::Response) -> reqwest::Result<String> {
+    let mut bytes: Vec<u8> = Vec::new();
+    while bytes.len() < MAX_BODY {
+        match response.chunk().await? {
+            Some(chunk) => {
+                let room = MAX_BODY - bytes.len();
+                bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            None => break,
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// `text` cut to [`SHOWN_CHARS`] characters (with `…` when cut); the
+/// caller quotes it with `{:?}`, which keeps it on one line.
+fn shown(text: &str) -> String {
+    let trimmed = text.trim_end_matches(['\n', '\r']);
+    let mut out: String = trimmed.chars().take(SHOWN_CHARS).collect();
+    if trimmed.chars().nth(SHOWN_CHARS).is_some() {
+        out.push('…');
+    }
+    out
 }
 
 async fn tcp_probe(addr: &str, limit: Duration) -> (bool, String) {
@@ -587,6 +811,253 @@ mod tests {
                 let _ = t.join();
             }
         }
+    }
+
+    /// A loopback server answering every request with `body` and `headers`.
+    struct Answering {
+        server: Arc<tiny_http::Server>,
+        url: String,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+
+    impl Answering {
+        fn start(body: &str, headers: &[(&str, &str)]) -> Answering {
+            let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").unwrap());
+            let addr = server.server_addr().to_ip().unwrap();
+            let body = body.to_string();
+            let headers: Vec<tiny_http::Header> = headers
+                .iter()
+                .map(|(k, v)| tiny_http::Header::from_bytes(*k, *v).unwrap())
+                .collect();
+            let thread = {
+                let server = Arc::clone(&server);
+                std::thread::spawn(move || {
+                    for request in server.incoming_requests() {
+                        let mut response = tiny_http::Response::from_string(body.clone());
+                        for h in &headers {
+                            response.add_header(h.clone());
+                        }
+                        let _ = request.respond(response);
+                    }
+                })
+            };
+            Answering {
+                server,
+                url: format!("http://{addr}/health"),
+                thread: Some(thread),
+            }
+        }
+    }
+
+    impl Drop for Answering {
+        fn drop(&mut self) {
+            self.server.unblock();
+            if let Some(t) = self.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+
+    fn run_env(id: &str, version: Option<&str>) -> Vec<(String, String)> {
+        let mut env = vec![
+            ("ADEPLOY_DEPLOYMENT_ID".to_string(), id.to_string()),
+            ("ADEPLOY_SERVICE".to_string(), "api".to_string()),
+        ];
+        if let Some(v) = version {
+            env.push(("ADEPLOY_VERSION".to_string(), v.to_string()));
+        }
+        env
+    }
+
+    #[tokio::test]
+    async fn http_body_must_name_this_deployment() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = DeploymentLog::create(tmp.path(), chrono::Local::now()).unwrap();
+        let server = Answering::start("version=1.2.3 deployment=deploy_2\n", &[]);
+        let spec = HealthSpec {
+            expect_body: Some("deployment=${ADEPLOY_DEPLOYMENT_ID}".into()),
+            ..http(&server.url)
+        };
+
+        let env = run_env("deploy_2", None);
+        let opts = RunOptions {
+            env: &env,
+            ..RunOptions::new("api health", tmp.path(), &log)
+        };
+        let r = probe(&spec, &opts).await.unwrap();
+        assert!(r.healthy, "{r:?}");
+        assert_eq!(
+            r.detail,
+            format!("HTTP 200 from {}, body as expected", server.url)
+        );
+
+        // Another deployment's instance answers 200 too, but not as this one.
+        let env = run_env("deploy_3", None);
+        let opts = RunOptions {
+            env: &env,
+            ..RunOptions::new("api health", tmp.path(), &log)
+        };
+        let r = probe(&spec, &opts).await.unwrap();
+        assert!(!r.healthy);
+        assert_eq!(
+            r.detail,
+            format!(
+                "HTTP 200 from {}, expected a body containing \"deployment=deploy_3\", got \"version=1.2.3 deployment=deploy_2\"",
+                server.url
+            )
+        );
+        let out = validate(
+            &spec,
+            &fast(),
+            Instant::now() + Duration::from_millis(300),
+            &opts,
+        )
+        .await
+        .unwrap();
+        assert!(!out.healthy);
+        assert!(
+            out.message.contains("expected a body containing"),
+            "{out:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn http_body_regex_matches_the_version_literally() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = DeploymentLog::create(tmp.path(), chrono::Local::now()).unwrap();
+        let spec_for = |url: &str| HealthSpec {
+            expect_body_regex: Some("^version=${ADEPLOY_VERSION}\\b".into()),
+            ..http(url)
+        };
+        let env = run_env("d", Some("1.2"));
+        let opts = RunOptions {
+            env: &env,
+            ..RunOptions::new("api health", tmp.path(), &log)
+        };
+        let good = Answering::start("version=1.2 ok", &[]);
+        assert!(probe(&spec_for(&good.url), &opts).await.unwrap().healthy);
+        // `.` in the version is not a wildcard, and 1.23 is not 1.2.
+        for body in ["version=1x2 ok", "version=1.23"] {
+            let bad = Answering::start(body, &[]);
+            let r = probe(&spec_for(&bad.url), &opts).await.unwrap();
+            assert!(!r.healthy, "{body}: {r:?}");
+            assert!(
+                r.detail.ends_with(&format!(
+                    "expected a body matching /^version=1\\.2\\b/, got {body:?}"
+                )),
+                "{r:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn http_headers_are_expected_by_name_and_substring() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = DeploymentLog::create(tmp.path(), chrono::Local::now()).unwrap();
+        let env = run_env("d", Some("2.0"));
+        let opts = RunOptions {
+            env: &env,
+            ..RunOptions::new("api health", tmp.path(), &log)
+        };
+        let server = Answering::start("ok", &[("X-Service", "api"), ("X-Version", "v2.0-rc")]);
+        let spec = |headers: &[(&str, &str)]| HealthSpec {
+            expect_headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..http(&server.url)
+        };
+        let r = probe(
+            &spec(&[
+                ("x-service", "${ADEPLOY_SERVICE}"),
+                ("X-VERSION", "${ADEPLOY_VERSION}"),
+            ]),
+            &opts,
+        )
+        .await
+        .unwrap();
+        assert!(r.healthy, "{r:?}");
+        assert!(r.detail.ends_with("headers as expected"), "{r:?}");
+
+        let r = probe(&spec(&[("X-Version", "3.0")]), &opts).await.unwrap();
+        assert!(!r.healthy);
+        assert!(
+            r.detail
+                .ends_with("expected a x-version header containing \"3.0\", got \"v2.0-rc\""),
+            "{r:?}"
+        );
+        let r = probe(&spec(&[("X-Commit", "abc")]), &opts).await.unwrap();
+        assert!(!r.healthy);
+        assert!(
+            r.detail
+                .ends_with("expected a x-commit header containing \"abc\", got none"),
+            "{r:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_or_multiline_body_is_shown_cut_on_one_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = DeploymentLog::create(tmp.path(), chrono::Local::now()).unwrap();
+        let body = format!("line one\nline two\n{}", "x".repeat(500));
+        let server = Answering::start(&body, &[]);
+        let spec = HealthSpec {
+            expect_body: Some("ready".into()),
+            ..http(&server.url)
+        };
+        let r = probe(&spec, &RunOptions::new("api health", tmp.path(), &log))
+            .await
+            .unwrap();
+        assert!(!r.healthy);
+        assert!(!r.detail.contains('\n'), "{r:?}");
+        assert!(
+            r.detail.contains("got \"line one\\nline two\\nxxx"),
+            "{r:?}"
+        );
+        assert!(r.detail.ends_with("x…\""), "{r:?}");
+        assert!(r.detail.len() < 300, "{}", r.detail.len());
+    }
+
+    #[tokio::test]
+    async fn a_variable_without_a_value_is_bad_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let log = DeploymentLog::create(tmp.path(), chrono::Local::now()).unwrap();
+        let env = run_env("d", None);
+        let opts = RunOptions {
+            env: &env,
+            ..RunOptions::new("api health", tmp.path(), &log)
+        };
+        let spec = HealthSpec {
+            expect_body: Some("v=${ADEPLOY_VERSION}".into()),
+            ..http("http://127.0.0.1:9/")
+        };
+        let err = probe(&spec, &opts).await.unwrap_err();
+        assert!(err.is_bad_input());
+        assert_eq!(
+            err.to_string(),
+            "api health: invalid health check: `expect_body` uses ${ADEPLOY_VERSION} but the service has no version: set `version` in its config or run --set-version SERVICE=VERSION"
+        );
+        let typo = HealthSpec {
+            expect_body: Some("${ADEPLOY_ID}".into()),
+            ..http("http://127.0.0.1:9/")
+        };
+        assert!(
+            check_spec(&typo, "api")
+                .unwrap_err()
+                .to_string()
+                .contains("unknown variable ${ADEPLOY_ID}")
+        );
+        let on_tcp = HealthSpec {
+            tcp: Some("127.0.0.1:9".into()),
+            expect_body: Some("x".into()),
+            ..HealthSpec::default()
+        };
+        assert!(
+            check_spec(&on_tcp, "api")
+                .unwrap_err()
+                .to_string()
+                .contains("`expect_body` only applies")
+        );
     }
 
     fn http(url: &str) -> HealthSpec {

@@ -22,7 +22,7 @@
 //! [`super::command`]) can keep writing after the command that started them
 //! has returned.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,7 +55,7 @@ impl DeploymentLog {
     /// taken (two deployments in the same second), `_2`, `_3`, … are appended
     /// before `.log`; an existing file is never reused or truncated.
     pub fn create(dir: &Path, started: DateTime<Local>) -> io::Result<DeploymentLog> {
-        std::fs::create_dir_all(dir)?;
+        crate::fs::private_dir(dir)?;
         let stem = format!("deploy_{}", started.format("%Y%m%d_%H%M%S"));
         for n in 1..=MAX_SUFFIX {
             let name = if n == 1 {
@@ -64,7 +64,12 @@ impl DeploymentLog {
                 format!("{stem}_{n}.log")
             };
             let path = dir.join(name);
-            match OpenOptions::new().append(true).create_new(true).open(&path) {
+            // 0600: the log holds every command's output.
+            match crate::fs::private_options()
+                .append(true)
+                .create_new(true)
+                .open(&path)
+            {
                 Ok(file) => {
                     return Ok(DeploymentLog {
                         inner: Arc::new(Inner {

@@ -11,6 +11,8 @@
 //!   whole group, and treats "the main process exited" as completion — deploy
 //!   commands routinely leave a server running in the background, holding the
 //!   output pipes open forever.
+//! - [`env`]: [`command_env`] builds a command's environment (`ADEPLOY_*`
+//!   context, versions, the service's `env`).
 //! - [`health`]: [`probe`] takes one sample of an HTTP, TCP or command health
 //!   check; [`validate`] turns samples into a verdict (N consecutive healthy
 //!   samples, then a soak period during which one failure is fatal).
@@ -32,6 +34,7 @@
 //! Only Unix is supported (process groups and signals).
 
 pub mod command;
+pub mod env;
 pub mod health;
 pub mod log;
 pub mod ssh;
@@ -41,7 +44,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use command::{CommandOutcome, run_command};
+pub use command::{CommandOutcome, run_command, run_command_tracked};
+pub use env::{CommandContext, command_env};
 pub use health::{HealthOutcome, HealthPolicy, ProbeResult, check_spec, probe, validate};
 pub use log::DeploymentLog;
 

@@ -11,7 +11,7 @@
 //! The holder writes its pid into the file so a waiting run can say who it is
 //! waiting for. The pid is only for messages: the lock, not the pid, decides.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
+use std::fs::{self, File, TryLockError};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,23 +39,17 @@ impl RunLock {
     /// the lock is still held after `wait`; `Duration::ZERO` tries once.
     pub fn acquire(state_dir: &Path, wait: Duration) -> Result<RunLock, HistoryError> {
         let dir = data_dir(state_dir);
-        fs::create_dir_all(&dir).map_err(|source| HistoryError::Io {
+        crate::fs::private_dir(&dir).map_err(|source| HistoryError::Io {
             path: dir.clone(),
             action: "create the state directory",
             source,
         })?;
         let path = dir.join(LOCK_FILE);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|source| HistoryError::Io {
-                path: path.clone(),
-                action: "open the run lock",
-                source,
-            })?;
+        let file = crate::fs::open_private_file(&path).map_err(|source| HistoryError::Io {
+            path: path.clone(),
+            action: "open the run lock",
+            source,
+        })?;
 
         let start = Instant::now();
         let mut delay = Duration::from_millis(10);

@@ -133,13 +133,23 @@ impl History {
     /// every later operation.
     pub fn open_with_timeout(state_dir: &Path, timeout: Duration) -> Result<History, HistoryError> {
         let dir = data_dir(state_dir);
-        fs::create_dir_all(&dir).map_err(|source| HistoryError::Io {
-            path: dir,
-            action: "create the state directory",
+        crate::fs::ensure_state_dir(state_dir)
+            .and_then(|_| crate::fs::private_dir(&dir))
+            .map_err(|source| HistoryError::Io {
+                path: dir,
+                action: "create the state directory",
+                source,
+            })?;
+        // The database is created 0600 here (redb initialises an empty file):
+        // it holds every deployment's decisions and the audit log.
+        let path = database_path(state_dir);
+        crate::fs::ensure_private_file(&path).map_err(|source| HistoryError::Io {
+            path: path.clone(),
+            action: "create the history database",
             source,
         })?;
         let history = History {
-            path: database_path(state_dir),
+            path,
             open_timeout: timeout,
         };
         // Probe read-only first, so that a foreign or newer file is refused

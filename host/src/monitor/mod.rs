@@ -3,9 +3,14 @@
 //! network latency (TCP connect time); trends over a window.
 //!
 //! Why one long-lived [`SystemMonitor`]: CPU usage is a difference between two
-//! refreshes, so the monitor keeps its `sysinfo::System` and remembers when it
-//! last refreshed; a sample taken sooner than sysinfo's minimum interval reuses
-//! the previous CPU figure instead of reporting a meaningless one. For the same
+//! readings of a kernel counter ([`cpu`]: the cgroup v2 root's `cpu.stat`
+//! where the machine has one, else `/proc/stat`), so the monitor takes the
+//! first reading when it is created and remembers the last one; a sample
+//! taken sooner than the counter's minimum window after it reuses the
+//! previous figure instead of reporting a meaningless one, and the first
+//! sample waits out only what is left of that window (50 ms with the cgroup
+//! counter: create the monitor early, and the wait overlaps other work).
+//! [`SystemMonitor::cpu_basis`] says what the figure is. For the same
 //! reason it keeps the previous disk I/O counters (a rate needs two readings)
 //! and the mount point holding the state directory (listing every mount on
 //! each sample would be the most expensive part of it; see [`RELIST_EVERY`]).
@@ -14,8 +19,10 @@
 //! whether a metric is rising, steady or falling over those samples, and
 //! [`measure_latency`] probes the configured endpoints.
 
+pub mod cpu;
 mod disk;
 mod latency;
+pub mod process;
 mod trend;
 
 use std::path::{Path, PathBuf};
@@ -25,10 +32,15 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use cpu::{CpuBasis, CpuSource};
 pub use disk::RELIST_EVERY;
 pub use latency::{EndpointLatency, measure_latency, median_latency};
+pub use process::{
+    OwnUsage, ProcessSample, ProcessTracker, ProcessTreeSampler, TrackingMode, summarize,
+};
 pub use trend::{
-    Direction, Metric, STEADY_LOAD_PER_MIN, STEADY_PERCENT_PER_MIN, Trend, trend, trends,
+    Direction, Metric, STEADY_LOAD_PER_MIN, STEADY_PERCENT_PER_MIN, Trend, TrendReport,
+    TrendVerdict, TrendWindow, assess, assess_all, recent_samples, trend, trends,
 };
 
 /// One reading of the machine.
@@ -96,6 +108,9 @@ pub struct SystemDetail {
     pub disk_io_devices: Vec<String>,
     /// Processes (not threads) running on the machine, kernel threads included.
     pub process_count: usize,
+    /// What `snapshot.cpu_percent` is: its counter and window.
+    #[serde(default)]
+    pub cpu_basis: Option<CpuBasis>,
 }
 
 /// Why the monitor could not start.
@@ -108,8 +123,15 @@ pub enum MonitorError {
 
 struct State {
     sys: sysinfo::System,
+    /// When sysinfo's per-core figures (diagnostics only) were refreshed.
     last_refresh: Instant,
+    /// Whether they ever covered sysinfo's minimum interval.
+    per_core_ready: bool,
+    cpu: cpu::CpuCounter,
+    /// The reading the next CPU figure is measured from.
+    cpu_from: Option<cpu::Reading>,
     last_cpu: f64,
+    cpu_basis: Option<CpuBasis>,
     disk: disk::DiskState,
 }
 
@@ -151,6 +173,22 @@ impl SystemMonitor {
     /// A monitor whose disk figures are for the filesystem holding `disk_path`
     /// (which need not exist yet: its nearest existing ancestor decides).
     pub fn new(disk_path: &Path) -> Result<SystemMonitor, MonitorError> {
+        SystemMonitor::with_cpu_counter(disk_path, cpu::CpuCounter::detect())
+    }
+
+    /// Like [`SystemMonitor::new`], reading CPU time from `/proc/stat` even
+    /// where a finer counter exists (tests, comparisons).
+    pub fn with_proc_stat(disk_path: &Path) -> Result<SystemMonitor, MonitorError> {
+        SystemMonitor::with_cpu_counter(disk_path, cpu::CpuCounter::proc_stat())
+    }
+
+    fn with_cpu_counter(
+        disk_path: &Path,
+        counter: cpu::CpuCounter,
+    ) -> Result<SystemMonitor, MonitorError> {
+        // The first CPU reading, as early as possible: the first figure is
+        // measured from here.
+        let cpu_from = counter.read();
         let mut sys =
             sysinfo::System::new().map_err(|e| MonitorError::Unavailable(e.to_string()))?;
         sys.refresh_cpu_usage();
@@ -160,7 +198,11 @@ impl SystemMonitor {
             state: Mutex::new(State {
                 sys,
                 last_refresh: Instant::now(),
+                per_core_ready: false,
+                cpu: counter,
+                cpu_from,
                 last_cpu: f64::NAN,
+                cpu_basis: None,
                 disk: disk::DiskState::new(disk_path),
             }),
             disk_path: disk_path.to_path_buf(),
@@ -168,12 +210,24 @@ impl SystemMonitor {
         })
     }
 
-    /// Takes a snapshot now. The first call waits out the rest of sysinfo's
-    /// minimum CPU interval (200 ms on Linux) since [`SystemMonitor::new`];
-    /// later calls do not wait.
+    /// Takes a snapshot now. The first call waits out the rest of the CPU
+    /// counter's minimum window ([`CpuSource::min_window`]: 50 ms with the
+    /// cgroup v2 root's counter, 200 ms with `/proc/stat`) since
+    /// [`SystemMonitor::new`]; later calls do not wait.
     pub fn sample(&self) -> Snapshot {
         let mut st = self.lock();
         self.read(&mut st).snapshot
+    }
+
+    /// What the CPU figure of the last sample is (its counter and window);
+    /// `None` before the first sample.
+    pub fn cpu_basis(&self) -> Option<CpuBasis> {
+        self.lock().cpu_basis
+    }
+
+    /// The counter CPU figures come from.
+    pub fn cpu_source(&self) -> CpuSource {
+        self.lock().cpu.source()
     }
 
     /// Takes a detailed reading now: the snapshot plus per-core CPU, load
@@ -184,6 +238,17 @@ impl SystemMonitor {
     pub fn detailed(&self) -> SystemDetail {
         let mut st = self.lock();
         let reading = self.read(&mut st);
+        // Per-core figures come from sysinfo (`/proc/stat`), which needs its
+        // own minimum interval: waited out once, on the first call.
+        let since = st.last_refresh.elapsed();
+        if !st.per_core_ready && since < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
+            std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL - since);
+        }
+        if st.last_refresh.elapsed() >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
+            st.sys.refresh_cpu_usage();
+            st.last_refresh = Instant::now();
+            st.per_core_ready = true;
+        }
         let io = st.disk.io_rates();
         let sys = &st.sys;
         let memory_total_bytes = sys.total_memory();
@@ -214,6 +279,7 @@ impl SystemMonitor {
             disk_write_bytes_per_s: io.write_bytes_per_s,
             disk_io_devices: io.devices,
             process_count: process_count(&mut st.sys),
+            cpu_basis: st.cpu_basis,
         }
     }
 
@@ -227,18 +293,32 @@ impl SystemMonitor {
 
     /// One reading under the lock: CPU (if due), memory, load, disk space.
     fn read(&self, st: &mut State) -> Reading {
-        // The first CPU figure needs two refreshes a minimum interval apart:
+        // The first CPU figure needs two readings a minimum window apart:
         // wait out the rest of it once, rather than report 0.
-        if st.last_cpu.is_nan() {
-            let since = st.last_refresh.elapsed();
-            if since < sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
-                std::thread::sleep(sysinfo::MINIMUM_CPU_UPDATE_INTERVAL - since);
+        let min = st.cpu.source().min_window();
+        if st.last_cpu.is_nan()
+            && let Some(from) = &st.cpu_from
+        {
+            let since = from.at().elapsed();
+            if since < min {
+                std::thread::sleep(min - since);
             }
         }
-        if st.last_refresh.elapsed() >= sysinfo::MINIMUM_CPU_UPDATE_INTERVAL {
-            st.sys.refresh_cpu_usage();
-            st.last_refresh = Instant::now();
-            st.last_cpu = f64::from(st.sys.global_cpu_usage());
+        match st.cpu_from {
+            Some(from) if from.at().elapsed() >= min => {
+                if let Some(now) = st.cpu.read() {
+                    if let Some(u) = st.cpu.utilisation(&from, &now) {
+                        st.last_cpu = u;
+                        st.cpu_basis = Some(CpuBasis {
+                            source: st.cpu.source(),
+                            window: now.at().saturating_duration_since(from.at()),
+                        });
+                    }
+                    st.cpu_from = Some(now);
+                }
+            }
+            Some(_) => {}
+            None => st.cpu_from = st.cpu.read(),
         }
         st.sys.refresh_memory();
         let total = st.sys.total_memory().max(1) as f64;
@@ -363,6 +443,19 @@ impl Sampler {
         let _ = self.stop.send(true);
         let _ = self.task.await;
         self.samples.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+impl From<&crate::history::MetricSample> for Snapshot {
+    fn from(s: &crate::history::MetricSample) -> Self {
+        Snapshot {
+            timestamp: s.timestamp,
+            cpu_percent: s.cpu_percent,
+            memory_percent: s.memory_percent,
+            disk_percent: s.disk_percent,
+            load_per_core: s.load_per_core,
+            network_latency_ms: s.network_latency_ms,
+        }
     }
 }
 
@@ -493,6 +586,32 @@ mod tests {
         assert!(
             during > before + 20.0 || during > 80.0,
             "before {before:.1}%, during {during:.1}%"
+        );
+    }
+
+    #[test]
+    fn the_first_cpu_figure_covers_the_counters_minimum_window() {
+        for m in [
+            SystemMonitor::new(Path::new("/")).unwrap(),
+            SystemMonitor::with_proc_stat(Path::new("/")).unwrap(),
+        ] {
+            assert_eq!(m.cpu_basis(), None);
+            let s = m.sample();
+            let basis = m.cpu_basis().unwrap();
+            assert_eq!(basis.source, m.cpu_source());
+            assert!(basis.window >= basis.source.min_window(), "{basis:?}");
+            assert!((0.0..=100.0).contains(&s.cpu_percent));
+            // A sample within the window reuses the figure (and its basis).
+            let again = m.sample();
+            if m.cpu_basis() == Some(basis) {
+                assert_eq!(again.cpu_percent, s.cpu_percent);
+            }
+        }
+        assert_eq!(
+            SystemMonitor::with_proc_stat(Path::new("/"))
+                .unwrap()
+                .cpu_source(),
+            CpuSource::ProcStat
         );
     }
 

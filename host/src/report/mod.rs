@@ -445,7 +445,8 @@ fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String
 /// Writes `value` as pretty JSON to `path` atomically (temp file + rename).
 pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    crate::fs::private_dir(dir)?;
+    // A named temporary file is created 0600, and the rename keeps that.
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     serde_json::to_writer_pretty(&mut tmp, value)?;
     tmp.write_all(b"\n")?;

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Start-up cost of `adeploy run --dry-run` with a warm plugin cache: the
+# whole decision flow (config, plugins, detection, metrics, history, plan)
+# and nothing executed.
+#
+#   bench/dry_run.sh [BINARY]      (default: builds and uses the release binary)
+#
+# Needs hyperfine (`apt-get install hyperfine`). Prints hyperfine's summary
+# and the CPU figure's basis from the decision log.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bin=${1:-}
+if [ -z "$bin" ]; then
+  cargo build --release -p adeploy --manifest-path "$root/Cargo.toml" >&2
+  bin="$root/target/release/adeploy"
+fi
+command -v hyperfine >/dev/null || { echo "hyperfine is missing: apt-get install hyperfine" >&2; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export ADEPLOY_STATE_DIR="$work/state" ADEPLOY_CACHE_DIR="$work/cache"
+cd "$work"
+# Warm the component cache (the first run compiles the built-in plugins).
+"$bin" run --services api-service --dry-run > /dev/null 2>&1
+hyperfine -N --warmup 5 --runs 50 "$bin run --services api-service --dry-run"
