@@ -17,8 +17,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+mod history;
 mod schema;
 pub mod secret;
+pub use history::*;
 pub use schema::*;
 
 /// The documented default configuration, compiled into the binary.
@@ -177,6 +179,7 @@ impl Config {
             message,
         };
         self.validate_services(path, text)?;
+        self.history.validate(path)?;
         for (name, limits) in &self.resource_limits {
             for (field, v) in [
                 ("cpu_limit", limits.cpu_limit),

@@ -42,6 +42,8 @@ pub struct Config {
     pub services: BTreeMap<String, ServiceConfig>,
     /// Remote hosts for `target: ssh` services, and how to reach them.
     pub inventory: Inventory,
+    /// Where the deployment history lives (redb in the state dir, or PostgreSQL).
+    pub history: super::HistoryConfig,
     /// The file this config was loaded from (none for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,
