@@ -131,6 +131,15 @@ pub enum HistoryError {
         source: BoxedSource,
     },
 
+    /// The history settings cannot be used (a bad URL, an unset password variable).
+    #[error("{url}: {}", crate::config::one_line(reason))]
+    Settings {
+        /// The URL, password redacted.
+        url: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
     /// The PostgreSQL history was migrated by a newer adeploy.
     #[error(
         "{url}: the history schema is at version {found}, this adeploy knows versions up to {supported}; adeploy does not change it: upgrade adeploy on this runner"
@@ -182,6 +191,7 @@ impl HistoryError {
                 | HistoryError::Busy { .. }
                 | HistoryError::Locked { .. }
                 | HistoryError::Unreachable { .. }
+                | HistoryError::Settings { .. }
                 | HistoryError::NewerSchema { .. }
                 | HistoryError::DeploymentBusy { .. }
                 | HistoryError::BadLine { .. }
