@@ -209,11 +209,11 @@ pub(crate) fn apply_service(
     row
 }
 
+/// (name, environment) keys of the aggregates.
+pub(crate) type Keys = Vec<(String, String)>;
+
 /// The (strategy, environment) and (service, environment) keys a change touches.
-pub(crate) fn touched_keys(
-    old: Option<&Contribution>,
-    new: Option<&Contribution>,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
+pub(crate) fn touched_keys(old: Option<&Contribution>, new: Option<&Contribution>) -> (Keys, Keys) {
     let mut strategies = Vec::new();
     let mut services = Vec::new();
     for c in [old, new].into_iter().flatten() {

@@ -17,8 +17,8 @@ use super::aggregate::{
 };
 use super::codec::{self, ChunkKind};
 use super::store::{
-    self, AGG_SERVICE, AGG_STRATEGY, AUDIT, BLOBS, CHUNKS, DEPLOYMENTS, DEPLOYMENTS_BY_START,
-    Failure, Store, decode, decode_or_skip, read_table,
+    self, AGG_SERVICE, AGG_STRATEGY, AUDIT, BLOBS, CHUNKS, ChunkKey, ChunkValue, DEPLOYMENTS,
+    DEPLOYMENTS_BY_START, Failure, Store, decode, decode_or_skip, read_table,
 };
 use super::transfer::{ExportSink, Item};
 use super::{
@@ -274,7 +274,7 @@ impl History {
         }
         let json = records
             .iter()
-            .map(|r| serde_json::to_vec(r))
+            .map(serde_json::to_vec)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| HistoryError::Encode {
                 path: self.path.clone(),
@@ -473,7 +473,7 @@ impl History {
             let reduced = super::downsample(&samples, keep);
             let json = reduced
                 .iter()
-                .map(|r| serde_json::to_vec(r))
+                .map(serde_json::to_vec)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|source| HistoryError::Encode {
                     path: self.path.clone(),
@@ -495,7 +495,10 @@ impl History {
                     table.remove((id.as_str(), kind, first))?;
                 }
                 let body = codec::encode_chunk(json.iter().map(Vec::as_slice));
-                table.insert((id.as_str(), kind, 0), (span.max(1), body.as_slice()))?;
+                table.insert(
+                    (id.as_str(), kind, 0),
+                    (span.max(1), json.len() as u64, body.as_slice()),
+                )?;
                 Ok(())
             })?;
         }
@@ -527,7 +530,7 @@ impl History {
                         continue;
                     };
                     let name = format!("{}/{id}#{first}", kind.name());
-                    match codec::decode_chunk(value.value().1) {
+                    match codec::decode_chunk(value.value().2) {
                         Ok(records) => {
                             for (i, record) in records.iter().enumerate() {
                                 sink.series(kind, id, first + i as u64, record.get().as_bytes())?;
@@ -789,7 +792,7 @@ fn json_bytes<T: serde::Serialize>(path: &Path, value: &T) -> Result<Vec<u8>, Fa
 
 /// Stores one chunk; see [`History::append_series`].
 fn append_chunk_in(
-    table: &mut Table<(&'static str, u8, u64), (u64, &'static [u8])>,
+    table: &mut Table<ChunkKey<'static>, ChunkValue<'static>>,
     path: &Path,
     deployment_id: &str,
     kind: ChunkKind,
@@ -839,7 +842,7 @@ fn append_chunk_in(
     };
     first.checked_add(span).ok_or_else(|| overflow(path))?;
     let body = codec::encode_chunk(records.iter().map(Vec::as_slice));
-    table.insert((deployment_id, code, first), (span, body.as_slice()))?;
+    table.insert((deployment_id, code, first), (span, span, body.as_slice()))?;
     Ok(Some(first))
 }
 
@@ -867,7 +870,7 @@ fn append_audit_in(
 
 /// The records of one series of a deployment with their sequence numbers.
 fn chunk_records(
-    table: &ReadOnlyTable<(&'static str, u8, u64), (u64, &'static [u8])>,
+    table: &ReadOnlyTable<ChunkKey<'static>, ChunkValue<'static>>,
     deployment_id: &str,
     kind: ChunkKind,
     path: &Path,
@@ -877,7 +880,7 @@ fn chunk_records(
     for entry in table.range((deployment_id, code, 0)..=(deployment_id, code, u64::MAX))? {
         let (key, value) = entry?;
         let first = key.value().2;
-        match codec::decode_chunk(value.value().1) {
+        match codec::decode_chunk(value.value().2) {
             Ok(records) => out.extend(
                 records
                     .into_iter()
@@ -897,7 +900,7 @@ fn chunk_records(
 
 /// How many records a series holds and how many chunks.
 fn series_size(
-    table: &ReadOnlyTable<(&'static str, u8, u64), (u64, &'static [u8])>,
+    table: &ReadOnlyTable<ChunkKey<'static>, ChunkValue<'static>>,
     deployment_id: &str,
     kind: ChunkKind,
 ) -> Result<(usize, usize), Failure> {
@@ -907,7 +910,7 @@ fn series_size(
     for entry in table.range((deployment_id, code, 0)..=(deployment_id, code, u64::MAX))? {
         let (_, value) = entry?;
         chunks += 1;
-        records += value.value().0 as usize;
+        records += value.value().1 as usize;
     }
     Ok((records, chunks))
 }

@@ -162,7 +162,7 @@ pub enum HistoryError {
         /// The requested services that are held.
         services: Vec<String>,
         /// Who holds them, when known.
-        holder: Option<super::LockHolder>,
+        holder: Option<Box<super::LockHolder>>,
         /// How long this run waited.
         waited: Duration,
     },

@@ -20,6 +20,9 @@ use super::store::{
 };
 use super::{DeploymentRecord, HistoryError};
 
+/// Records with their sequence numbers.
+type Numbered = Vec<(u64, Vec<u8>)>;
+
 pub(super) fn v1_to_v2(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
     let tables: Vec<String> = {
         use redb::TableHandle;
@@ -46,7 +49,7 @@ pub(super) fn v1_to_v2(txn: &WriteTransaction, path: &Path) -> Result<(), Failur
     }
 
     // Decisions and samples: one chunk per deployment and series.
-    let mut series: BTreeMap<(String, ChunkKind), Vec<(u64, Vec<u8>)>> = BTreeMap::new();
+    let mut series: BTreeMap<(String, ChunkKind), Numbered> = BTreeMap::new();
     if tables.iter().any(|t| t == "decisions") {
         let table = txn.open_table(V1_DECISIONS)?;
         for entry in table.iter()? {
@@ -92,7 +95,7 @@ pub(super) fn v1_to_v2(txn: &WriteTransaction, path: &Path) -> Result<(), Failur
             let body = codec::encode_chunk(valid.iter().map(|(_, json)| json.as_slice()));
             chunks.insert(
                 (id.as_str(), kind.code(), first_seq),
-                (span, body.as_slice()),
+                (span, valid.len() as u64, body.as_slice()),
             )?;
         }
     }

@@ -40,11 +40,16 @@ pub(super) const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::ne
 /// (started_at ms, deployment id) → (), the index behind newest-first listings
 pub(super) const DEPLOYMENTS_BY_START: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("deployments_by_start");
-/// (deployment id, kind, first seq) → (span, compressed JSON array): the
-/// decision log and the metric samples, one chunk per append. A chunk covers
-/// the sequence numbers `first..first + span`.
-pub(super) const CHUNKS: TableDefinition<(&str, u8, u64), (u64, &[u8])> =
+/// (deployment id, kind, first seq) → (span, records, compressed JSON
+/// array): the decision log and the metric samples, one chunk per append. A
+/// chunk covers the sequence numbers `first..first + span` and holds
+/// `records` of them (fewer once downsampled).
+pub(super) const CHUNKS: TableDefinition<ChunkKey<'static>, ChunkValue<'static>> =
     TableDefinition::new("record_chunks");
+/// (deployment id, kind code, first seq)
+pub(super) type ChunkKey<'a> = (&'a str, u8, u64);
+/// (span, records, compressed JSON array)
+pub(super) type ChunkValue<'a> = (u64, u64, &'a [u8]);
 /// (timestamp ms, n) → `AuditEntry`
 pub(super) const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit_log");
 /// name → opaque bytes (the ML model), compressed

@@ -62,7 +62,7 @@ pub(crate) enum Item {
     /// A deployment record and its JSON text.
     Deployment {
         json: Vec<u8>,
-        record: DeploymentRecord,
+        record: Box<DeploymentRecord>,
     },
     /// Consecutive records of one series, numbered from `first_seq`.
     Chunk {
@@ -310,7 +310,7 @@ pub(crate) fn parse_line(
                 .map_err(|e| bad(format!("not a deployment record: {e}")))?;
             Item::Deployment {
                 json: raw.get().as_bytes().to_vec(),
-                record,
+                record: Box::new(record),
             }
         }
         ("decision" | "sample", Dialect::Export) => {
@@ -416,22 +416,30 @@ where
             break;
         }
         line += 1;
-        let item = parse_line(&buf, Dialect::Export, line, source_name)?;
-        let Some(item) = item else {
-            if !buf.trim().is_empty() {
-                saw_header = true;
+        if buf.trim().is_empty() {
+            continue;
+        }
+        if !saw_header {
+            // The first line must be the header (a newer version's is
+            // refused by `parse_line` with its own message).
+            let is_header = serde_json::from_str::<serde_json::Value>(&buf)
+                .is_ok_and(|v| v.get("format").is_some() && v.get("type").is_none());
+            if !is_header {
+                return Err(HistoryError::BadLine {
+                    source_name: source_name.to_owned(),
+                    line,
+                    reason: format!(
+                        "an export starts with the header line {{\"format\":\"{EXPORT_FORMAT}\",\"version\":{EXPORT_VERSION}}}"
+                    ),
+                });
             }
+            parse_line(&buf, Dialect::Export, line, source_name)?;
+            saw_header = true;
+            continue;
+        }
+        let Some(item) = parse_line(&buf, Dialect::Export, line, source_name)? else {
             continue;
         };
-        if !saw_header {
-            return Err(HistoryError::BadLine {
-                source_name: source_name.to_owned(),
-                line,
-                reason: format!(
-                    "an export starts with the header line {{\"format\":\"{EXPORT_FORMAT}\",\"version\":{EXPORT_VERSION}}}"
-                ),
-            });
-        }
         match &item {
             Item::Deployment { .. } => summary.deployments += 1,
             Item::Chunk { kind, .. } => match kind {
@@ -468,13 +476,6 @@ where
             apply(std::mem::take(&mut batch)).await?;
         }
         batch.push(item);
-    }
-    if !saw_header && line > 0 {
-        return Err(HistoryError::BadLine {
-            source_name: source_name.to_owned(),
-            line,
-            reason: "no header line: not an adeploy history export".to_owned(),
-        });
     }
     if !batch.is_empty() {
         apply(batch).await?;

@@ -140,7 +140,7 @@ impl LockSession {
                 return Err(HistoryError::DeploymentBusy {
                     environment: request.environment.clone(),
                     services: held,
-                    holder: who,
+                    holder: who.map(Box::new),
                     waited,
                 });
             }

@@ -289,9 +289,11 @@ impl PgHistory {
                 let body = codec::encode_chunk(records.iter().map(Vec::as_slice));
                 tx.execute(
                     "INSERT INTO adeploy_chunks (deployment_id, kind, first_seq, span, records, body) \
-                     SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS ( \
-                       SELECT 1 FROM adeploy_chunks WHERE deployment_id = $1 AND kind = $2 \
-                       AND first_seq < $3 + $4 AND first_seq + span > $3) \
+                     SELECT $1::text, $2::smallint, $3::bigint, $4::bigint, $5::integer, $6::bytea \
+                     WHERE NOT EXISTS ( \
+                       SELECT 1 FROM adeploy_chunks WHERE deployment_id = $1::text \
+                       AND kind = $2::smallint AND first_seq < $3::bigint + $4::bigint \
+                       AND first_seq + span > $3::bigint) \
                      ON CONFLICT DO NOTHING",
                     &[
                         deployment_id,
@@ -514,7 +516,7 @@ impl PgHistory {
             &mut state,
             vec![Item::Deployment {
                 json,
-                record: record.clone(),
+                record: Box::new(record.clone()),
             }],
         )
         .await
@@ -531,7 +533,7 @@ impl PgHistory {
         }
         let json = records
             .iter()
-            .map(|r| serde_json::to_vec(r))
+            .map(serde_json::to_vec)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| {
                 self.encode_error(&format!("{}/{deployment_id}", kind.name()), source)
@@ -956,7 +958,7 @@ impl PgHistory {
             let reduced = super::downsample(&samples, keep);
             let json = reduced
                 .iter()
-                .map(|r| serde_json::to_vec(r))
+                .map(serde_json::to_vec)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|source| self.encode_error(&format!("metric_samples/{id}"), source))?;
             let body = codec::encode_chunk(json.iter().map(Vec::as_slice));
@@ -1169,12 +1171,6 @@ impl PgHistory {
         let recovered = self.recover_with(&session, None).await;
         session.release().await;
         recovered
-    }
-
-    /// A session of its own, for tests that need to act as another runner.
-    #[cfg(test)]
-    pub(crate) async fn raw_session(&self) -> Result<LockSession, HistoryError> {
-        LockSession::open(&self.connector).await
     }
 
     /// Runs SQL directly, for tests that damage or inspect the database.
