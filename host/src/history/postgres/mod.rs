@@ -54,8 +54,11 @@ use crate::config::{HistoryUrl, PasswordSource};
 /// A statement (or a transaction) that takes longer than this is taken as
 /// a lost connection.
 pub(crate) const OP_TIMEOUT: Duration = Duration::from_secs(20);
-/// While writes go to the journal, a replay is tried at most this often.
-const REPLAY_EVERY: Duration = Duration::from_secs(5);
+/// While writes go to the journal, a replay is tried after this pause,
+/// doubling after each failed try up to [`REPLAY_MAX`] (a database that
+/// does not answer costs a deployment's writes a connect timeout per try).
+const REPLAY_FIRST: Duration = Duration::from_secs(5);
+const REPLAY_MAX: Duration = Duration::from_secs(120);
 
 /// Why an operation failed: the database is out of reach (journal the
 /// write), or anything else (report it).
@@ -85,6 +88,7 @@ pub struct PgHistory {
 struct WriteState {
     next_seq: HashMap<(String, ChunkKind), u64>,
     last_replay: Option<Instant>,
+    replay_pause: Option<Duration>,
 }
 
 impl PgHistory {
@@ -211,11 +215,16 @@ impl PgHistory {
     /// is out of reach (see the module docs).
     async fn write(&self, state: &mut WriteState, items: Vec<Item>) -> Result<(), HistoryError> {
         if self.journal.has_pending() {
-            let due = state
-                .last_replay
-                .is_none_or(|t| t.elapsed() >= REPLAY_EVERY);
-            if due && let Err(err) = self.replay(state).await {
-                tracing::debug!(url = %self.url(), %err, "history still unreachable");
+            let pause = state.replay_pause.unwrap_or(REPLAY_FIRST);
+            let due = state.last_replay.is_none_or(|t| t.elapsed() >= pause);
+            if due {
+                match self.replay(state).await {
+                    Ok(_) => state.replay_pause = None,
+                    Err(err) => {
+                        state.replay_pause = Some((pause * 2).min(REPLAY_MAX));
+                        tracing::debug!(url = %self.url(), %err, "history still unreachable");
+                    }
+                }
             }
             if self.journal.has_pending() {
                 return self.journal.append(&items);
@@ -621,7 +630,9 @@ impl PgHistory {
     /// Replays the journal now; returns how many items were stored.
     pub(crate) async fn sync(&self) -> Result<usize, HistoryError> {
         let mut state = self.writes.lock().await;
-        self.replay(&mut state).await
+        let replayed = self.replay(&mut state).await?;
+        state.replay_pause = None;
+        Ok(replayed)
     }
 
     /// Items waiting in the journal.
