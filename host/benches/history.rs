@@ -292,6 +292,29 @@ async fn open(kind: &str, state: &std::path::Path, url: Option<&str>) -> History
     }
 }
 
+/// The bytes per deployment once the file (redb: compaction) or the tables
+/// (PostgreSQL: `VACUUM FULL`, which returns dead row versions) hold only live data.
+fn report_compacted(rt: &tokio::runtime::Runtime, store: &HistoryStore, kind: &str, n: usize) {
+    match store.as_local() {
+        Some(local) => {
+            local.compact().unwrap();
+        }
+        None => {
+            let pg = store.as_postgres().unwrap().url().to_string();
+            let (client, connection) = rt
+                .block_on(tokio_postgres::connect(&pg, tokio_postgres::NoTls))
+                .unwrap();
+            rt.spawn(connection);
+            rt.block_on(client.batch_execute("VACUUM FULL")).unwrap();
+        }
+    }
+    let bytes = rt.block_on(store.stats()).unwrap().db_bytes;
+    println!(
+        "{kind}: {n} deployments, compacted: {bytes} bytes, {} bytes per deployment",
+        bytes / n as u64
+    );
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let n: usize = std::env::var("ADEPLOY_BENCH_DEPLOYMENTS")
@@ -327,6 +350,7 @@ fn main() {
             live.db_bytes,
             live.db_bytes / 1000
         );
+        report_compacted(&rt, &store, kind, 1000);
 
         let state = tempfile::tempdir().unwrap();
         let url = pg_base.as_ref().map(|u| format!("{u}/adeploy_bench"));
@@ -339,6 +363,8 @@ fn main() {
             stats.db_bytes,
             stats.db_bytes / stats.deployments.max(1)
         );
+
+        report_compacted(&rt, &store, kind, n);
 
         let mut g = c.benchmark_group(format!("history_{kind}_{n}"));
         g.sample_size(30).measurement_time(Duration::from_secs(10));

@@ -505,6 +505,12 @@ impl History {
         Ok(ids.len())
     }
 
+    /// Shrinks the file to what its records need (after an import, a
+    /// downsampling, or to measure it). Takes as long as rewriting the file.
+    pub fn compact(&self) -> Result<bool, HistoryError> {
+        self.store().compact()
+    }
+
     /// Writes every record to `sink`, in the export order (see `transfer.rs`).
     pub(crate) fn export_to(&self, sink: &mut ExportSink<'_>) -> Result<(), HistoryError> {
         self.store().read(|txn| {

@@ -173,6 +173,20 @@ impl Store<'_> {
         })
     }
 
+    /// Opens the database for writing and gives back the space of freed
+    /// pages (redb grows its file in steps and reuses freed pages, but only
+    /// compaction shrinks it). Returns whether anything was compacted.
+    pub(super) fn compact(&self) -> Result<bool, HistoryError> {
+        self.guarded(|| {
+            let mut db = self.open_for_write()?;
+            let result = db
+                .compact()
+                .map_err(|e| map_redb(self.path, redb::Error::from(e)));
+            self.close_quietly(db.close());
+            result
+        })
+    }
+
     /// redb documents that an altered file "may panic" on a plain open. A
     /// panic must not take the deployment (or `adeploy list`) down: it becomes
     /// `Corrupt`, naming the file. The handle is dropped during unwinding, so
