@@ -75,7 +75,9 @@
 //! use std::path::Path;
 //! use std::time::Duration;
 //! use adeploy::config::HistoryConfig;
-//! use adeploy::history::{DeploymentRecord, DeploymentStatus, HistoryStore, LockRequest};
+//! use adeploy::history::{
+//!     DeploymentRecord, DeploymentStatus, HistoryBackend, HistoryStore, LockRequest,
+//! };
 //!
 //! let state_dir = Path::new("/var/lib/adeploy");
 //! let store = HistoryStore::open(&HistoryConfig::default(), state_dir).await?;
