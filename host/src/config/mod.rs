@@ -19,12 +19,14 @@ use serde::{Deserialize, Serialize};
 
 mod analysis;
 mod environments;
+mod history;
 pub mod placeholders;
 mod schema;
 pub mod secret;
 mod template;
 pub use analysis::DEFAULT_CONFIDENCE;
 pub use environments::{EffectiveSettings, Override};
+pub use history::*;
 pub use schema::*;
 pub use template::{HEALTH_VARIABLES, Template};
 
@@ -198,6 +200,7 @@ impl Config {
         };
         self.validate_services(path, text)?;
         self.validate_analysis(path, text)?;
+        self.history.validate(path)?;
         for (name, limits) in &self.resource_limits {
             if let Err((field, message)) = check_limits(limits) {
                 return Err(semantic(format!("resource_limits.{name}.{field}"), message));

@@ -45,6 +45,8 @@ pub struct Config {
     /// Settings that differ per environment, applied over the ones above
     /// once the environment is known ([`Config::for_environment`](super::Config::for_environment)).
     pub environments: BTreeMap<super::Environment, EnvironmentSettings>,
+    /// Where the deployment history lives (redb in the state dir, or PostgreSQL).
+    pub history: super::HistoryConfig,
     /// The file this config was loaded from (none for the embedded default).
     #[serde(skip)]
     pub source: Option<PathBuf>,

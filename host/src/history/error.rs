@@ -108,6 +108,95 @@ pub enum HistoryError {
         #[source]
         source: BoxedSource,
     },
+
+    /// The PostgreSQL history cannot be reached (at start, or for a read).
+    #[error("{url}: cannot reach the history database ({}); check the URL, that the server is running, and the password (history.password, PGPASSWORD or ~/.pgpass)", crate::config::one_line(&crate::config::redact_url(&source.to_string())))]
+    Unreachable {
+        /// The URL, password redacted.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: BoxedSource,
+    },
+
+    /// A statement of the PostgreSQL history failed (not a lost connection).
+    #[error("{url}: cannot {action}: {}", crate::config::one_line(&crate::config::redact_url(&source.to_string())))]
+    Postgres {
+        /// The URL, password redacted.
+        url: String,
+        /// What was attempted.
+        action: &'static str,
+        /// The server's or the client's error.
+        #[source]
+        source: BoxedSource,
+    },
+
+    /// The history settings cannot be used (a bad URL, an unset password variable).
+    #[error("{url}: {}", crate::config::one_line(reason))]
+    Settings {
+        /// The URL, password redacted.
+        url: String,
+        /// What is wrong and what to do.
+        reason: String,
+    },
+
+    /// The PostgreSQL history was migrated by a newer adeploy.
+    #[error(
+        "{url}: the history schema is at version {found}, this adeploy knows versions up to {supported}; adeploy does not change it: upgrade adeploy on this runner"
+    )]
+    NewerSchema {
+        /// The URL, password redacted.
+        url: String,
+        /// The version in the database.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+
+    /// Another runner is deploying some of the same services to the same
+    /// environment, and the wait for it ran out.
+    #[error("{environment}: {} {} being deployed by {}; waited {:.1} s: wait for it to finish, or raise --lock-timeout", services.join(", "), if services.len() == 1 { "is" } else { "are" }, holder.as_ref().map_or_else(|| "another runner".to_string(), ToString::to_string), waited.as_secs_f64())]
+    DeploymentBusy {
+        /// The environment.
+        environment: String,
+        /// The requested services that are held.
+        services: Vec<String>,
+        /// Who holds them, when known.
+        holder: Option<Box<super::LockHolder>>,
+        /// How long this run waited.
+        waited: Duration,
+    },
+
+    /// A line of an import file (or of the local journal) is not a history record.
+    #[error("{source_name}:{line}: {}", crate::config::one_line(reason))]
+    BadLine {
+        /// The file (or `-` for standard input).
+        source_name: String,
+        /// The line number, from 1.
+        line: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl HistoryError {
+    /// Whether the operator has to act before anything can be attempted
+    /// (the CLI exits with 2): a damaged, foreign, newer or unreachable
+    /// history, a busy lock, a bad import file.
+    pub fn needs_operator(&self) -> bool {
+        matches!(
+            self,
+            HistoryError::Corrupt { .. }
+                | HistoryError::Incompatible { .. }
+                | HistoryError::Busy { .. }
+                | HistoryError::Locked { .. }
+                | HistoryError::Unreachable { .. }
+                | HistoryError::Settings { .. }
+                | HistoryError::NewerSchema { .. }
+                | HistoryError::DeploymentBusy { .. }
+                | HistoryError::BadLine { .. }
+        )
+    }
 }
 
 fn holder(pid: Option<u32>) -> String {

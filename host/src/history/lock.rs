@@ -8,15 +8,16 @@
 //! releases when the process dies however it dies. That makes "a `running`
 //! record while nobody holds the lock" a reliable sign of a crash.
 //!
-//! The holder writes its pid into the file so a waiting run can say who it is
-//! waiting for. The pid is only for messages: the lock, not the pid, decides.
+//! The holder writes its pid into the file (and, on a second line, who it is:
+//! deployment id, user, host, since when) so a waiting run can say who it is
+//! waiting for. These are only for messages: the lock, not the pid, decides.
 
 use std::fs::{self, File, TryLockError};
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::{HistoryError, data_dir};
+use super::{HistoryError, LockHolder, data_dir};
 
 /// Name of the lock file inside `<state_dir>/deployment_data/`.
 pub const LOCK_FILE: &str = "run.lock";
@@ -38,6 +39,18 @@ impl RunLock {
     /// Fails with [`HistoryError::Busy`] (naming the holder's pid when known) if
     /// the lock is still held after `wait`; `Duration::ZERO` tries once.
     pub fn acquire(state_dir: &Path, wait: Duration) -> Result<RunLock, HistoryError> {
+        RunLock::acquire_as(state_dir, wait, None, &mut |_| {})
+    }
+
+    /// [`RunLock::acquire`] that records `holder` in the lock file for others'
+    /// messages, and calls `on_wait` with the current holder (as far as its
+    /// lock file says) when it starts waiting.
+    pub fn acquire_as(
+        state_dir: &Path,
+        wait: Duration,
+        holder: Option<&LockHolder>,
+        on_wait: &mut dyn FnMut(Option<LockHolder>),
+    ) -> Result<RunLock, HistoryError> {
         let dir = data_dir(state_dir);
         crate::fs::private_dir(&dir).map_err(|source| HistoryError::Io {
             path: dir.clone(),
@@ -73,6 +86,7 @@ impl RunLock {
                             holder_pid = ?holder_pid(&path),
                             "another adeploy run holds the state directory; waiting"
                         );
+                        on_wait(read_holder(&path));
                     }
                     std::thread::sleep(delay.min(wait - waited));
                     delay = (delay * 2).min(Duration::from_millis(200));
@@ -93,7 +107,7 @@ impl RunLock {
             state_dir: state_dir.to_path_buf(),
         };
         // Dropping `lock` on error releases the OS lock again.
-        lock.write_pid().map_err(|source| HistoryError::Io {
+        lock.write_pid(holder).map_err(|source| HistoryError::Io {
             path: lock.path.clone(),
             action: "write the run lock",
             source,
@@ -111,10 +125,14 @@ impl RunLock {
         &self.state_dir
     }
 
-    fn write_pid(&mut self) -> std::io::Result<()> {
+    fn write_pid(&mut self, holder: Option<&LockHolder>) -> std::io::Result<()> {
         self.file.set_len(0)?;
         self.file.seek(SeekFrom::Start(0))?;
         writeln!(self.file, "{}", std::process::id())?;
+        if let Some(holder) = holder {
+            let json = serde_json::to_string(holder).map_err(std::io::Error::other)?;
+            writeln!(self.file, "{json}")?;
+        }
         self.file.flush()
     }
 }
@@ -156,6 +174,47 @@ pub(super) fn writer_active(state_dir: &Path) -> bool {
 
 /// The pid recorded in a lock file, if it can be read (on Windows the holder's
 /// lock makes the file unreadable to others, so this is `None` there).
-fn holder_pid(path: &Path) -> Option<u32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
+pub(super) fn holder_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The holder recorded in a lock file (its second line), if any.
+pub(super) fn read_holder(path: &Path) -> Option<LockHolder> {
+    let text = fs::read_to_string(path).ok()?;
+    serde_json::from_str(text.lines().nth(1)?).ok()
+}
+
+/// Name of the retraining lock file inside `<state_dir>/deployment_data/`.
+pub const RETRAIN_LOCK_FILE: &str = "retrain.lock";
+
+/// Takes the retraining lock of a state directory without waiting: `None`
+/// when another process is retraining.
+pub(super) fn try_retrain_lock(state_dir: &Path) -> Result<Option<File>, HistoryError> {
+    let dir = data_dir(state_dir);
+    crate::fs::private_dir(&dir).map_err(|source| HistoryError::Io {
+        path: dir.clone(),
+        action: "create the state directory",
+        source,
+    })?;
+    let path = dir.join(RETRAIN_LOCK_FILE);
+    let file = crate::fs::open_private_file(&path).map_err(|source| HistoryError::Io {
+        path: path.clone(),
+        action: "open the retraining lock",
+        source,
+    })?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(source)) => Err(HistoryError::Io {
+            path,
+            action: "lock the retraining lock",
+            source,
+        }),
+    }
 }

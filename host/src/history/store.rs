@@ -17,7 +17,6 @@ use redb::{
     ReadTransaction, ReadableDatabase, ReadableTable, StorageError, TableDefinition, TableError,
     TableHandle, TransactionError, Value, WriteTransaction,
 };
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::HistoryError;
@@ -25,28 +24,50 @@ use super::HistoryError;
 /// Schema version written by (and the newest readable by) this adeploy.
 ///
 /// Bump it only for a change an older binary would misread; adding a JSON
-/// field with a default is not such a change.
-pub const SCHEMA_VERSION: u64 = 1;
+/// field with a default is not such a change. Version 2 compresses values
+/// (zstd), stores decisions and samples in chunks, and adds the aggregates;
+/// a version 1 file is migrated on its first write open.
+pub const SCHEMA_VERSION: u64 = 2;
 
-// Table layout. Values are JSON; keys are chosen so that the common reads are
-// ranges: newest-first listings iterate backwards, per-deployment reads scan
-// one key prefix. The trailing integer of the decision, sample and audit keys
-// orders (and disambiguates) entries with equal prefixes.
+// Table layout. Values are JSON (compressed from version 2 on); keys are
+// chosen so that the common reads are ranges: newest-first listings iterate
+// backwards, per-deployment reads scan one key prefix. The trailing integer
+// of the chunk and audit keys orders (and disambiguates) entries with equal
+// prefixes.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// deployment id → `DeploymentRecord`
 pub(super) const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("deployments");
 /// (started_at ms, deployment id) → (), the index behind newest-first listings
 pub(super) const DEPLOYMENTS_BY_START: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("deployments_by_start");
-/// (deployment id, seq) → `DecisionRecord`
-pub(super) const DECISIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("decisions");
-/// (deployment id, timestamp ms, n) → `MetricSample`
-pub(super) const SAMPLES: TableDefinition<(&str, i64, u64), &[u8]> =
-    TableDefinition::new("metric_samples");
+/// (deployment id, kind, first seq) → (span, records, compressed JSON
+/// array): the decision log and the metric samples, one chunk per append. A
+/// chunk covers the sequence numbers `first..first + span` and holds
+/// `records` of them (fewer once downsampled).
+pub(super) const CHUNKS: TableDefinition<ChunkKey<'static>, ChunkValue<'static>> =
+    TableDefinition::new("record_chunks");
+/// (deployment id, kind code, first seq)
+pub(super) type ChunkKey<'a> = (&'a str, u8, u64);
+/// (span, records, compressed JSON array)
+pub(super) type ChunkValue<'a> = (u64, u64, &'a [u8]);
 /// (timestamp ms, n) → `AuditEntry`
 pub(super) const AUDIT: TableDefinition<(i64, u64), &[u8]> = TableDefinition::new("audit_log");
-/// name → opaque bytes (the ML model)
+/// name → opaque bytes (the ML model), compressed
 pub(super) const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs");
+/// (strategy, environment) → `StrategyStats` JSON
+pub(super) const AGG_STRATEGY: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("aggregates_by_strategy");
+/// (service, environment) → `ServiceStats` JSON
+pub(super) const AGG_SERVICE: TableDefinition<(&str, &str), &[u8]> =
+    TableDefinition::new("aggregates_by_service");
+
+// Version 1 tables, read only by the migration to version 2.
+/// (deployment id, seq) → `DecisionRecord`
+pub(super) const V1_DECISIONS: TableDefinition<(&str, u64), &[u8]> =
+    TableDefinition::new("decisions");
+/// (deployment id, timestamp ms, n) → `MetricSample`
+pub(super) const V1_SAMPLES: TableDefinition<(&str, i64, u64), &[u8]> =
+    TableDefinition::new("metric_samples");
 
 const SCHEMA_KEY: &str = "schema_version";
 
@@ -149,6 +170,20 @@ impl Store<'_> {
             })();
             self.close_quietly(db.close());
             result.map_err(|failure| self.map(failure))
+        })
+    }
+
+    /// Opens the database for writing and gives back the space of freed
+    /// pages (redb grows its file in steps and reuses freed pages, but only
+    /// compaction shrinks it). Returns whether anything was compacted.
+    pub(super) fn compact(&self) -> Result<bool, HistoryError> {
+        self.guarded(|| {
+            let mut db = self.open_for_write()?;
+            let result = db
+                .compact()
+                .map_err(|e| map_redb(self.path, redb::Error::from(e)));
+            self.close_quietly(db.close());
+            result
         })
     }
 
@@ -316,20 +351,30 @@ fn check_schema_read(txn: &ReadTransaction, path: &Path) -> Result<(), Failure> 
 fn ensure_schema(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
     let tables: Vec<String> = txn.list_tables()?.map(|t| t.name().to_owned()).collect();
     if tables.iter().any(|name| name == META.name()) {
-        let meta = txn.open_table(META)?;
-        let found = meta.get(SCHEMA_KEY)?.map(|v| v.value());
-        return check_version(found, path);
+        let found = txn.open_table(META)?.get(SCHEMA_KEY)?.map(|v| v.value());
+        check_version(found, path)?;
+        if found == Some(1) {
+            super::migrate::v1_to_v2(txn, path)?;
+            txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+        }
+        return Ok(());
     }
     if !tables.is_empty() {
         return Err(foreign(path, &tables));
     }
     txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+    create_tables(txn)
+}
+
+/// Creates every table of the current schema (a no-op for existing ones).
+pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), Failure> {
     txn.open_table(DEPLOYMENTS)?;
     txn.open_table(DEPLOYMENTS_BY_START)?;
-    txn.open_table(DECISIONS)?;
-    txn.open_table(SAMPLES)?;
+    txn.open_table(CHUNKS)?;
     txn.open_table(AUDIT)?;
     txn.open_table(BLOBS)?;
+    txn.open_table(AGG_STRATEGY)?;
+    txn.open_table(AGG_SERVICE)?;
     Ok(())
 }
 
@@ -374,19 +419,6 @@ pub(super) fn read_table<K: Key + 'static, V: Value + 'static>(
     }
 }
 
-/// JSON-encodes a record; `key` names it in the error.
-pub(super) fn encode<T: Serialize>(
-    path: &Path,
-    key: impl FnOnce() -> String,
-    value: &T,
-) -> Result<Vec<u8>, HistoryError> {
-    serde_json::to_vec(value).map_err(|source| HistoryError::Encode {
-        path: path.to_path_buf(),
-        key: key(),
-        source,
-    })
-}
-
 /// Decodes a record for a listing: one that no longer decodes is reported and
 /// skipped, so a single bad record never hides the rest of the history.
 pub(super) fn decode_or_skip<T: DeserializeOwned>(
@@ -394,7 +426,7 @@ pub(super) fn decode_or_skip<T: DeserializeOwned>(
     key: &dyn Display,
     bytes: &[u8],
 ) -> Option<T> {
-    match serde_json::from_slice(bytes) {
+    match super::codec::decode_record(bytes) {
         Ok(value) => Some(value),
         Err(err) => {
             tracing::warn!(
@@ -414,7 +446,7 @@ pub(super) fn decode<T: DeserializeOwned>(
     key: impl FnOnce() -> String,
     bytes: &[u8],
 ) -> Result<T, HistoryError> {
-    serde_json::from_slice(bytes).map_err(|source| HistoryError::Undecodable {
+    super::codec::decode_record(bytes).map_err(|source| HistoryError::Undecodable {
         path: path.to_path_buf(),
         key: key(),
         source,

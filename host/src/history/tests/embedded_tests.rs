@@ -1,41 +1,14 @@
-//! Tests on real redb files in temporary directories.
+//! redb-only behaviour: the file on disk (damaged, foreign, newer, held
+//! open by another process, left by a crash, of schema version 1) and the
+//! state directory's run lock.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
 
-use super::store::{DECISIONS, DEPLOYMENTS, DEPLOYMENTS_BY_START, META};
+use super::super::store::{BLOBS, META, V1_DECISIONS, V1_SAMPLES};
 use super::*;
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_700_000_000 + seconds, 0).unwrap()
-}
-
-fn deployment(id: &str, started: i64, status: DeploymentStatus) -> DeploymentRecord {
-    DeploymentRecord {
-        environment: "staging".into(),
-        strategy: "balanced".into(),
-        services: vec!["api".into(), "web".into()],
-        deployment_size: "medium".into(),
-        status,
-        ..DeploymentRecord::running(id, at(started))
-    }
-}
-
-fn ids(records: &[DeploymentRecord]) -> Vec<&str> {
-    records.iter().map(|r| r.id.as_str()).collect()
-}
-
-/// Writes raw bytes into a table, bypassing the JSON encoding.
-fn put_raw(path: &Path, write: impl FnOnce(&redb::WriteTransaction)) {
-    let db = redb::Database::create(path).unwrap();
-    let txn = db.begin_write().unwrap();
-    write(&txn);
-    txn.commit().unwrap();
-}
 
 #[test]
 fn open_creates_the_directories_and_the_database() {
@@ -50,29 +23,6 @@ fn open_creates_the_directories_and_the_database() {
     assert!(history.list_deployments(10).unwrap().is_empty());
     // Opening again finds the schema it wrote.
     History::open(&state).unwrap();
-}
-
-#[test]
-fn deployment_round_trip_and_replace() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    let mut rec = deployment("d1", 0, DeploymentStatus::Running);
-    rec.log_path = Some(PathBuf::from("/tmp/deploy.log"));
-    rec.steps = vec![step("api", 1)];
-    rec.summary = Some("first".into());
-    history.put_deployment(&rec).unwrap();
-    assert_eq!(history.get_deployment("d1").unwrap(), Some(rec.clone()));
-    assert_eq!(history.get_deployment("nope").unwrap(), None);
-
-    rec.finish(DeploymentStatus::Succeeded, at(90));
-    history.put_deployment(&rec).unwrap();
-    let got = history.get_deployment("d1").unwrap().unwrap();
-    assert_eq!(got.status, DeploymentStatus::Succeeded);
-    assert_eq!(got.success, Some(true));
-    assert_eq!(got.duration_s, Some(90.0));
-    assert_eq!(got.finished_at, Some(at(90)));
-    // Replaced, not duplicated.
-    assert_eq!(ids(&history.list_deployments(10).unwrap()), ["d1"]);
 }
 
 #[test]
@@ -96,20 +46,6 @@ fn an_old_record_without_new_fields_still_decodes() {
     assert_eq!(rec.features, None);
 }
 
-fn step(service: &str, wave: u32) -> StepRecord {
-    StepRecord {
-        service: service.into(),
-        host: None,
-        wave,
-        status: StepStatus::Succeeded,
-        started_at: Some(at(1)),
-        seconds: 0.5,
-        message: "deployed and healthy".into(),
-        rolled_back: None,
-        rollback_message: None,
-    }
-}
-
 #[test]
 fn a_record_with_steps_and_features_in_extra_reads_them_into_the_typed_fields() {
     // Before `steps` and `features` were typed, they lived in `extra`, with
@@ -121,15 +57,16 @@ fn a_record_with_steps_and_features_in_extra_reads_them_into_the_typed_fields() 
         "success_rate_overall": 0.5, "success_rate_strategy": 0.5,
         "recent_failures": 0.0, "mean_duration_min": 1.5,
     });
+    let ok = "deployed and healthy";
     let old = json!({
         "id": "old", "started_at": "2024-01-01T00:00:00Z", "status": "succeeded",
         "extra": {
-            "steps": [serde_json::to_value(step("db", 0)).unwrap(), serde_json::to_value(step("api", 1)).unwrap()],
+            "steps": [serde_json::to_value(step("db", 0, ok)).unwrap(), serde_json::to_value(step("api", 1, ok)).unwrap()],
             "features": features,
         },
     });
     let rec: DeploymentRecord = serde_json::from_value(old).unwrap();
-    assert_eq!(rec.steps, [step("db", 1), step("api", 2)]);
+    assert_eq!(rec.steps, [step("db", 1, ok), step("api", 2, ok)]);
     let f = rec.features.clone().unwrap();
     assert_eq!(
         (f.environment, f.mean_duration_min),
@@ -141,239 +78,6 @@ fn a_record_with_steps_and_features_in_extra_reads_them_into_the_typed_fields() 
     assert_eq!(again, rec);
     let text = serde_json::to_string(&rec).unwrap();
     assert!(!text.contains("extra"), "{text}");
-}
-
-#[test]
-fn list_is_newest_first_and_limited() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    for (id, started) in [("c", 30), ("a", 10), ("e", 50), ("b", 20), ("d", 40)] {
-        history
-            .put_deployment(&deployment(id, started, DeploymentStatus::Succeeded))
-            .unwrap();
-    }
-    assert_eq!(
-        ids(&history.list_deployments(10).unwrap()),
-        ["e", "d", "c", "b", "a"]
-    );
-    assert_eq!(ids(&history.list_deployments(2).unwrap()), ["e", "d"]);
-    assert!(history.list_deployments(0).unwrap().is_empty());
-
-    // Replacing a record with a new start time moves it in the order.
-    history
-        .put_deployment(&deployment("a", 60, DeploymentStatus::Failed))
-        .unwrap();
-    assert_eq!(
-        ids(&history.list_deployments(10).unwrap()),
-        ["a", "e", "d", "c", "b"]
-    );
-}
-
-#[test]
-fn all_deployments_are_finished_ones_oldest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    history
-        .put_deployment(&deployment("late", 30, DeploymentStatus::Failed))
-        .unwrap();
-    history
-        .put_deployment(&deployment("live", 40, DeploymentStatus::Running))
-        .unwrap();
-    history
-        .put_deployment(&deployment("early", 10, DeploymentStatus::Succeeded))
-        .unwrap();
-    history
-        .put_deployment(&deployment("mid", 20, DeploymentStatus::Interrupted))
-        .unwrap();
-    assert_eq!(
-        ids(&history.all_deployments().unwrap()),
-        ["early", "mid", "late"]
-    );
-}
-
-#[test]
-fn decisions_keep_append_order_across_calls() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    let decision = |n: i64, kind: &str| DecisionRecord {
-        timestamp: at(n),
-        decision_type: kind.into(),
-        details: json!({ "n": n }),
-    };
-    // Appended out of timestamp order on purpose: the log keeps append order.
-    let first = [decision(5, "environment_detected"), decision(1, "metrics")];
-    let second = [decision(3, "strategy_selected")];
-    history.append_decisions("d1", &first).unwrap();
-    history
-        .append_decisions("d2", &[decision(9, "other")])
-        .unwrap();
-    history.append_decisions("d1", &second).unwrap();
-    history.append_decisions("d1", &[]).unwrap();
-
-    let got = history.decisions("d1").unwrap();
-    let expected: Vec<DecisionRecord> = first.iter().chain(&second).cloned().collect();
-    assert_eq!(got, expected);
-    assert_eq!(history.decisions("d2").unwrap().len(), 1);
-    assert!(history.decisions("d3").unwrap().is_empty());
-}
-
-#[test]
-fn samples_are_in_time_order_and_same_millisecond_ones_are_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    let sample = |n: i64, cpu: f64| MetricSample {
-        timestamp: at(n),
-        cpu_percent: cpu,
-        memory_percent: 40.0,
-        disk_percent: 70.0,
-        load_per_core: 0.5,
-        network_latency_ms: Some(1.5),
-    };
-    history
-        .append_samples("d1", &[sample(2, 20.0), sample(1, 10.0)])
-        .unwrap();
-    history
-        .append_samples("d1", &[sample(2, 21.0), sample(3, 30.0)])
-        .unwrap();
-    history.append_samples("other", &[sample(0, 1.0)]).unwrap();
-    let cpus: Vec<f64> = history
-        .samples("d1")
-        .unwrap()
-        .iter()
-        .map(|s| s.cpu_percent)
-        .collect();
-    assert_eq!(cpus, [10.0, 20.0, 21.0, 30.0]);
-    assert_eq!(history.samples("d1").unwrap()[0], sample(1, 10.0));
-}
-
-#[test]
-fn a_non_finite_sample_value_reads_back_as_nan() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    let sample = MetricSample {
-        timestamp: at(0),
-        cpu_percent: 5.0,
-        memory_percent: 6.0,
-        disk_percent: 7.0,
-        load_per_core: f64::NAN,
-        network_latency_ms: Some(f64::INFINITY),
-    };
-    history.append_samples("d1", &[sample]).unwrap();
-    let got = history.samples("d1").unwrap();
-    assert_eq!(got.len(), 1, "the sample must not be dropped");
-    assert!(got[0].load_per_core.is_nan());
-    assert_eq!(got[0].cpu_percent, 5.0);
-    assert_eq!(got[0].network_latency_ms, None);
-}
-
-#[test]
-fn audit_is_newest_first_and_limited() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    let entry = |n: i64, action: &str| AuditEntry {
-        timestamp: at(n),
-        user: "ops".into(),
-        action: action.into(),
-        details: json!({ "n": n }),
-    };
-    history.append_audit(&entry(1, "deploy")).unwrap();
-    history.append_audit(&entry(3, "model_retrain")).unwrap();
-    history.append_audit(&entry(2, "rollback")).unwrap();
-    // Same millisecond as an earlier entry: kept, and ordered after it.
-    history.append_audit(&entry(3, "deploy_again")).unwrap();
-
-    let actions = |entries: Vec<AuditEntry>| -> Vec<String> {
-        entries.into_iter().map(|e| e.action).collect()
-    };
-    assert_eq!(
-        actions(history.audit(10).unwrap()),
-        ["deploy_again", "model_retrain", "rollback", "deploy"]
-    );
-    assert_eq!(
-        actions(history.audit(2).unwrap()),
-        ["deploy_again", "model_retrain"]
-    );
-    assert_eq!(history.audit(10).unwrap()[3], entry(1, "deploy"));
-}
-
-#[test]
-fn blobs_round_trip_and_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    assert_eq!(history.get_blob("model").unwrap(), None);
-    history.put_blob("model", &[1, 2, 3]).unwrap();
-    history.put_blob("model", &[4, 5]).unwrap();
-    assert_eq!(history.get_blob("model").unwrap(), Some(vec![4, 5]));
-    assert!(history.delete_blob("model").unwrap());
-    assert!(!history.delete_blob("model").unwrap());
-    assert_eq!(history.get_blob("model").unwrap(), None);
-}
-
-#[test]
-fn stats_count_and_show_the_latest() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    let empty = history.stats().unwrap();
-    assert_eq!(empty.deployments, 0);
-    assert_eq!(empty.last, None);
-    history
-        .put_deployment(&deployment("old", 1, DeploymentStatus::Failed))
-        .unwrap();
-    history
-        .put_deployment(&deployment("new", 2, DeploymentStatus::Succeeded))
-        .unwrap();
-    let stats = history.stats().unwrap();
-    assert_eq!(stats.deployments, 2);
-    assert_eq!(stats.last.map(|r| r.id), Some("new".to_owned()));
-    assert_eq!(stats.path, history.path());
-    assert!(stats.db_bytes > 0);
-}
-
-#[test]
-fn recover_interrupted_marks_only_running_deployments() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    let mut crashed = deployment("crashed", 1, DeploymentStatus::Running);
-    crashed.pid = 4242;
-    crashed.summary = Some("deploying api".into());
-    history.put_deployment(&crashed).unwrap();
-    history
-        .put_deployment(&deployment("also_crashed", 2, DeploymentStatus::Running))
-        .unwrap();
-    for (id, status) in [
-        ("ok", DeploymentStatus::Succeeded),
-        ("bad", DeploymentStatus::Failed),
-        ("undone", DeploymentStatus::RolledBack),
-    ] {
-        history.put_deployment(&deployment(id, 3, status)).unwrap();
-    }
-
-    let lock = RunLock::acquire(dir.path(), Duration::ZERO).unwrap();
-    let before = Utc::now();
-    let mut recovered = history.recover_interrupted(&lock).unwrap();
-    recovered.sort();
-    assert_eq!(recovered, ["also_crashed", "crashed"]);
-
-    let got = history.get_deployment("crashed").unwrap().unwrap();
-    assert_eq!(got.status, DeploymentStatus::Interrupted);
-    assert!(got.finished_at.is_some_and(|t| t >= before));
-    let summary = got.summary.unwrap();
-    assert!(
-        summary.starts_with("deploying api; interrupted"),
-        "{summary}"
-    );
-    assert!(summary.contains("pid 4242"), "{summary}");
-    for (id, status) in [
-        ("ok", DeploymentStatus::Succeeded),
-        ("bad", DeploymentStatus::Failed),
-        ("undone", DeploymentStatus::RolledBack),
-    ] {
-        let rec = history.get_deployment(id).unwrap().unwrap();
-        assert_eq!(rec.status, status, "{id}");
-        assert_eq!(rec.finished_at, None, "{id}");
-    }
-    // Nothing left to recover.
-    assert!(history.recover_interrupted(&lock).unwrap().is_empty());
 }
 
 #[test]
@@ -524,81 +228,9 @@ fn a_newer_schema_is_incompatible_and_left_untouched() {
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
     let version = txn.open_table(META).unwrap().get("schema_version").unwrap();
     assert_eq!(version.map(|v| v.value()), Some(SCHEMA_VERSION + 1));
-    assert!(matches!(
-        txn.open_table(super::store::BLOBS).unwrap().get("x"),
-        Ok(None)
-    ));
+    assert!(matches!(txn.open_table(BLOBS).unwrap().get("x"), Ok(None)));
     let deployments = txn.open_table(DEPLOYMENTS).unwrap();
     assert!(deployments.get("d1").unwrap().is_some());
-}
-
-#[test]
-fn undecodable_records_are_skipped_and_the_rest_listed() {
-    let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path()).unwrap();
-    for (id, started) in [("a", 1), ("c", 3)] {
-        history
-            .put_deployment(&deployment(id, started, DeploymentStatus::Succeeded))
-            .unwrap();
-    }
-    let decision = DecisionRecord {
-        timestamp: at(0),
-        decision_type: "good".into(),
-        details: json!(null),
-    };
-    history
-        .append_decisions("a", std::slice::from_ref(&decision))
-        .unwrap();
-    // A damaged deployment "b" between the two, and a damaged decision.
-    put_raw(history.path(), |txn| {
-        let started = at(2).timestamp_millis();
-        txn.open_table(DEPLOYMENTS)
-            .unwrap()
-            .insert("b", b"{not json".as_slice())
-            .unwrap();
-        txn.open_table(DEPLOYMENTS_BY_START)
-            .unwrap()
-            .insert((started, "b"), ())
-            .unwrap();
-        txn.open_table(DECISIONS)
-            .unwrap()
-            .insert(("a", 1), br#"{"timestamp": 5}"#.as_slice())
-            .unwrap();
-    });
-
-    assert_eq!(ids(&history.list_deployments(10).unwrap()), ["c", "a"]);
-    // The limit counts records returned, not records skipped.
-    assert_eq!(ids(&history.list_deployments(2).unwrap()), ["c", "a"]);
-    assert_eq!(ids(&history.all_deployments().unwrap()), ["a", "c"]);
-    assert_eq!(history.decisions("a").unwrap(), [decision]);
-    assert_eq!(history.stats().unwrap().deployments, 3);
-
-    // Asked for by id, the damaged record is an error naming it, not `None`.
-    let err = history.get_deployment("b").unwrap_err();
-    assert!(matches!(err, HistoryError::Undecodable { .. }), "{err}");
-    assert!(err.to_string().contains("deployments/b"), "{err}");
-
-    // Replacing the damaged record repairs its index entry too.
-    history
-        .put_deployment(&deployment("b", 4, DeploymentStatus::Failed))
-        .unwrap();
-    assert_eq!(ids(&history.list_deployments(10).unwrap()), ["b", "c", "a"]);
-}
-
-/// This test binary, set to run only the ignored helper test `name`.
-fn helper_process(name: &str) -> Command {
-    // `module_path!()` is `adeploy::history::tests`; test names omit the crate.
-    let module = module_path!()
-        .split_once("::")
-        .map_or(module_path!(), |(_, rest)| rest);
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command.args([
-        &format!("{module}::{name}"),
-        "--exact",
-        "--ignored",
-        "--test-threads=1",
-    ]);
-    command
 }
 
 /// Set in the child process of [`open_waits_for_another_process`]: the
@@ -635,7 +267,7 @@ fn open_waits_for_another_process() {
         .unwrap();
     let ready = dir.path().join("ready");
 
-    let mut child = helper_process("hold_database_open_helper")
+    let mut child = helper_process(module_path!(), "hold_database_open_helper")
         .env(HOLD_DB_ENV, history.path())
         .env(HOLD_READY_ENV, &ready)
         .stdout(Stdio::null())
@@ -700,7 +332,7 @@ fn crash_while_running_helper() {
         .unwrap();
     let db = redb::Database::create(history.path()).unwrap();
     let txn = db.begin_write().unwrap();
-    txn.open_table(super::store::BLOBS)
+    txn.open_table(BLOBS)
         .unwrap()
         .insert("committed", b"before the crash".as_slice())
         .unwrap();
@@ -711,7 +343,7 @@ fn crash_while_running_helper() {
 #[test]
 fn a_crashed_run_is_recovered() {
     let dir = tempfile::tempdir().unwrap();
-    let status = helper_process("crash_while_running_helper")
+    let status = helper_process(module_path!(), "crash_while_running_helper")
         .env(CRASH_STATE_ENV, dir.path())
         .stdout(Stdio::null())
         .status()
@@ -776,4 +408,131 @@ fn a_damaged_database_is_an_error_never_a_panic() {
             Err(other) => panic!("scrambled at {at}: expected Corrupt, got {other}"),
         }
     }
+}
+
+#[test]
+fn a_schema_1_file_is_migrated_keeping_every_record() {
+    // A history as adeploy wrote it before schema version 2: plain JSON,
+    // one row per decision and per sample.
+    let dir = tempfile::tempdir().unwrap();
+    let path = database_path(dir.path());
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let a = finished("a", 10, false, 30);
+    let b = finished("b", 20, true, 30);
+    let decision = |n: i64| DecisionRecord {
+        timestamp: at(n),
+        decision_type: format!("d{n}"),
+        details: json!({"n": n}),
+    };
+    let sample = |n: i64| MetricSample {
+        timestamp: at(n),
+        cpu_percent: n as f64,
+        memory_percent: 1.0,
+        disk_percent: 2.0,
+        load_per_core: 0.1,
+        network_latency_ms: None,
+    };
+    put_raw(&path, |txn| {
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", 1)
+            .unwrap();
+        let mut deployments = txn.open_table(super::super::store::DEPLOYMENTS).unwrap();
+        let mut by_start = txn
+            .open_table(super::super::store::DEPLOYMENTS_BY_START)
+            .unwrap();
+        for r in [&a, &b] {
+            let json = serde_json::to_vec(r).unwrap();
+            deployments.insert(r.id.as_str(), json.as_slice()).unwrap();
+            by_start
+                .insert((r.started_at.timestamp_millis(), r.id.as_str()), ())
+                .unwrap();
+        }
+        let mut decisions = txn.open_table(V1_DECISIONS).unwrap();
+        for seq in 0..3u64 {
+            let json = serde_json::to_vec(&decision(seq as i64)).unwrap();
+            decisions.insert(("a", seq), json.as_slice()).unwrap();
+        }
+        let mut samples = txn.open_table(V1_SAMPLES).unwrap();
+        for n in [3i64, 1, 2] {
+            let json = serde_json::to_vec(&sample(n)).unwrap();
+            samples
+                .insert(("a", at(n).timestamp_millis(), 0), json.as_slice())
+                .unwrap();
+        }
+        txn.open_table(super::super::store::AUDIT)
+            .unwrap()
+            .insert(
+                (5, 0),
+                br#"{"timestamp":"2024-01-01T00:00:00Z","user":"u","action":"deploy"}"#.as_slice(),
+            )
+            .unwrap();
+        txn.open_table(BLOBS)
+            .unwrap()
+            .insert("strategy_model", b"plain model".as_slice())
+            .unwrap();
+    });
+
+    let history = History::open(dir.path()).unwrap();
+    assert_eq!(ids(&history.list_deployments(10).unwrap()), ["b", "a"]);
+    assert_eq!(history.get_deployment("a").unwrap(), Some(a));
+    assert_eq!(
+        history.decisions("a").unwrap(),
+        [decision(0), decision(1), decision(2)]
+    );
+    assert_eq!(
+        history.samples("a").unwrap(),
+        [sample(1), sample(2), sample(3)]
+    );
+    assert_eq!(history.audit(10).unwrap()[0].action, "deploy");
+    assert_eq!(
+        history.get_blob("strategy_model").unwrap().as_deref(),
+        Some(b"plain model".as_slice())
+    );
+    // The aggregates were built from the records, and new appends continue
+    // the migrated numbering.
+    let agg = history.aggregates().unwrap();
+    assert_eq!((agg.deployments(), agg.successes()), (2, 1));
+    history.append_decisions("a", &[decision(9)]).unwrap();
+    assert_eq!(history.decisions("a").unwrap().len(), 4);
+    // The file is at the current version, and the version 1 tables are gone.
+    let db = redb::ReadOnlyDatabase::open(history.path()).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let version = txn.open_table(META).unwrap().get("schema_version").unwrap();
+    assert_eq!(version.map(|v| v.value()), Some(SCHEMA_VERSION));
+    assert!(txn.open_table(V1_DECISIONS).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_run_names_the_holder_of_the_state_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = HistoryStore::open_local(dir.path()).await.unwrap();
+    let request = |id: &str| LockRequest {
+        environment: "staging".into(),
+        services: vec!["api".into()],
+        deployment_id: id.into(),
+    };
+    let first = store
+        .lock_deployment(&request("first"), Duration::ZERO, &mut |_| {})
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let err = store
+        .lock_deployment(&request("second"), Duration::from_millis(200), &mut |w| {
+            seen.push(w.clone())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HistoryError::Busy { .. }), "{err}");
+    assert!(err.needs_operator());
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let holder = seen[0].holder.clone().unwrap();
+    assert_eq!(holder.deployment_id, "first");
+    assert_eq!(holder.pid, std::process::id());
+    assert!(seen[0].to_string().contains("held by deployment first of"));
+    first.release().await;
+    store
+        .lock_deployment(&request("second"), Duration::ZERO, &mut |_| {})
+        .await
+        .unwrap();
 }
