@@ -654,6 +654,8 @@ fn decisions_section(doc: &Document) -> Markup {
                                 }
                             }
                             strong { (d.decision_type.replace('_', " ")) }
+                            " "
+                            span class="summary" { (d.summary()) }
                             @let rows = detail_rows(&d.details);
                             @if !rows.is_empty() {
                                 dl { @for (k, v) in rows { dt { (k) } dd { (v) } } }
