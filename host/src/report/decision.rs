@@ -340,6 +340,9 @@ pub enum Decision {
         cpu_percent: f64,
         memory_percent: f64,
     },
+    /// `experimental.enable_predictive_scaling` left the concurrency alone:
+    /// the load's trend has too little data yet (recorded once).
+    PredictiveScalingSkipped { reason: String },
     /// Execution paused (the strategy asked, or the plan pauses after a wave).
     Pause { seconds: f64, reason: String },
     /// The machine is back under the strategy's CPU and memory budget.

@@ -377,6 +377,9 @@ impl Decision {
             Decision::PredictiveScaling {
                 from, to, reason, ..
             } => format!("concurrency {from} → {to}: {reason}"),
+            Decision::PredictiveScalingSkipped { reason } => {
+                format!("predictive scaling waits for a trend: {reason}")
+            }
             Decision::Pause { seconds, reason } => {
                 format!("pause {} s{}", num(*seconds), colon(reason))
             }
