@@ -59,6 +59,50 @@ fn colon(message: &str) -> String {
     }
 }
 
+/// The words of a value older reports wrote in Rust's `Debug` form
+/// (`rollbackscope::all`, `ProgressKind::StepFailed`,
+/// `Decision::Rollback("web failed")`, `Decision::Pause(30)`); any other
+/// text is returned as it is. Reports are kept, so their renderings read
+/// well whichever version wrote them.
+pub(crate) fn legacy_words(text: &str) -> String {
+    let Some((kind, rest)) = text.split_once("::") else {
+        return text.to_string();
+    };
+    let kind = kind.to_ascii_lowercase();
+    let kebab = |name: &str| {
+        let mut out = String::new();
+        for (i, c) in name.chars().enumerate() {
+            if c.is_ascii_uppercase() && i > 0 {
+                out.push('-');
+            }
+            out.push(c.to_ascii_lowercase());
+        }
+        out
+    };
+    // `Name("quoted \"text\"")` or `Name(30)` or `Name`.
+    let (name, arg) = match rest.split_once('(') {
+        Some((name, arg)) => (
+            name,
+            arg.strip_suffix(')').map(|a| {
+                a.strip_prefix('"')
+                    .and_then(|a| a.strip_suffix('"'))
+                    .map(|q| q.replace("\\\"", "\"").replace("\\\\", "\\"))
+                    .unwrap_or_else(|| a.to_string())
+            }),
+        ),
+        None => (rest, None),
+    };
+    match (kind.as_str(), name, arg) {
+        ("rollbackscope" | "progresskind", name, None) => kebab(name),
+        ("decision", "Pause", Some(seconds)) => format!("pause {seconds} s"),
+        ("decision", "Continue", None) => "continue".to_string(),
+        ("decision", name @ ("Abort" | "Rollback"), Some(reason)) => {
+            format!("{}: {reason}", name.to_ascii_lowercase())
+        }
+        _ => text.to_string(),
+    }
+}
+
 /// The generic line of a decision this renderer has no sentence for: its
 /// type in words and up to four scalar details.
 fn generic(decision_type: &str, details: &Value) -> String {
@@ -324,7 +368,7 @@ impl Decision {
                 p.samples,
                 p.interval_ms,
                 p.soak_s,
-                p.rollback_scope
+                legacy_words(&p.rollback_scope)
             ),
             Decision::DryRun { reason, .. } => reason.clone(),
             Decision::Approved { approval: a } => format!("approved by {}", approval(a)),
@@ -347,9 +391,11 @@ impl Decision {
                 if *ok { "ran" } else { "FAILED" },
                 colon(message)
             ),
-            Decision::StrategyDecision { event, decision } => {
-                format!("after {event} the strategy decided: {decision}")
-            }
+            Decision::StrategyDecision { event, decision } => format!(
+                "after {} the strategy decided: {}",
+                legacy_words(event),
+                legacy_words(decision)
+            ),
             Decision::StrategyDecisionFailed { error } => format!(
                 "the strategy could not decide ({error}); the plan's failure policy applies"
             ),
@@ -487,6 +533,19 @@ mod tests {
             d.summary(),
             "production needs an approval: given by ana (--approve)"
         );
+    }
+
+    #[test]
+    fn debug_strings_of_older_reports_read_as_words() {
+        assert_eq!(legacy_words("rollbackscope::all"), "all");
+        assert_eq!(legacy_words("ProgressKind::StepFailed"), "step-failed");
+        assert_eq!(legacy_words("Decision::Pause(30)"), "pause 30 s");
+        assert_eq!(
+            legacy_words("Decision::Rollback(\"web failed: \\\"x\\\"\")"),
+            "rollback: web failed: \"x\""
+        );
+        assert_eq!(legacy_words("a::b that is text"), "a::b that is text");
+        assert_eq!(legacy_words("step-failed"), "step-failed");
     }
 
     #[test]
