@@ -9,6 +9,7 @@
 mod audit;
 mod deploy;
 mod diagnostics;
+mod history;
 mod model;
 mod output;
 mod plugins;
@@ -61,8 +62,13 @@ enum Command {
     Run(deploy::RunArgs),
     /// Recent deployments, newest first (`--list-deployments`).
     List(deploy::ListArgs),
-    /// The report of one deployment (`--report ID`).
+    /// The report of one deployment (`--report ID`), or its rendering as
+    /// HTML, Markdown or JUnit (`--format`).
     Report(deploy::ReportArgs),
+    /// Analytics across deployments: success per strategy and environment,
+    /// step durations, the model's accuracy, failure patterns (text, JSON or
+    /// an HTML page).
+    History(history::HistoryArgs),
     /// Environment, metrics and trend, thresholds, plugins, state, model and
     /// config (`--diagnostics`); exit 1 when a check is critical.
     Diagnostics(diagnostics::DiagnosticsArgs),
@@ -103,6 +109,24 @@ fn exit_code(err: &anyhow::Error) -> u8 {
     1
 }
 
+/// The error and its causes on one line, each said once: a cause whose text
+/// the message before it already carries (`cannot read config: No such file
+/// or directory` over the `io::Error` it wraps) is not repeated.
+fn error_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
@@ -119,7 +143,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", error_text(&err));
             ExitCode::from(exit_code(&err))
         }
     }
@@ -135,6 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => deploy::run(&ctx, args).await,
         Command::List(args) => deploy::list(&ctx, args).await,
         Command::Report(args) => deploy::report(&ctx, args).await,
+        Command::History(args) => history::run(&ctx, args).await,
         Command::Diagnostics(args) => diagnostics::run(&ctx, args).await,
         Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
         Command::Model(cmd) => model::run(&ctx, cmd).await,
@@ -185,5 +210,20 @@ mod tests {
         // An error nobody classified as bad input is a runtime failure.
         let io = anyhow::Error::new(std::io::Error::other("disk on fire")).context("writing");
         assert_eq!(exit_code(&io), 1);
+    }
+
+    #[test]
+    fn each_cause_is_said_once() {
+        let missing =
+            adeploy::config::Config::load(Some(std::path::Path::new("/definitely/not/here.yaml")))
+                .unwrap_err();
+        let text = error_text(&anyhow::Error::new(missing));
+        assert_eq!(
+            text.matches("No such file or directory").count(),
+            1,
+            "{text}"
+        );
+        let io = anyhow::Error::new(std::io::Error::other("disk on fire")).context("writing");
+        assert_eq!(error_text(&io), "writing: disk on fire");
     }
 }

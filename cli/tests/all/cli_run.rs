@@ -86,7 +86,9 @@ fn run_list_and_report_with_exit_codes() {
 
     let o = adeploy(&["report", &id], w.dir.path(), &state);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("environment_detected"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("environment staging (from --environment)")
+    );
     let o = adeploy(&["report", "deploy_0"], w.dir.path(), &state);
     assert_eq!(o.status.code(), Some(2));
     assert!(

@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Engine, EngineError};
+use crate::config::{Override, Thresholds};
 use crate::detect::{DetectedEnvironment, EnvironmentDetector};
 use crate::history::{DeploymentStatus, History};
-use crate::monitor::{self, EndpointLatency, Snapshot, SystemDetail, Trend};
+use crate::monitor::{self, EndpointLatency, Snapshot, SystemDetail, TrendReport, TrendWindow};
 use crate::plugin::{LoadOutcome, PluginKind};
 
 /// ok, caution (a deployment goes through, more carefully), critical (it is blocked).
@@ -30,6 +31,10 @@ pub enum CheckStatus {
 pub struct ThresholdCheck {
     /// The config key, e.g. `thresholds.critical_memory`.
     pub key: String,
+    /// Where the threshold in force is set: the key itself, or the detected
+    /// environment's override (`environments.production.thresholds.high_cpu`).
+    #[serde(default)]
+    pub source: String,
     pub value: f64,
     pub threshold: f64,
     pub status: CheckStatus,
@@ -84,7 +89,14 @@ pub struct Diagnostics {
     pub environment: DetectedEnvironment,
     pub system: SystemDetail,
     pub latency: Vec<EndpointLatency>,
-    pub trends: Vec<Trend>,
+    /// Each metric's trend over `monitoring.trend_window_s`: the samples the
+    /// history stored in that window plus a few live ones, or "not enough
+    /// data" below `trend_min_samples` / `trend_min_span_s`.
+    pub trends: Vec<TrendReport>,
+    /// What `environments.<env>` changes for the detected environment (the
+    /// thresholds below are judged with it).
+    #[serde(default)]
+    pub environment_settings: Vec<Override>,
     pub thresholds: Vec<ThresholdCheck>,
     pub plugins: Vec<PluginCheck>,
     pub state: StateCheck,
@@ -92,17 +104,20 @@ pub struct Diagnostics {
     pub config: ConfigCheck,
 }
 
-/// How long diagnostics samples the machine for its trend.
+/// The live samples diagnostics adds to the history's for the trends (two
+/// seconds: not a trend by themselves, see [`TrendWindow`]).
 const TREND_SAMPLES: usize = 8;
 const TREND_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Engine {
     /// Examines everything a deployment depends on. Samples the machine for
-    /// about two seconds (for the trend).
+    /// about two seconds; the trends add the samples the history stored
+    /// over `monitoring.trend_window_s`.
     pub async fn diagnostics(&self) -> Result<Diagnostics, EngineError> {
         let environment = EnvironmentDetector::new(&self.plugins, &self.config)
             .detect(None)
             .await?;
+        let effective = self.config.for_environment(environment.environment);
         let m = &self.config.monitoring;
         let latency = monitor::measure_latency(
             &m.latency_endpoints,
@@ -120,7 +135,10 @@ impl Engine {
             }
             samples.push(self.sample_metrics().await);
         }
-        let trends = monitor::trends(&samples, Duration::from_secs(m.trend_window_s.max(1)));
+        let window = TrendWindow::from_config(m);
+        let mut series = self.stored_samples(&window);
+        series.extend(samples.iter().copied());
+        let trends = monitor::assess_all(&series, &window);
         let monitor = self.monitor().clone();
         let mut system = tokio::task::spawn_blocking(move || monitor.detailed())
             .await
@@ -137,7 +155,12 @@ impl Engine {
         system.snapshot.network_latency_ms = monitor::median_latency(&latency);
 
         let state = self.state_check();
-        let thresholds = self.threshold_checks(&system.snapshot, &state);
+        let thresholds = self.threshold_checks(
+            &effective.thresholds,
+            &effective.overrides,
+            &system.snapshot,
+            &state,
+        );
         let plugins = self
             .plugins
             .iter()
@@ -157,6 +180,7 @@ impl Engine {
             system,
             latency,
             trends,
+            environment_settings: effective.overrides,
             thresholds,
             plugins,
             state,
@@ -236,8 +260,31 @@ impl Engine {
         check
     }
 
-    fn threshold_checks(&self, s: &Snapshot, state: &StateCheck) -> Vec<ThresholdCheck> {
-        let t = &self.config.thresholds;
+    /// The machine's samples the history stored within the trend window
+    /// (none without a history, or when it cannot be read: the trends then
+    /// say how little they rest on).
+    fn stored_samples(&self, window: &TrendWindow) -> Vec<Snapshot> {
+        if !crate::history::database_path(&self.state_dir).exists() {
+            return Vec::new();
+        }
+        match History::open(&self.state_dir)
+            .and_then(|h| monitor::recent_samples(&h, window.window, chrono::Utc::now()))
+        {
+            Ok(samples) => samples,
+            Err(e) => {
+                tracing::warn!("trends without the history's samples: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn threshold_checks(
+        &self,
+        t: &Thresholds,
+        overrides: &[Override],
+        s: &Snapshot,
+        state: &StateCheck,
+    ) -> Vec<ThresholdCheck> {
         let mut checks = Vec::new();
         let cpu_status = if s.cpu_percent > t.high_cpu {
             CheckStatus::Caution
@@ -246,6 +293,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.high_cpu".into(),
+            source: source_of(overrides, "thresholds.high_cpu"),
             value: s.cpu_percent,
             threshold: t.high_cpu,
             status: cpu_status,
@@ -266,6 +314,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.critical_memory".into(),
+            source: source_of(overrides, "thresholds.critical_memory"),
             value: s.memory_percent,
             threshold: t.critical_memory,
             status: mem_status,
@@ -294,6 +343,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.min_free_disk_percent".into(),
+            source: source_of(overrides, "thresholds.min_free_disk_percent"),
             value: free,
             threshold: t.min_free_disk_percent,
             status: disk_status,
@@ -328,6 +378,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.max_deployment_time".into(),
+            source: source_of(overrides, "thresholds.max_deployment_time"),
             value: longest,
             threshold: max,
             status: time_status,
@@ -337,4 +388,13 @@ impl Engine {
         });
         checks
     }
+}
+
+/// Where the value of `key` in force is set: an environment's override, or
+/// the key itself.
+fn source_of(overrides: &[Override], key: &str) -> String {
+    overrides
+        .iter()
+        .find(|o| o.key == key)
+        .map_or_else(|| key.to_string(), |o| o.source.clone())
 }

@@ -5,12 +5,13 @@
 
 use std::path::PathBuf;
 
-use crate::config::Environment;
 use crate::config::secret::SecretError;
+use crate::config::{ConfigError, Environment};
 use crate::history::{DeploymentStatus, HistoryError};
 use crate::ml::DurationEstimate;
 use crate::monitor::MonitorError;
 use crate::plugin::PluginError;
+use crate::report::RenderError;
 
 use super::learn::LearnError;
 
@@ -78,7 +79,8 @@ pub enum EngineError {
     #[error("no deployment '{id}' in {}; `adeploy list` shows the ids", state_dir.display())]
     UnknownDeployment { id: String, state_dir: PathBuf },
     #[error(
-        "deployment '{id}' has no report (status {status:?}); see its log {}",
+        "deployment '{id}' has no report (status {}); see its log {}",
+        status.as_str(),
         log.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
     )]
     NoReport {
@@ -113,6 +115,32 @@ pub enum EngineError {
     /// The operator declined the plan (`--interactive`).
     #[error("deployment cancelled at the confirmation prompt")]
     Declined,
+    /// The request does not fit the config: `--set-version` of a service the
+    /// config does not define, or a health expectation that needs a version
+    /// the service does not have.
+    #[error(transparent)]
+    Config {
+        #[from]
+        source: ConfigError,
+    },
+    /// A report could not be rendered or written (an unknown format name is
+    /// bad input).
+    #[error(transparent)]
+    Render {
+        #[from]
+        source: RenderError,
+    },
+    /// An experimental built-in strategy named with `--strategy` in an
+    /// environment where its switch is off.
+    #[error(
+        "strategy '{name}' is experimental and off in {environment} ({switch}); turn it on under environments.{environment}.experimental, or choose another strategy"
+    )]
+    StrategyNotEnabled {
+        name: String,
+        environment: Environment,
+        /// The config key that turns it on.
+        switch: String,
+    },
 }
 
 impl EngineError {
@@ -133,10 +161,15 @@ impl EngineError {
             | EngineError::UnknownDeployment { .. }
             | EngineError::NoReport { .. }
             | EngineError::InvalidReport { .. }
+            | EngineError::Config { .. }
+            | EngineError::StrategyNotEnabled { .. }
             | EngineError::Learn {
                 source: LearnError::TooFewSamples { .. },
             } => true,
             EngineError::Plugin(p) => p.is_bad_input(),
+            EngineError::Render {
+                source: RenderError::UnknownFormat { .. },
+            } => true,
             // Corrupted or foreign state, or a state dir another run holds.
             EngineError::History(
                 HistoryError::Corrupt { .. }

@@ -74,4 +74,10 @@ pub enum DeploymentEvent {
         to: u32,
         reason: String,
     },
+    /// Something the operator should fix that does not stop the deployment
+    /// (a state directory other users can enter). Published once per
+    /// process for each cause.
+    Warning {
+        message: String,
+    },
 }

@@ -49,6 +49,16 @@ impl DecisionLog {
         }
     }
 
+    /// A warning for the operator: a [`DeploymentEvent::Warning`] when
+    /// someone listens, else a `tracing` warning (an embedding without an
+    /// event channel still sees it in its logs).
+    pub fn warn(&self, message: String) {
+        match &self.events {
+            Some(_) => self.emit(DeploymentEvent::Warning { message }),
+            None => tracing::warn!("{message}"),
+        }
+    }
+
     /// Every entry so far, oldest first.
     pub fn entries(&self) -> &[DecisionEntry] {
         &self.entries

@@ -39,6 +39,7 @@ mod log;
 mod preflight;
 mod query;
 mod record;
+mod reports;
 pub mod select;
 mod types;
 
@@ -57,6 +58,7 @@ pub use crate::report::{
 };
 pub use error::EngineError;
 pub use event::DeploymentEvent;
+pub use reports::HistoryReport;
 pub use select::{
     AdaptiveSelector, LearningContext, RuleSelector, Selection, SelectionContext, StrategySelector,
 };
@@ -118,6 +120,11 @@ impl Engine {
                 std::env::current_dir().unwrap_or_default().join(s)
             }
         });
+        // The monitor first: it takes its first CPU reading now, so the
+        // window the first figure needs passes while the plugins load.
+        let monitor = Arc::new(SystemMonitor::new(
+            state_dir.parent().unwrap_or(Path::new("/")),
+        )?);
         let host = PluginHost::new(
             options
                 .host
@@ -125,9 +132,6 @@ impl Engine {
                 .unwrap_or_else(|| HostOptions::for_config(&config)),
         )?;
         let plugins = PluginSet::load(&host, &config, &options.plugin_dirs).await?;
-        let monitor = Arc::new(SystemMonitor::new(
-            state_dir.parent().unwrap_or(Path::new("/")),
-        )?);
         Ok(Engine {
             config,
             state_dir,
@@ -155,8 +159,11 @@ impl Engine {
 
     /// Phase two (see [`execute`]): what execution may use of the engine.
     async fn execute(&self, planned: Planned) -> Result<Executed, EngineError> {
+        // The deployment's own config: its versions and its environment's
+        // settings (`environments.<env>`).
+        let config = planned.config.clone();
         let settings = Settings {
-            config: &self.config,
+            config: &config,
             state_dir: &self.state_dir,
             hooks: self.plugins.of_kind(PluginKind::Hook).cloned().collect(),
             metering: &self.metering,

@@ -55,7 +55,13 @@ impl Engine {
         if let Some(o) = learn::outcome_of(&record) {
             outcomes.insert(0, o);
         }
-        let alerts = self.alerts(&outcomes, p.environment, &p.req.services, &mut p.log);
+        let alerts = alerts(
+            p.config.alerts.consecutive_failures,
+            &outcomes,
+            p.environment,
+            &p.req.services,
+            &mut p.log,
+        );
         let retrain = learn::retrain_due(
             p.training_samples + 1,
             &p.model_state,
@@ -116,48 +122,48 @@ impl Engine {
             log_path: Some(log_path),
         })
     }
+}
 
-    /// Consecutive failures of a service or in the environment (newest
-    /// outcome first, this deployment included) at or over
-    /// `alerts.consecutive_failures`: a warning, a decision, and the
-    /// messages the report recommends on.
-    fn alerts(
-        &self,
-        outcomes: &[Outcome],
-        environment: Environment,
-        services: &[String],
-        log: &mut DecisionLog,
-    ) -> Vec<String> {
-        let n = self.config.alerts.consecutive_failures as usize;
-        if n == 0 {
-            return Vec::new();
-        }
-        let streaks = crate::ml::streaks(outcomes, environment, services);
-        let mut alerts = Vec::new();
-        if streaks.environment >= n {
-            alerts.push(format!(
-                "{} consecutive failed deployments in {environment}",
-                streaks.environment
-            ));
-        }
-        for (service, k) in &streaks.services {
-            if *k >= n {
-                alerts.push(format!("{service} failed in {k} consecutive deployments"));
-            }
-        }
-        for a in &alerts {
-            tracing::warn!("alert: {a} (alerts.consecutive_failures = {n})");
-            log.emit(DeploymentEvent::Alert { message: a.clone() });
-        }
-        if !alerts.is_empty() {
-            log.record(Decision::Alert {
-                alerts: alerts.clone(),
-                threshold: n,
-                streaks,
-            });
-        }
-        alerts
+/// Consecutive failures of a service or in the environment (newest
+/// outcome first, this deployment included) at or over
+/// `alerts.consecutive_failures` (`threshold`, the environment's): a
+/// warning, a decision, and the messages the report recommends on.
+fn alerts(
+    threshold: u32,
+    outcomes: &[Outcome],
+    environment: Environment,
+    services: &[String],
+    log: &mut DecisionLog,
+) -> Vec<String> {
+    let n = threshold as usize;
+    if n == 0 {
+        return Vec::new();
     }
+    let streaks = crate::ml::streaks(outcomes, environment, services);
+    let mut alerts = Vec::new();
+    if streaks.environment >= n {
+        alerts.push(format!(
+            "{} consecutive failed deployments in {environment}",
+            streaks.environment
+        ));
+    }
+    for (service, k) in &streaks.services {
+        if *k >= n {
+            alerts.push(format!("{service} failed in {k} consecutive deployments"));
+        }
+    }
+    for a in &alerts {
+        tracing::warn!("alert: {a} (alerts.consecutive_failures = {n})");
+        log.emit(DeploymentEvent::Alert { message: a.clone() });
+    }
+    if !alerts.is_empty() {
+        log.record(Decision::Alert {
+            alerts: alerts.clone(),
+            threshold: n,
+            streaks,
+        });
+    }
+    alerts
 }
 
 /// A dry run's outcome: the report of the decisions and the plan; nothing

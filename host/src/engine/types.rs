@@ -1,6 +1,7 @@
 //! What goes into a deployment and what comes out: the request, the engine's
 //! options, the outcome, and how the machine's load is read.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,13 @@ pub struct DeploymentRequest {
     /// How the operator approves this deployment, for environments in
     /// `approvals.required_for`.
     pub approval: Option<Approval>,
+    /// `--set-version SERVICE=VERSION`: the version each named service
+    /// deploys, over its `services.<name>.version` (exported to its
+    /// commands as `ADEPLOY_VERSION`, checked by health expectations that
+    /// use `${ADEPLOY_VERSION}`, recorded in the report). A service not in
+    /// the config, or a malformed version, is refused as bad input before
+    /// anything is written.
+    pub versions: BTreeMap<String, String>,
 }
 
 /// How a deployment ended.

@@ -18,11 +18,11 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Environment, ResourceLimits};
+use crate::config::{Environment, Override, ResourceLimits};
 use crate::detect::DetectedEnvironment;
 use crate::history::{DecisionRecord, DeploymentStatus, StepStatus};
 use crate::ml::{DurationEstimate, Streaks};
-use crate::monitor::{EndpointLatency, Snapshot};
+use crate::monitor::{EndpointLatency, Snapshot, cpu::CpuBasis};
 use crate::plugin::Phase;
 
 use super::PlanView;
@@ -184,6 +184,12 @@ pub enum Decision {
     /// The environment, from `--environment`, `DEPLOYMENT_ENVIRONMENT` or the
     /// detectors' evidence.
     EnvironmentDetected(DetectedEnvironment),
+    /// `environments.<env>` changed these settings for this deployment
+    /// (recorded only when it changed something).
+    EnvironmentSettings {
+        environment: Environment,
+        overrides: Vec<Override>,
+    },
     /// The environment is in `approvals.required_for`.
     ApprovalRequired {
         environment: Environment,
@@ -193,8 +199,15 @@ pub enum Decision {
     },
     /// Round trips to `monitoring.latency_endpoints`.
     NetworkLatency { endpoints: Vec<EndpointLatency> },
-    /// The machine's load before anything ran.
-    SystemMetrics(Snapshot),
+    /// The machine's load before anything ran (the snapshot's keys), and
+    /// what its CPU figure is: the counter and the window it was measured
+    /// over (absent when readings come from the embedder's source).
+    SystemMetrics {
+        #[serde(flatten)]
+        snapshot: Snapshot,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_basis: Option<CpuBasis>,
+    },
     /// The stored model could not be read; rules decide.
     ModelDiscarded { reason: String },
     /// What the history holds for this deployment.
@@ -327,6 +340,9 @@ pub enum Decision {
         cpu_percent: f64,
         memory_percent: f64,
     },
+    /// `experimental.enable_predictive_scaling` left the concurrency alone:
+    /// the load's trend has too little data yet (recorded once).
+    PredictiveScalingSkipped { reason: String },
     /// Execution paused (the strategy asked, or the plan pauses after a wave).
     Pause { seconds: f64, reason: String },
     /// The machine is back under the strategy's CPU and memory budget.
@@ -399,7 +415,7 @@ impl Decision {
     }
 
     /// The typed decision of a stored `decision_type` and `details`.
-    fn from_parts(decision_type: &str, details: serde_json::Value) -> Decision {
+    pub(crate) fn from_parts(decision_type: &str, details: serde_json::Value) -> Decision {
         let wire = serde_json::json!({ "decision_type": decision_type, "details": details });
         serde_json::from_value(wire).unwrap_or_else(|_| Decision::Other {
             decision_type: decision_type.to_string(),
@@ -517,5 +533,45 @@ mod tests {
             }
         );
         assert_eq!(entry.to_record(), record);
+    }
+
+    #[test]
+    fn system_metrics_keep_the_snapshot_keys_and_add_the_cpu_basis() {
+        let snapshot = Snapshot {
+            timestamp: Utc::now(),
+            cpu_percent: 12.5,
+            memory_percent: 40.0,
+            disk_percent: 50.0,
+            load_per_core: 0.2,
+            network_latency_ms: None,
+        };
+        let v = round_trip(Decision::SystemMetrics {
+            snapshot,
+            cpu_basis: Some(CpuBasis {
+                source: crate::monitor::CpuSource::ProcStat,
+                window: std::time::Duration::from_millis(200),
+            }),
+        });
+        assert_eq!(v["details"]["cpu_percent"], 12.5, "{v}");
+        assert_eq!(v["details"]["cpu_basis"]["source"], "proc_stat", "{v}");
+        // A record written before the basis existed still reads as typed.
+        let old = json!({
+            "timestamp": "2024-01-01T00:00:00Z",
+            "decision_type": "system_metrics",
+            "details": { "timestamp": "2024-01-01T00:00:00Z", "cpu_percent": 1.0,
+                         "memory_percent": 2.0, "disk_percent": 3.0, "load_per_core": 0.1,
+                         "network_latency_ms": null },
+        });
+        let entry: DecisionEntry = serde_json::from_value(old).unwrap();
+        assert!(
+            matches!(
+                entry.decision,
+                Decision::SystemMetrics {
+                    cpu_basis: None,
+                    ..
+                }
+            ),
+            "{entry:?}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod decision;
 pub mod render;
+mod summary;
 
 pub use render::{Document, Format, RenderError, history_page, render};
 
@@ -120,7 +121,7 @@ impl PlanView {
             interval_ms: r.validation.interval_ms,
             soak_s: r.validation.soak_s,
             max_failures: r.failure.max_failures,
-            rollback_scope: format!("{:?}", r.failure.rollback_scope).to_lowercase(),
+            rollback_scope: r.failure.rollback_scope.to_string(),
             notes: r.notes.clone(),
             warnings: Vec::new(),
         }
@@ -146,7 +147,9 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Performance {
     /// good (within 10% of the benchmark or faster), acceptable (within 50%),
-    /// poor, or no_baseline.
+    /// poor, or no_baseline; `failed` for a deployment that failed (its
+    /// duration is not graded against successful ones: a deployment that
+    /// stopped at its first failure is fast, not good).
     pub duration_performance: String,
     /// Minutes; none without earlier deployments to compare with.
     pub benchmark_duration: Option<f64>,
@@ -258,6 +261,7 @@ impl Report {
         let benchmark = median(comparable);
         let performance = Performance {
             duration_performance: match benchmark {
+                _ if !i.success => "failed".into(),
                 None => "no_baseline".into(),
                 Some(b) if actual <= b * 1.1 => "good".into(),
                 Some(b) if actual <= b * 1.5 => "acceptable".into(),
@@ -349,7 +353,10 @@ impl Report {
                 "  wave {} {:<20} {:<10} {}{rb}\n",
                 st.wave,
                 st.label(),
-                format!("{:?}", st.status).to_lowercase(),
+                serde_json::to_value(st.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
                 st.message
             ));
         }

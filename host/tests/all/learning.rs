@@ -643,7 +643,7 @@ async fn predictive_scaling_follows_the_load_trend() {
     let engine = w
         .engine_with_options(
             &services,
-            "experimental:\n  enable_predictive_scaling: true\nmonitoring:\n  trend_window_s: 60\n",
+            "experimental:\n  enable_predictive_scaling: true\nmonitoring:\n  trend_window_s: 60\n  trend_min_samples: 2\n  trend_min_span_s: 10\n",
             options,
         )
         .await;
@@ -684,5 +684,71 @@ async fn predictive_scaling_follows_the_load_trend() {
     assert!(
         first_down < first_up,
         "down while rising, up once falling: {changes:?}"
+    );
+}
+
+/// Regression (issue 13, item 5): predictive scaling fitted a trend to a
+/// few seconds of samples. Below `monitoring.trend_min_samples` /
+/// `trend_min_span_s` it now leaves the concurrency alone and says why,
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictive_scaling_waits_for_enough_data() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let w = World::new();
+    let services: String = (0..12)
+        .map(|i| format!("  s{i}:\n    deploy: 'true'\n    timeout_s: 20\n"))
+        .collect();
+    // A steep climb, one reading per simulated second: 12 s of data.
+    let calls = std::sync::Arc::new(AtomicU32::new(0));
+    let t0 = chrono::Utc::now();
+    let mut options = w.options();
+    options.metrics_source = Some(std::sync::Arc::new(move || {
+        let k = calls.fetch_add(1, Ordering::SeqCst);
+        Snapshot {
+            timestamp: t0 + chrono::Duration::seconds(i64::from(k)),
+            cpu_percent: (30.0 + 5.0 * f64::from(k)).min(99.0),
+            ..calm()
+        }
+    }));
+    let engine = w
+        .engine_with_options(
+            &services,
+            "experimental:\n  enable_predictive_scaling: true\n",
+            options,
+        )
+        .await;
+    let out = engine
+        .deploy(
+            DeploymentRequest {
+                services: (0..12).map(|i| format!("s{i}")).collect(),
+                strategy: Some("aggressive".into()),
+                environment: Some(Environment::Development),
+                ..DeploymentRequest::default()
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.success);
+    let decisions = &out.report.decision_process;
+    assert!(
+        !decisions
+            .iter()
+            .any(|d| matches!(d.decision, Decision::PredictiveScaling { .. })),
+        "no scaling on seconds of data"
+    );
+    let skipped: Vec<String> = decisions
+        .iter()
+        .filter_map(|d| match &d.decision {
+            Decision::PredictiveScalingSkipped { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].starts_with("cpu: not enough data (")
+            && skipped[0].contains("a trend needs at least 10 samples over 60.0 s"),
+        "{skipped:?}"
     );
 }

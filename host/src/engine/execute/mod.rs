@@ -241,7 +241,7 @@ fn ssh_control_dir(
         return None;
     }
     let dir = s.state_dir.join("ssh");
-    match private_dir(&dir) {
+    match crate::fs::private_dir(&dir) {
         Ok(()) => Some(dir),
         Err(e) => {
             log.record(Decision::SshConnectionReuse {
@@ -316,14 +316,4 @@ fn remove_stale_temp_files(dir: &Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Creates `dir` (and parents) readable by this user only.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }

@@ -64,8 +64,8 @@ impl Execution<'_> {
             Ok(c) => {
                 if !matches!(c.value, StrategyDecision::Continue) {
                     dl.record(Decision::StrategyDecision {
-                        event: format!("{:?}", event.kind),
-                        decision: format!("{:?}", c.value),
+                        event: event.kind.to_string(),
+                        decision: c.value.to_string(),
                     });
                 }
                 c.value

@@ -22,12 +22,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::secret::Redactor;
-use crate::config::{Environment, ResourceLimits};
+use crate::config::{Config, Environment, ResourceLimits, VersionOverride};
 use crate::detect::EnvironmentDetector;
 use crate::history::{DeploymentRecord, History};
 use crate::ml::{DurationEstimate, FeatureContext, Outcome, Streaks};
 use crate::monitor::Snapshot;
-use crate::plugin::{DeploymentContext, Plugin, Rollout};
+use crate::plugin::{DeploymentContext, Plugin, PluginSource, Rollout};
 use crate::report::decision::LoadedModel;
 use crate::report::{Approval, Decision, PlanView};
 
@@ -47,6 +47,10 @@ pub(crate) struct Planned {
     pub started_at: DateTime<Utc>,
     pub started: Instant,
     pub req: DeploymentRequest,
+    /// The config this deployment runs under: the engine's, with the
+    /// request's versions and the environment's settings
+    /// (`environments.<env>`) applied. Execution and recording read this.
+    pub config: Arc<Config>,
     pub log: DecisionLog,
     /// Each service's `env`, secrets resolved.
     pub service_env: HashMap<String, Vec<(String, String)>>,
@@ -86,6 +90,19 @@ impl Engine {
         confirm: Option<Confirm>,
     ) -> Result<Planned, EngineError> {
         self.check_request(&req)?;
+        // The request's versions, and health expectations that need one,
+        // are checked before anything is written.
+        let mut config = self.config.clone();
+        let versions: Vec<VersionOverride> = req
+            .versions
+            .iter()
+            .map(|(service, version)| VersionOverride {
+                service: service.clone(),
+                version: version.clone(),
+            })
+            .collect();
+        config.set_versions(&versions)?;
+        config.check_health_versions(&req.services)?;
         let started_at = Utc::now();
         let started = Instant::now();
         let id = format!("deploy_{}", started_at.timestamp_millis());
@@ -108,7 +125,9 @@ impl Engine {
             }
         }
         let mut log = DecisionLog::new(events, Arc::new(Redactor::new(secrets)));
-        self.note_experiments(&mut log);
+        if let Some(wide) = crate::fs::state_dir_warning(&self.state_dir) {
+            log.warn(wide.to_string());
+        }
 
         // Detect the environment; does it need an approval?
         let detected = EnvironmentDetector::new(&self.plugins, &self.config)
@@ -116,7 +135,19 @@ impl Engine {
             .await?;
         let environment = detected.environment;
         log.record(Decision::EnvironmentDetected(detected));
-        let needs_approval = self.config.approvals.required_for.contains(&environment);
+        // From here on, the environment's settings apply.
+        let effective = config.for_environment(environment);
+        if !effective.overrides.is_empty() {
+            log.record(Decision::EnvironmentSettings {
+                environment,
+                overrides: effective.overrides.clone(),
+            });
+        }
+        effective.apply_to(&mut config);
+        let config = Arc::new(config);
+        self.note_experiments(&config, &mut log);
+        self.check_offered(&req, environment, &config)?;
+        let needs_approval = config.approvals.required_for.contains(&environment);
         if needs_approval {
             let usable = match &req.approval {
                 Some(Approval::Flag { .. }) => true,
@@ -186,7 +217,7 @@ impl Engine {
         });
 
         // Choose the strategy.
-        let candidates = self.strategies();
+        let candidates = self.offered(&config);
         let features = learn::feature_context(
             &baseline,
             environment,
@@ -206,14 +237,27 @@ impl Engine {
             roll: rand::random::<f64>(),
         };
         let learning = (!outcomes.is_empty()).then_some(&learning);
-        let (strategy, selection) =
-            self.select_strategy(&req, environment, &baseline, &recent, learning, &mut log);
-        let strategy =
-            self.check_max_time(&req, strategy, selection.as_ref(), &durations, &mut log)?;
-        let strategy = self.safety_override(environment, &baseline, strategy, &mut log);
+        let (strategy, selection) = self.select_strategy(
+            &req,
+            &config,
+            environment,
+            &baseline,
+            &recent,
+            learning,
+            &mut log,
+        );
+        let strategy = self.check_max_time(
+            &req,
+            &config,
+            strategy,
+            selection.as_ref(),
+            &durations,
+            &mut log,
+        )?;
+        let strategy = self.safety_override(&config, environment, &baseline, strategy, &mut log);
         let prediction = durations.get(&strategy).cloned();
         let mut warnings = Vec::new();
-        if self.config.experimental.enable_rollback_prediction {
+        if config.experimental.enable_rollback_prediction {
             warnings.extend(self.predict_rollback(
                 &req,
                 environment,
@@ -227,16 +271,16 @@ impl Engine {
         let streaks = crate::ml::streaks(&outcomes, environment, &req.services);
 
         // Resources and validation.
-        let limits = limits_for(&self.config, &strategy);
+        let limits = limits_for(&config, &strategy);
         log.record(Decision::ResourcesCalculated {
             strategy: strategy.clone(),
             limits: limits.clone(),
         });
-        self.validate_conditions(&req, &baseline, &mut log)?;
+        validate_conditions(&config, &req, &baseline, &mut log)?;
 
         // The plan.
         let plugin = self.plugins.get(&strategy)?.clone();
-        let ctx = deployment_context(&self.config, &id, &req, environment, &baseline, &limits);
+        let ctx = deployment_context(&config, &id, &req, environment, &baseline, &limits);
         let rollout = plugin.plan(&ctx).await?.value;
         let mut view = PlanView::new(&strategy, &rollout);
         view.warnings = warnings;
@@ -251,6 +295,7 @@ impl Engine {
             started_at,
             started,
             req,
+            config,
             log,
             service_env,
             environment,
@@ -315,7 +360,14 @@ impl Engine {
             baseline.network_latency_ms = crate::monitor::median_latency(&endpoints);
             log.record(Decision::NetworkLatency { endpoints });
         }
-        log.record(Decision::SystemMetrics(baseline));
+        log.record(Decision::SystemMetrics {
+            snapshot: baseline,
+            cpu_basis: self
+                .metering
+                .measures_the_machine()
+                .then(|| self.metering.monitor.cpu_basis())
+                .flatten(),
+        });
         baseline
     }
 
@@ -324,8 +376,8 @@ impl Engine {
     /// of the adaptive choice and a valid `--strategy`. Record that it is
     /// active, and which component answers to `canary` (a plugin file may
     /// override the built-in).
-    fn note_experiments(&self, log: &mut DecisionLog) {
-        if self.config.experimental.enable_canary_deployments {
+    fn note_experiments(&self, config: &Config, log: &mut DecisionLog) {
+        if config.experimental.enable_canary_deployments {
             let source = self
                 .plugins
                 .get("canary")
@@ -335,45 +387,91 @@ impl Engine {
                 switch: "enable_canary_deployments".into(),
                 strategy: "canary".into(),
                 source,
-                adaptive_candidate: self.strategies().iter().any(|s| s == "canary"),
+                adaptive_candidate: self.offered(config).iter().any(|s| s == "canary"),
             });
         }
     }
 
-    /// Memory over `thresholds.critical_memory` or free disk under
-    /// `thresholds.min_free_disk_percent` refuses the deployment, unless
-    /// `--force`.
-    fn validate_conditions(
+    /// The strategies this deployment may use: the installed ones, less an
+    /// experimental built-in whose switch is off in this deployment's
+    /// (effective) config. The canary is installed when any environment
+    /// turns it on; it is offered only where the setting is on.
+    pub(super) fn offered(&self, config: &Config) -> Vec<String> {
+        self.strategies()
+            .into_iter()
+            .filter(|name| self.experiment_off(config, name).is_none())
+            .collect()
+    }
+
+    /// The switch of the experimental built-in `name` when it is off in
+    /// `config` (`None`: not experimental, a plugin file, or on).
+    fn experiment_off(&self, config: &Config, name: &str) -> Option<&'static str> {
+        let built_in = self
+            .plugins
+            .get(name)
+            .is_ok_and(|p| matches!(p.source(), PluginSource::BuiltIn));
+        match name {
+            "canary" if built_in && !config.experimental.enable_canary_deployments => {
+                Some("experimental.enable_canary_deployments")
+            }
+            _ => None,
+        }
+    }
+
+    /// `--strategy` naming an experimental built-in that is off in this
+    /// environment is refused (bad input, before anything is written).
+    fn check_offered(
         &self,
         req: &DeploymentRequest,
-        metrics: &Snapshot,
-        log: &mut DecisionLog,
+        environment: Environment,
+        config: &Config,
     ) -> Result<(), EngineError> {
-        let t = &self.config.thresholds;
-        let mut problems = Vec::new();
-        if metrics.memory_percent > t.critical_memory {
-            problems.push(format!(
-                "memory {:.1}% is over thresholds.critical_memory {:.1}%",
-                metrics.memory_percent, t.critical_memory
-            ));
+        if let Some(name) = req.strategy.as_deref()
+            && let Some(switch) = self.experiment_off(config, name)
+        {
+            return Err(EngineError::StrategyNotEnabled {
+                name: name.to_string(),
+                environment,
+                switch: switch.to_string(),
+            });
         }
-        let free = 100.0 - metrics.disk_percent;
-        if free < t.min_free_disk_percent {
-            problems.push(format!(
-                "free disk {:.1}% is under thresholds.min_free_disk_percent {:.1}%",
-                free, t.min_free_disk_percent
-            ));
-        }
-        let passed = problems.is_empty() || req.force;
-        log.record(Decision::Validation {
-            passed,
-            problems: problems.clone(),
-            forced: req.force && !problems.is_empty(),
-        });
-        if passed {
-            Ok(())
-        } else {
-            Err(EngineError::ResourcesTooHigh { problems })
-        }
+        Ok(())
+    }
+}
+
+/// Memory over `thresholds.critical_memory` or free disk under
+/// `thresholds.min_free_disk_percent` refuses the deployment, unless
+/// `--force`.
+fn validate_conditions(
+    config: &Config,
+    req: &DeploymentRequest,
+    metrics: &Snapshot,
+    log: &mut DecisionLog,
+) -> Result<(), EngineError> {
+    let t = &config.thresholds;
+    let mut problems = Vec::new();
+    if metrics.memory_percent > t.critical_memory {
+        problems.push(format!(
+            "memory {:.1}% is over thresholds.critical_memory {:.1}%",
+            metrics.memory_percent, t.critical_memory
+        ));
+    }
+    let free = 100.0 - metrics.disk_percent;
+    if free < t.min_free_disk_percent {
+        problems.push(format!(
+            "free disk {:.1}% is under thresholds.min_free_disk_percent {:.1}%",
+            free, t.min_free_disk_percent
+        ));
+    }
+    let passed = problems.is_empty() || req.force;
+    log.record(Decision::Validation {
+        passed,
+        problems: problems.clone(),
+        forced: req.force && !problems.is_empty(),
+    });
+    if passed {
+        Ok(())
+    } else {
+        Err(EngineError::ResourcesTooHigh { problems })
     }
 }
