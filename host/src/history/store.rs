@@ -26,8 +26,9 @@ use super::HistoryError;
 /// Bump it only for a change an older binary would misread; adding a JSON
 /// field with a default is not such a change. Version 2 compresses values
 /// (zstd), stores decisions and samples in chunks, and adds the aggregates;
-/// a version 1 file is migrated on its first write open.
-pub const SCHEMA_VERSION: u64 = 2;
+/// version 3 counts the deployments with recorded features in the
+/// aggregates. An older file is migrated on its first write open.
+pub const SCHEMA_VERSION: u64 = 3;
 
 // Table layout. Values are JSON (compressed from version 2 on); keys are
 // chosen so that the common reads are ranges: newest-first listings iterate
@@ -353,10 +354,13 @@ fn ensure_schema(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
     if tables.iter().any(|name| name == META.name()) {
         let found = txn.open_table(META)?.get(SCHEMA_KEY)?.map(|v| v.value());
         check_version(found, path)?;
-        if found == Some(1) {
-            super::migrate::v1_to_v2(txn, path)?;
-            txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+        match found {
+            // Version 1 → 2 builds the aggregates as version 3 has them.
+            Some(1) => super::migrate::v1_to_v2(txn, path)?,
+            Some(2) => super::migrate::v2_to_v3(txn, path)?,
+            _ => return Ok(()),
         }
+        txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
         return Ok(());
     }
     if !tables.is_empty() {
