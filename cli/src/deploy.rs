@@ -58,6 +58,24 @@ pub struct RunArgs {
     /// A directory of plugin components; repeatable.
     #[arg(long = "plugins", value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
+    /// How long to wait while another run deploys some of the same services
+    /// to the same environment (seconds, or 30s, 10m, 1h; 0 tries once).
+    /// Past it the run exits with 75, naming the holder.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_lock_timeout)]
+    lock_timeout: Duration,
+}
+
+/// `--lock-timeout`: a number of seconds, or a number and a unit (s, m, h, d, w).
+fn parse_lock_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    adeploy::config::parse_duration(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not a duration: write seconds (600) or a number and a unit (30s, 10m, 1h)"
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -97,11 +115,16 @@ impl From<EnvArg> for Environment {
     }
 }
 
-async fn engine(ctx: &Context, plugin_dirs: Vec<PathBuf>) -> anyhow::Result<Engine> {
+async fn engine(
+    ctx: &Context,
+    plugin_dirs: Vec<PathBuf>,
+    lock_wait: Option<Duration>,
+) -> anyhow::Result<Engine> {
     let config = ctx.config()?;
     let options = EngineOptions {
         state_dir: ctx.state_dir.clone(),
         plugin_dirs,
+        lock_wait,
         ..EngineOptions::default()
     };
     Ok(Engine::new(config, options).await?)
@@ -114,7 +137,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let engine = engine(ctx, args.plugin_dirs).await?;
+    let engine = engine(ctx, args.plugin_dirs, Some(args.lock_timeout)).await?;
     let req = DeploymentRequest {
         services: args.services,
         strategy: Some(args.strategy),
@@ -337,6 +360,26 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 concurrency = to.max(1) as usize;
                 say(format!("  concurrency {from} → {to}: {reason}"))
             }
+            // Waiting for another run, and records kept locally: shown in
+            // CI logs even with --json (on stderr; stdout stays the document).
+            DeploymentEvent::WaitingForLock(wait) => match &bar {
+                Some(pb) => pb.println(format!("{wait}")),
+                None => eprintln!("{wait}"),
+            },
+            DeploymentEvent::HistoryJournaled {
+                url,
+                pending,
+                journal,
+            } => {
+                let line = format!(
+                    "history: {url} is unreachable; {pending} write(s) wait in {}: the next run that reaches it sends them, or `adeploy state sync`",
+                    journal.display()
+                );
+                match &bar {
+                    Some(pb) => pb.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
             // Hooks that did their job stay in the decision log; failures show.
             DeploymentEvent::Hook {
                 phase,
@@ -457,10 +500,10 @@ impl CommandOutput for ListOutput {
 }
 
 pub async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new()).await?;
+    let engine = engine(ctx, Vec::new(), None).await?;
     emit(
         &ListOutput {
-            deployments: engine.list(args.limit)?,
+            deployments: engine.list(args.limit).await?,
         },
         ctx.json,
     )?;
@@ -496,7 +539,7 @@ impl CommandOutput for ReportOutput {
 }
 
 pub async fn report(ctx: &Context, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new()).await?;
-    emit(&ReportOutput(engine.report(&args.id)?), ctx.json)?;
+    let engine = engine(ctx, Vec::new(), None).await?;
+    emit(&ReportOutput(engine.report(&args.id).await?), ctx.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -36,6 +36,7 @@ mod event;
 mod execute;
 pub mod learn;
 mod log;
+mod past;
 mod preflight;
 mod query;
 mod record;
@@ -49,6 +50,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Config;
+use crate::history::HistoryStore;
 use crate::monitor::{Snapshot, SystemMonitor};
 use crate::plugin::{HostOptions, PluginHost, PluginKind, PluginSet};
 
@@ -94,8 +96,11 @@ pub struct Engine {
     metering: Metering,
     selector: Box<dyn StrategySelector>,
     lock_wait: Duration,
+    /// The history (`history:` settings: redb in the state directory, or
+    /// PostgreSQL), opened on first use and then shared by every call.
+    history: tokio::sync::OnceCell<HistoryStore>,
     /// Model retrainings running in the background.
-    learning: Mutex<Vec<tokio::task::JoinHandle<learn::Retrained>>>,
+    learning: Mutex<Vec<tokio::task::JoinHandle<Option<learn::Retrained>>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -136,6 +141,7 @@ impl Engine {
             metering: Metering::new(options.metrics_source, options.fixed_metrics, monitor),
             selector: Box::new(AdaptiveSelector),
             lock_wait: options.lock_wait.unwrap_or(Duration::from_secs(10)),
+            history: tokio::sync::OnceCell::new(),
             learning: Mutex::new(Vec::new()),
         })
     }
@@ -150,12 +156,19 @@ impl Engine {
     ) -> Result<DeploymentOutcome, EngineError> {
         let planned = self.preflight(req, events, confirm).await?;
         let executed = self.execute(planned).await?;
-        self.record(executed)
+        self.record(executed).await
     }
 
     /// Phase two (see [`execute`]): what execution may use of the engine.
     async fn execute(&self, planned: Planned) -> Result<Executed, EngineError> {
+        // A dry run writes nothing, so it needs no history opened for writing.
+        let history = if planned.req.dry_run {
+            None
+        } else {
+            Some(self.history().await?)
+        };
         let settings = Settings {
+            history,
             config: &self.config,
             state_dir: &self.state_dir,
             hooks: self.plugins.of_kind(PluginKind::Hook).cloned().collect(),
@@ -211,7 +224,7 @@ impl Engine {
         };
         let mut done = Vec::new();
         for t in tasks {
-            if let Ok(r) = t.await {
+            if let Ok(Some(r)) = t.await {
                 done.push(r);
             }
         }

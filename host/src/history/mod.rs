@@ -164,6 +164,12 @@ pub fn database_path(state_dir: &Path) -> PathBuf {
     data_dir(state_dir).join(DB_FILE)
 }
 
+/// Writes waiting in the local journal of `state_dir` for a PostgreSQL
+/// history to come back (0 without a journal).
+pub fn journal_pending(state_dir: &Path) -> usize {
+    journal::Journal::new(state_dir).pending_items()
+}
+
 /// One deployment with its decision log and metric samples: what
 /// `adeploy report ID` reads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -108,7 +108,7 @@ impl PgHistory {
         url: &HistoryUrl,
         password: Option<&PasswordSource>,
         state_dir: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<PgHistory, HistoryError> {
         let connector = Connector::new(url, password, env)?;
         let pool = connector.pool()?;
@@ -644,6 +644,11 @@ impl PgHistory {
     /// Items waiting in the journal.
     pub(crate) fn journal_pending(&self) -> usize {
         self.journal.pending_items()
+    }
+
+    /// The local journal's file (in the state directory).
+    pub fn journal_path(&self) -> std::path::PathBuf {
+        self.journal.path()
     }
 
     fn encode_error(&self, key: &str, source: serde_json::Error) -> HistoryError {
