@@ -201,17 +201,40 @@ async fn export_to_file(history: &HistoryStore, path: &Path) -> anyhow::Result<T
     Ok(summary)
 }
 
+/// The import's input, read twice: once to check every line, once to store.
+enum Input {
+    File(PathBuf),
+    Buffered(Vec<u8>),
+}
+
+impl Input {
+    fn open(&self, name: &str) -> anyhow::Result<Box<dyn std::io::BufRead + Send + '_>> {
+        Ok(match self {
+            Input::File(path) => {
+                let file = File::open(path)
+                    .map_err(|e| UsageError(format!("{name}: cannot read the import file: {e}")))?;
+                Box::new(BufReader::new(file))
+            }
+            Input::Buffered(bytes) => Box::new(std::io::Cursor::new(bytes.as_slice())),
+        })
+    }
+}
+
 async fn import(ctx: &Context, engine: &Engine, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let name = args.file.display().to_string();
-    let mut input: Box<dyn std::io::BufRead + Send> = if args.file.as_os_str() == "-" {
-        Box::new(BufReader::new(std::io::stdin()))
+    let input = if args.file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+            .map_err(|e| UsageError(format!("standard input: cannot read the import: {e}")))?;
+        Input::Buffered(bytes)
     } else {
-        let file = File::open(&args.file)
-            .map_err(|e| UsageError(format!("{name}: cannot read the import file: {e}")))?;
-        Box::new(BufReader::new(file))
+        Input::File(args.file.clone())
     };
+    // Every line is checked before anything is stored (or the history is
+    // even opened): a bad file is refused whole.
+    adeploy::history::check_import(&mut input.open(&name)?, &name).await?;
     let history = engine.history().await?;
-    let summary = history.import(&mut input, &name).await?;
+    let summary = history.import(&mut input.open(&name)?, &name).await?;
     if let Some(local) = history.as_local() {
         // An import replaces records in place; give the freed pages back.
         let local = local.clone();

@@ -13,3 +13,4 @@ mod examples;
 mod metric_provider;
 mod scaffold;
 mod security;
+mod shared_history;

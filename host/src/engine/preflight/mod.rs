@@ -90,7 +90,14 @@ impl Engine {
         self.check_request(&req)?;
         let started_at = Utc::now();
         let started = Instant::now();
-        let id = format!("deploy_{}", started_at.timestamp_millis());
+        // Unique across runners of a shared history (and runs of one state
+        // directory) that start in the same millisecond: records are keyed
+        // by id, so a collision would replace another run's record.
+        let id = format!(
+            "deploy_{}_{:04x}",
+            started_at.timestamp_millis(),
+            rand::random::<u16>()
+        );
         // Secrets of the services' environments: resolved now (a missing
         // variable is bad input, before anything is written) and redacted
         // from everything this deployment writes or sends.
