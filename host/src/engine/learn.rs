@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use chrono::{Datelike, Local, Timelike, Utc};
+use chrono::{DateTime, Datelike, Local, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Environment, MlConfig};
@@ -299,17 +299,19 @@ pub struct Retrained {
     pub seconds: f64,
 }
 
-/// The retraining a deployment triggers: only one process retrains at a
+/// The retraining a deployment found due: only one process retrains at a
 /// time (the history's retraining lock; with a shared history, one runner),
-/// and only while still due once the lock is held (another runner may have
-/// just stored a newer model). `None` when skipped for either reason (the
-/// newest stored model is used meanwhile); otherwise what training did,
-/// logged either way.
+/// and only while the decision still stands once the lock is held: if the
+/// stored model is no longer the one the deployment saw (`seen`: when that
+/// one was trained, `None` without one), another process retrained
+/// meanwhile and its model is used. `None` when skipped for either reason;
+/// otherwise what training did, logged either way.
 pub async fn retrain_if_due(
     history: &HistoryStore,
     ml: &MlConfig,
     after: String,
     reason: String,
+    seen: Option<DateTime<Utc>>,
 ) -> Option<Retrained> {
     let t = Instant::now();
     let lock = match history.try_lock_retrain().await {
@@ -329,18 +331,15 @@ pub async fn retrain_if_due(
             });
         }
     };
-    let still_due = async {
-        let rows = history.aggregates().await?.with_features() as usize;
-        let state = load_model(history).await?;
-        Ok::<_, HistoryError>(retrain_due(rows, &state, ml))
-    }
-    .await;
-    let result = match still_due {
-        Ok(None) => {
+    let stored = load_model(history)
+        .await
+        .map(|state| state.model().map(|m| m.meta().trained_at));
+    let result = match stored {
+        Ok(Some(trained_at)) if Some(trained_at) != seen => {
             tracing::info!("the strategy model was retrained by another process meanwhile");
             return None;
         }
-        Ok(Some(_)) => retrain(history, ml).await.map_err(|e| e.to_string()),
+        Ok(_) => retrain(history, ml).await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     drop(lock);

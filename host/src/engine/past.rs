@@ -171,6 +171,17 @@ impl Past {
         (c.deployments, rate(c))
     }
 
+    /// Share of successes of `strategy` in `environment`.
+    pub fn success_rate_of_in(&self, strategy: &str, environment: Environment) -> Option<f64> {
+        rate(self.sum(|s, e| s == strategy && e == environment))
+    }
+
+    /// Mean duration in minutes of the deployments in `environment`.
+    pub fn mean_duration_in(&self, environment: Environment) -> Option<f64> {
+        let c = self.sum(|_, e| e == environment);
+        (c.timed > 0).then(|| c.duration_min / c.timed as f64)
+    }
+
     /// Mean duration in minutes; `None` without deployments.
     pub fn mean_duration_min(&self) -> Option<f64> {
         let c = self.sum(|_, _| true);

@@ -117,10 +117,10 @@ impl Engine {
             // at a time (the history's retraining lock).
             let ml = self.config.ml_config.clone();
             let after = p.id.clone();
-            let task =
-                tokio::spawn(
-                    async move { learn::retrain_if_due(&history, &ml, after, reason).await },
-                );
+            let seen = p.model_state.model().map(|m| m.meta().trained_at);
+            let task = tokio::spawn(async move {
+                learn::retrain_if_due(&history, &ml, after, reason, seen).await
+            });
             if let Ok(mut tasks) = self.learning.lock() {
                 tasks.push(task);
             }

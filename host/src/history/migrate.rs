@@ -8,8 +8,9 @@
 //! (deployments) or is left out with a warning (a chunk must be a JSON array).
 //! Version 3 counts, per strategy and environment, the deployments whose
 //! record holds its feature context (`with_features`: what the model trains
-//! on), so the start of a deployment knows it without reading every record;
-//! the aggregates are rebuilt from the records.
+//! on), so the start of a deployment knows it without reading every record,
+//! and indexes the `running` deployments, so recovery finds them without
+//! reading every record; both are rebuilt from the records.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,10 +20,10 @@ use redb::{ReadableTable, WriteTransaction};
 use super::aggregate::{self, Contribution};
 use super::codec::{self, ChunkKind};
 use super::store::{
-    AGG_SERVICE, AGG_STRATEGY, AUDIT, BLOBS, CHUNKS, DEPLOYMENTS, Failure, V1_DECISIONS,
+    AGG_SERVICE, AGG_STRATEGY, AUDIT, BLOBS, CHUNKS, DEPLOYMENTS, Failure, RUNNING, V1_DECISIONS,
     V1_SAMPLES, create_tables,
 };
-use super::{DeploymentRecord, HistoryError};
+use super::{DeploymentRecord, DeploymentStatus, HistoryError};
 
 /// Records with their sequence numbers.
 type Numbered = Vec<(u64, Vec<u8>)>;
@@ -126,27 +127,40 @@ pub(super) fn v1_to_v2(txn: &WriteTransaction, path: &Path) -> Result<(), Failur
         }
     }
 
-    rebuild_aggregates(txn, path)
+    rebuild_derived(txn, path)
 }
 
-/// Version 2 to 3: the aggregates gain `with_features`; rebuilt from the records.
+/// Version 2 to 3: the aggregates gain `with_features`, and the `running`
+/// index appears; both rebuilt from the records.
 pub(super) fn v2_to_v3(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
-    rebuild_aggregates(txn, path)
+    create_tables(txn)?;
+    rebuild_derived(txn, path)
 }
 
-/// Replaces both aggregate tables with what the stored (compressed)
-/// deployment records add up to.
-fn rebuild_aggregates(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
+/// Replaces both aggregate tables and the `running` index with what the
+/// stored (compressed) deployment records say.
+fn rebuild_derived(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
     let mut contributions = Vec::new();
+    let mut running = Vec::new();
     {
         let table = txn.open_table(DEPLOYMENTS)?;
         for entry in table.iter()? {
-            let (_, value) = entry?;
-            if let Ok(record) = codec::decode_record::<DeploymentRecord>(value.value())
-                && let Some(c) = Contribution::of(&record)
-            {
-                contributions.push(c);
+            let (key, value) = entry?;
+            if let Ok(record) = codec::decode_record::<DeploymentRecord>(value.value()) {
+                if record.status == DeploymentStatus::Running {
+                    running.push(key.value().to_owned());
+                }
+                if let Some(c) = Contribution::of(&record) {
+                    contributions.push(c);
+                }
             }
+        }
+    }
+    {
+        let mut index = txn.open_table(RUNNING)?;
+        index.retain(|_, _| false)?;
+        for id in &running {
+            index.insert(id.as_str(), ())?;
         }
     }
     txn.open_table(AGG_STRATEGY)?.retain(|_, _| false)?;

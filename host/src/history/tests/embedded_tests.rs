@@ -504,9 +504,9 @@ fn a_schema_1_file_is_migrated_keeping_every_record() {
 }
 
 #[test]
-fn a_schema_2_file_gets_its_training_rows_counted() {
-    // Version 2 aggregates had no `with_features`: the migration to 3
-    // rebuilds them from the records.
+fn a_schema_2_file_gets_its_training_rows_counted_and_its_running_deployments_indexed() {
+    // Version 2 aggregates had no `with_features`, and there was no index
+    // of running deployments: the migration to 3 rebuilds both.
     let dir = tempfile::tempdir().unwrap();
     let history = History::open(dir.path()).unwrap();
     history
@@ -518,8 +518,14 @@ fn a_schema_2_file_gets_its_training_rows_counted() {
     history
         .put_deployment(&featured(finished("c", 30, true, 30)))
         .unwrap();
+    history
+        .put_deployment(&deployment("cut-off", 40, DeploymentStatus::Running))
+        .unwrap();
     let path = history.path().to_path_buf();
     put_raw(&path, |txn| {
+        let running: redb::TableDefinition<&str, ()> =
+            redb::TableDefinition::new("running_deployments");
+        txn.delete_table(running).unwrap();
         txn.open_table(META)
             .unwrap()
             .insert("schema_version", 2)
@@ -537,6 +543,12 @@ fn a_schema_2_file_gets_its_training_rows_counted() {
         (3, 2, 2)
     );
     assert_eq!(agg.by_service.len(), 2, "{:?}", agg.by_service);
+    let lock = RunLock::acquire(dir.path(), Duration::ZERO).unwrap();
+    assert_eq!(history.recover_interrupted(&lock).unwrap(), ["cut-off"]);
+    assert_eq!(
+        history.recover_interrupted(&lock).unwrap(),
+        Vec::<String>::new()
+    );
     let db = redb::ReadOnlyDatabase::open(&path).unwrap();
     let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
     let version = txn.open_table(META).unwrap().get("schema_version").unwrap();
