@@ -214,7 +214,7 @@ fn downsample_turn(id: &str) -> bool {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     id.hash(&mut h);
-    h.finish() % DOWNSAMPLE_EVERY == 0
+    h.finish().is_multiple_of(DOWNSAMPLE_EVERY)
 }
 
 /// Whether this deployment's records went to the local journal (the shared
