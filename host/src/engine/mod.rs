@@ -99,7 +99,7 @@ pub struct Engine {
     /// The history (`history:` settings: redb in the state directory, or
     /// PostgreSQL), opened on first use and then shared by every call.
     history: tokio::sync::OnceCell<HistoryStore>,
-    /// Model retrainings running in the background.
+    /// Model retrainings (and downsampling) running in the background.
     learning: Mutex<Vec<tokio::task::JoinHandle<Option<learn::Retrained>>>>,
 }
 
@@ -213,8 +213,9 @@ impl Engine {
             .collect()
     }
 
-    /// Waits for the model retrainings started by earlier deployments and
-    /// returns what they did. A CLI run calls this after printing its result;
+    /// Waits for the model retrainings (and the history's downsampling of
+    /// old metric samples) started by earlier deployments and returns what
+    /// the retrainings did. A CLI run calls this after printing its result;
     /// a long-running embedding may call it whenever it likes (or never: the
     /// tasks finish on their own while the runtime lives).
     pub async fn wait_for_learning(&self) -> Vec<learn::Retrained> {

@@ -103,12 +103,13 @@ impl Engine {
         history.put_deployment(&record).await?;
         lock.release().await;
         let offline = journaled(&history, &p.log);
-        if offline {
+        if offline && retrain.is_some() {
             // Training reads the whole history, which is out of reach now;
             // the next deployment that reaches it retrains.
             tracing::warn!("the strategy model is not retrained while the history is unreachable");
-        } else {
-            self.keep_samples_compact(&history, &p.id).await;
+        }
+        if !offline {
+            self.keep_samples_compact(&history, &p.id);
         }
         if let Some(reason) = retrain.filter(|_| !offline) {
             // Training takes up to seconds; the deployment is finished and
@@ -135,16 +136,15 @@ impl Engine {
         })
     }
 
-    /// Consecutive failures of a service or in the environment (newest
-    /// outcome first, this deployment included) at or over
-    /// `alerts.consecutive_failures`: a warning, a decision, and the
-    /// messages the report recommends on.
     /// `history.retention`: metric samples of deployments older than it are
     /// downsampled to `history.downsampled_samples`. It scans the history,
     /// so it runs after one deployment in [`DOWNSAMPLE_EVERY`] (chosen by
     /// the deployment id, so runners on a shared history take turns), not
     /// after each.
-    async fn keep_samples_compact(&self, history: &HistoryStore, id: &str) {
+    /// It runs in the background beside a retraining (`wait_for_learning`
+    /// collects both); cut short, it resumes next time (each deployment's
+    /// samples are replaced in one transaction).
+    fn keep_samples_compact(&self, history: &HistoryStore, id: &str) {
         if !downsample_turn(id) {
             return;
         }
@@ -155,19 +155,28 @@ impl Engine {
         else {
             return;
         };
-        match history
-            .downsample(before, settings.downsampled_samples.max(1) as usize)
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
-                deployments = n,
-                "downsampled the metric samples of deployments older than history.retention"
-            ),
-            Err(e) => tracing::warn!("cannot downsample old metric samples: {e}"),
+        let keep = settings.downsampled_samples.max(1) as usize;
+        let history = history.clone();
+        let task = tokio::spawn(async move {
+            match history.downsample(before, keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    deployments = n,
+                    "downsampled the metric samples of deployments older than history.retention"
+                ),
+                Err(e) => tracing::warn!("cannot downsample old metric samples: {e}"),
+            }
+            None
+        });
+        if let Ok(mut tasks) = self.learning.lock() {
+            tasks.push(task);
         }
     }
 
+    /// Consecutive failures of a service or in the environment (newest
+    /// outcome first, this deployment included) at or over
+    /// `alerts.consecutive_failures`: a warning, a decision, and the
+    /// messages the report recommends on.
     fn alerts(
         &self,
         outcomes: &Past,
@@ -229,12 +238,6 @@ fn journaled(history: &HistoryStore, log: &DecisionLog) -> bool {
                 .as_postgres()
                 .map(|pg| pg.journal_path())
                 .unwrap_or_default();
-            tracing::warn!(
-                %url,
-                pending = journal_pending,
-                journal = %journal.display(),
-                "the history database is unreachable: this deployment's records wait in the local journal; the next run that reaches the database sends them, or `adeploy state sync`"
-            );
             log.emit(DeploymentEvent::HistoryJournaled {
                 url,
                 pending: journal_pending,
