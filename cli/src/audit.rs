@@ -57,7 +57,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::new(ctx.config()?, options).await?;
     emit(
         &AuditOutput {
-            entries: engine.audit_log(args.limit)?,
+            entries: engine.audit_log(args.limit).await?,
         },
         ctx.json,
     )?;

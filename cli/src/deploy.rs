@@ -69,6 +69,11 @@ pub struct RunArgs {
     /// (comma-separated: html, markdown, junit, text); the paths are printed.
     #[arg(long, value_name = "FORMATS", value_parser = parse_formats)]
     report_format: Option<Formats>,
+    /// How long to wait while another run deploys some of the same services
+    /// to the same environment (seconds, or 30s, 10m, 1h; 0 tries once).
+    /// Past it the run exits with 75, naming the holder.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_lock_timeout)]
+    lock_timeout: Duration,
 }
 
 /// `--set-version SERVICE=VERSION` (a malformed one is refused by clap:
@@ -90,6 +95,19 @@ fn parse_formats(s: &str) -> Result<Formats, String> {
 /// `--format` of `report`: one format name.
 fn parse_format(s: &str) -> Result<Format, String> {
     s.parse::<Format>().map_err(|e| e.to_string())
+}
+
+/// `--lock-timeout`: a number of seconds, or a number and a unit (s, m, h, d, w).
+fn parse_lock_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    adeploy::config::parse_duration(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not a duration: write seconds (600) or a number and a unit (30s, 10m, 1h)"
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -129,11 +147,16 @@ impl From<EnvArg> for Environment {
     }
 }
 
-async fn engine(ctx: &Context, plugin_dirs: Vec<PathBuf>) -> anyhow::Result<Engine> {
+async fn engine(
+    ctx: &Context,
+    plugin_dirs: Vec<PathBuf>,
+    lock_wait: Option<Duration>,
+) -> anyhow::Result<Engine> {
     let config = ctx.config()?;
     let options = EngineOptions {
         state_dir: ctx.state_dir.clone(),
         plugin_dirs,
+        lock_wait,
         ..EngineOptions::default()
     };
     Ok(Engine::new(config, options).await?)
@@ -157,7 +180,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let formats = args.report_format.map(|f| f.0).unwrap_or_default();
-    let engine = engine(ctx, args.plugin_dirs).await?;
+    let engine = engine(ctx, args.plugin_dirs, Some(args.lock_timeout)).await?;
     let req = DeploymentRequest {
         versions,
         services: args.services,
@@ -229,7 +252,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     // The rendered reports, and the step summary of a GitHub Actions job:
     // the deployment happened whatever becomes of them, so a failure to
     // write one is a warning.
-    let report_files = match engine.write_reports(&outcome, &formats) {
+    let report_files = match engine.write_reports(&outcome, &formats).await {
         Ok(paths) => paths,
         Err(e) => {
             eprintln!("warning: {e}");
@@ -427,6 +450,26 @@ async fn render_events(
                 concurrency = to.max(1) as usize;
                 say(format!("  concurrency {from} → {to}: {reason}"))
             }
+            // Waiting for another run, and records kept locally: shown in
+            // CI logs even with --json (on stderr; stdout stays the document).
+            DeploymentEvent::WaitingForLock(wait) => match &bar {
+                Some(pb) => pb.println(format!("{wait}")),
+                None => eprintln!("{wait}"),
+            },
+            DeploymentEvent::HistoryJournaled {
+                url,
+                pending,
+                journal,
+            } => {
+                let line = format!(
+                    "history: {url} is unreachable; {pending} write(s) wait in {}: the next run that reaches it sends them, or `adeploy state sync`",
+                    journal.display()
+                );
+                match &bar {
+                    Some(pb) => pb.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
             // Hooks that did their job stay in the decision log; failures show.
             DeploymentEvent::Hook {
                 phase,
@@ -554,10 +597,10 @@ impl CommandOutput for ListOutput {
 }
 
 pub async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new()).await?;
+    let engine = engine(ctx, Vec::new(), None).await?;
     emit(
         &ListOutput {
-            deployments: engine.list(args.limit)?,
+            deployments: engine.list(args.limit).await?,
         },
         ctx.json,
     )?;
@@ -601,19 +644,19 @@ impl CommandOutput for ReportOutput {
 }
 
 pub async fn report(ctx: &Context, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new()).await?;
+    let engine = engine(ctx, Vec::new(), None).await?;
     let format = match args.format {
         Some(f) => f,
         None if args.output.is_some() || ctx.json => Format::Json,
         None => {
-            emit(&ReportOutput(engine.report(&args.id)?), false)?;
+            emit(&ReportOutput(engine.report(&args.id).await?), false)?;
             return Ok(ExitCode::SUCCESS);
         }
     };
     let text = match format {
         // The typed summary, as without --format.
-        Format::Text => ReportOutput(engine.report(&args.id)?).text(),
-        other => engine.render_report(&args.id, other)?,
+        Format::Text => ReportOutput(engine.report(&args.id).await?).text(),
+        other => engine.render_report(&args.id, other).await?,
     };
     write_or_print(&text, args.output.as_deref(), ctx.json)
 }

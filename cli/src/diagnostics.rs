@@ -200,11 +200,11 @@ impl CommandOutput for Output {
         ));
         let st = &d.state;
         s.push_str(&format!(
-            "\nstate: {} [{}] {}; database {} ({} bytes){}\n",
+            "\nstate: {} [{}] {}; history: {} ({} bytes){}\n",
             st.state_dir.display(),
             status(st.status),
             st.message,
-            st.database.display(),
+            st.history,
             st.database_bytes,
             st.last_deployment
                 .as_ref()

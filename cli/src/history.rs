@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, args: HistoryArgs) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
-    let report = engine.history_report()?;
+    let report = engine.history_report().await?;
     let format = match args.format {
         Some(f) => f,
         None if ctx.json => HistoryFormat::Json,

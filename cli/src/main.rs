@@ -4,7 +4,10 @@
 //! crate's dependencies (clap, indicatif, dialoguer, comfy-table, anyhow,
 //! tracing-subscriber).
 //!
-//! Exit codes: 0 success, 1 a deployment or plugin call failed, 2 bad input.
+//! Exit codes: 0 success, 1 a deployment or plugin call failed, 2 bad input
+//! (including a history that cannot be used: damaged, newer, unreachable),
+//! 75 another run holds the lock this one needs (nothing was attempted;
+//! retry later).
 
 mod audit;
 mod deploy;
@@ -14,6 +17,7 @@ mod model;
 mod output;
 mod plugins;
 mod scaffold;
+mod state;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +26,7 @@ use clap::{Parser, Subcommand};
 
 use adeploy::config::{Config, ConfigError};
 use adeploy::engine::EngineError;
+use adeploy::history::HistoryError;
 use adeploy::plugin::PluginError;
 
 use crate::scaffold::ScaffoldError;
@@ -80,6 +85,10 @@ enum Command {
     /// The learned strategy model: status, retrain, reset.
     #[command(subcommand)]
     Model(model::ModelCommand),
+    /// The history itself: export, import, migrate to PostgreSQL, sync the
+    /// local journal.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Bad command-line input the CLI finds itself (beyond what clap checks):
@@ -88,16 +97,40 @@ enum Command {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-/// Sorts an error into an exit code: 2 for what is classified as bad input
-/// (the arguments, the config, a plugin file, the state directory), 1 for
-/// everything else (a deployment, a plugin call or the machine failed).
+/// Exit code when another run holds the lock this one needs and the wait
+/// (`--lock-timeout`) ran out: `EX_TEMPFAIL` of sysexits.h, "try again
+/// later". Not 2: the input is fine and nothing needs fixing; not 1: nothing
+/// was deployed or rolled back. A distinct code lets a CI job retry exactly
+/// this case (GitLab's `retry: exit_codes: [75]`, a shell loop elsewhere).
+pub const EXIT_BUSY: u8 = 75;
+
+/// Sorts an error into an exit code: 75 when another run holds the lock
+/// ([`EXIT_BUSY`]), 2 for what is classified as bad input (the arguments,
+/// the config, a plugin file, the state directory, a history that cannot be
+/// used), 1 for everything else (a deployment, a plugin call or the machine
+/// failed).
 fn exit_code(err: &anyhow::Error) -> u8 {
     for cause in err.chain() {
         if let Some(p) = cause.downcast_ref::<PluginError>() {
             return if p.is_bad_input() { 2 } else { 1 };
         }
         if let Some(e) = cause.downcast_ref::<EngineError>() {
-            return if e.is_bad_input() { 2 } else { 1 };
+            return if e.is_busy() {
+                EXIT_BUSY
+            } else if e.is_bad_input() {
+                2
+            } else {
+                1
+            };
+        }
+        if let Some(h) = cause.downcast_ref::<HistoryError>() {
+            return if h.is_busy() {
+                EXIT_BUSY
+            } else if h.needs_operator() {
+                2
+            } else {
+                1
+            };
         }
         if cause.downcast_ref::<ConfigError>().is_some()
             || cause.downcast_ref::<ScaffoldError>().is_some()
@@ -164,6 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
         Command::Model(cmd) => model::run(&ctx, cmd).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
+        Command::State(cmd) => state::run(&ctx, cmd).await,
     }
 }
 
@@ -225,5 +259,24 @@ mod tests {
         );
         let io = anyhow::Error::new(std::io::Error::other("disk on fire")).context("writing");
         assert_eq!(error_text(&io), "writing: disk on fire");
+    }
+
+    #[test]
+    fn a_busy_lock_is_75_and_an_unusable_history_2() {
+        let busy = HistoryError::DeploymentBusy {
+            environment: "staging".into(),
+            services: vec!["web".into()],
+            holder: None,
+            waited: std::time::Duration::from_secs(1),
+        };
+        assert_eq!(
+            exit_code(&anyhow::Error::new(EngineError::History(busy)).context("run")),
+            EXIT_BUSY
+        );
+        let unreachable = HistoryError::Unreachable {
+            url: "postgres://ci:[redacted]@db/x".into(),
+            source: "connection refused".into(),
+        };
+        assert_eq!(exit_code(&anyhow::Error::new(unreachable)), 2);
     }
 }

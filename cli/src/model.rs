@@ -36,11 +36,11 @@ async fn engine(ctx: &Context) -> anyhow::Result<Engine> {
 pub async fn run(ctx: &Context, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     let engine = engine(ctx).await?;
     match cmd {
-        ModelCommand::Status => emit(&Status(engine.model_status()?), ctx.json)?,
+        ModelCommand::Status => emit(&Status(engine.model_status().await?), ctx.json)?,
         ModelCommand::Retrain => emit(&Retrained(engine.retrain_model().await?), ctx.json)?,
         ModelCommand::Reset => emit(
             &Reset {
-                removed: engine.reset_model()?,
+                removed: engine.reset_model().await?,
             },
             ctx.json,
         )?,
@@ -100,6 +100,9 @@ impl CommandOutput for Status {
                 n => format!("deployment {n} from now"),
             }
         );
+        if let Some(h) = &st.history {
+            s.push_str(&format!("history lives in: {h}\n"));
+        }
         if let Some(m) = &st.model {
             s.push_str(&meta_lines(m));
         }

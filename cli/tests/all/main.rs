@@ -16,3 +16,4 @@ mod reports;
 mod scaffold;
 mod security;
 mod seed_commands;
+mod shared_history;

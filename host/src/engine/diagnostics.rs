@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{Engine, EngineError};
 use crate::config::{Override, Thresholds};
 use crate::detect::{DetectedEnvironment, EnvironmentDetector};
-use crate::history::{DeploymentStatus, History};
+use crate::history::{DeploymentRecord, DeploymentStatus, HistoryBackend, HistoryLocation};
 use crate::monitor::{self, EndpointLatency, Snapshot, SystemDetail, TrendReport, TrendWindow};
 use crate::plugin::{LoadOutcome, PluginKind};
 
@@ -55,7 +55,11 @@ pub struct PluginCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateCheck {
     pub state_dir: PathBuf,
+    /// The embedded database file, or the PostgreSQL URL (password redacted).
     pub database: PathBuf,
+    /// Where the history lives (and, for PostgreSQL, how many writes wait in
+    /// the local journal).
+    pub history: HistoryLocation,
     pub status: CheckStatus,
     pub deployments: u64,
     pub last_deployment: Option<String>,
@@ -136,7 +140,7 @@ impl Engine {
             samples.push(self.sample_metrics().await);
         }
         let window = TrendWindow::from_config(m);
-        let mut series = self.stored_samples(&window);
+        let mut series = self.stored_samples(&window).await;
         series.extend(samples.iter().copied());
         let trends = monitor::assess_all(&series, &window);
         let monitor = self.monitor().clone();
@@ -154,12 +158,12 @@ impl Engine {
         }
         system.snapshot.network_latency_ms = monitor::median_latency(&latency);
 
-        let state = self.state_check();
+        let (state, recent) = self.state_check().await;
         let thresholds = self.threshold_checks(
             &effective.thresholds,
             &effective.overrides,
             &system.snapshot,
-            &state,
+            &recent,
         );
         let plugins = self
             .plugins
@@ -184,7 +188,7 @@ impl Engine {
             thresholds,
             plugins,
             state,
-            model: self.model_check(),
+            model: self.model_check().await,
             config: ConfigCheck {
                 source: self.config.source.clone(),
                 valid: true,
@@ -193,9 +197,9 @@ impl Engine {
         })
     }
 
-    fn model_check(&self) -> ModelCheck {
+    async fn model_check(&self) -> ModelCheck {
         let ml = &self.config.ml_config;
-        match self.model_status() {
+        match self.model_status().await {
             Ok(st) if st.decides == "model" => ModelCheck {
                 method: "model".to_string(),
                 detail: match &st.model {
@@ -228,11 +232,21 @@ impl Engine {
         }
     }
 
-    fn state_check(&self) -> StateCheck {
+    /// The history's state, and its newest 50 deployments.
+    async fn state_check(&self) -> (StateCheck, Vec<DeploymentRecord>) {
         let database = crate::history::database_path(&self.state_dir);
         let mut check = StateCheck {
             state_dir: self.state_dir.clone(),
             database: database.clone(),
+            history: match self.config.history.effective_url() {
+                Some(url) => HistoryLocation::Postgres {
+                    url: url.redacted(),
+                    journal_pending: 0,
+                },
+                None => HistoryLocation::Redb {
+                    path: database.clone(),
+                },
+            },
             status: CheckStatus::Ok,
             deployments: 0,
             last_deployment: None,
@@ -240,36 +254,66 @@ impl Engine {
             database_bytes: 0,
             message: String::new(),
         };
-        if !database.exists() {
-            check.message = "no history yet: the first deployment creates it".to_string();
-            return check;
-        }
-        match History::open(&self.state_dir).and_then(|h| h.stats()) {
-            Ok(stats) => {
+        let history = match self.existing_history().await {
+            Ok(Some(history)) => history,
+            Ok(None) => {
+                check.message = "no history yet: the first deployment creates it".to_string();
+                return (check, Vec::new());
+            }
+            Err(e) => {
+                check.status = CheckStatus::Critical;
+                check.message = e.to_string();
+                return (check, Vec::new());
+            }
+        };
+        check.history = history.location();
+        let read = async {
+            Ok::<_, crate::history::HistoryError>((
+                history.stats().await?,
+                history.list_deployments(50).await?,
+            ))
+        };
+        match read.await {
+            Ok((stats, recent)) => {
+                check.database = stats.path;
                 check.deployments = stats.deployments;
                 check.database_bytes = stats.db_bytes;
                 check.last_status = stats.last.as_ref().map(|d| d.status);
                 check.last_deployment = stats.last.map(|d| d.id);
                 check.message = format!("{} deployment(s) recorded", check.deployments);
+                if let HistoryLocation::Postgres {
+                    journal_pending, ..
+                } = &check.history
+                    && *journal_pending > 0
+                {
+                    check.status = CheckStatus::Caution;
+                    check.message.push_str(&format!(
+                        "; {journal_pending} write(s) wait in the local journal: `adeploy state sync` sends them"
+                    ));
+                }
+                (check, recent)
             }
             Err(e) => {
                 check.status = CheckStatus::Critical;
                 check.message = e.to_string();
+                (check, Vec::new())
             }
         }
-        check
     }
 
     /// The machine's samples the history stored within the trend window
     /// (none without a history, or when it cannot be read: the trends then
     /// say how little they rest on).
-    fn stored_samples(&self, window: &TrendWindow) -> Vec<Snapshot> {
-        if !crate::history::database_path(&self.state_dir).exists() {
-            return Vec::new();
-        }
-        match History::open(&self.state_dir)
-            .and_then(|h| monitor::recent_samples(&h, window.window, chrono::Utc::now()))
-        {
+    async fn stored_samples(&self, window: &TrendWindow) -> Vec<Snapshot> {
+        let read = async {
+            match self.existing_history().await? {
+                Some(history) => {
+                    Ok(monitor::recent_samples(history, window.window, chrono::Utc::now()).await?)
+                }
+                None => Ok::<_, EngineError>(Vec::new()),
+            }
+        };
+        match read.await {
             Ok(samples) => samples,
             Err(e) => {
                 tracing::warn!("trends without the history's samples: {e}");
@@ -283,7 +327,7 @@ impl Engine {
         t: &Thresholds,
         overrides: &[Override],
         s: &Snapshot,
-        state: &StateCheck,
+        recent: &[DeploymentRecord],
     ) -> Vec<ThresholdCheck> {
         let mut checks = Vec::new();
         let cpu_status = if s.cpu_percent > t.high_cpu {
@@ -362,12 +406,10 @@ impl Engine {
                 ),
             },
         });
-        let longest = self
-            .history()
-            .ok()
-            .filter(|_| state.deployments > 0)
-            .and_then(|h| h.list_deployments(50).ok())
-            .and_then(|v| v.iter().filter_map(|d| d.duration_s).reduce(f64::max))
+        let longest = recent
+            .iter()
+            .filter_map(|d| d.duration_s)
+            .reduce(f64::max)
             .map(|s| s / 60.0)
             .unwrap_or(0.0);
         let max = f64::from(t.max_deployment_time);

@@ -170,13 +170,24 @@ impl EngineError {
             EngineError::Render {
                 source: RenderError::UnknownFormat { .. },
             } => true,
-            // Corrupted or foreign state, or a state dir another run holds.
-            EngineError::History(
-                HistoryError::Corrupt { .. }
-                | HistoryError::Incompatible { .. }
-                | HistoryError::Busy { .. }
-                | HistoryError::Locked { .. },
-            ) => true,
+            // Corrupted, foreign or newer state, an unreachable or
+            // misconfigured shared history, a lock another run holds.
+            EngineError::History(h) => h.needs_operator(),
+            _ => self.is_busy(),
+        }
+    }
+
+    /// True when another run holds what this one needs (the deployment lock
+    /// of its services, the state directory, the model's retraining) and the
+    /// wait for it ran out: nothing was attempted, and trying again later
+    /// may succeed. The CLI exits with 75 (`EX_TEMPFAIL`) for these, so a CI
+    /// job can retry exactly this case.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            EngineError::History(h) => h.is_busy(),
+            EngineError::Learn {
+                source: LearnError::RetrainBusy { .. },
+            } => true,
             _ => false,
         }
     }

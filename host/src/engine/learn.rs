@@ -12,18 +12,21 @@
 //! fatal: rules decide until the retraining this triggers has finished.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::time::{Duration, Instant};
 
-use chrono::{Datelike, Local, Timelike, Utc};
+use chrono::{DateTime, Datelike, Local, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Environment, MlConfig};
-use crate::history::{DeploymentRecord, History, HistoryError, StepStatus};
+use crate::history::{
+    DeploymentRecord, HistoryBackend, HistoryError, HistoryStore, RetrainLock, StepStatus,
+};
 use crate::ml::{
     FeatureContext, ForestParams, MlError, ModelMeta, Outcome, StrategyModel, TrainingRow,
 };
 use crate::monitor::Snapshot;
 
+pub use super::past::Past;
 use super::types::DeploymentSize;
 
 /// Name of the history blob that holds the strategy model.
@@ -68,6 +71,13 @@ pub enum LearnError {
     /// The background task that trained ended without a result.
     #[error("the training task failed: {reason}")]
     Task { reason: String },
+    /// Another process (on this machine or, with a shared history, another
+    /// runner) kept retraining the model for longer than the wait.
+    #[error(
+        "another adeploy process is retraining the strategy model of {location} (waited {:.0} s); its model is stored when it finishes: run `adeploy model status` then, or retry",
+        waited.as_secs_f64()
+    )]
+    RetrainBusy { location: String, waited: Duration },
 }
 
 /// A history record as a learning [`Outcome`]; `None` for dry runs and for
@@ -129,33 +139,19 @@ fn size_ordinal(size: DeploymentSize) -> f64 {
     }
 }
 
-fn rate(outcomes: &[&Outcome]) -> f64 {
-    if outcomes.is_empty() {
-        // No evidence either way.
-        0.5
-    } else {
-        outcomes.iter().filter(|o| o.success).count() as f64 / outcomes.len() as f64
-    }
-}
-
 /// The feature context of a deployment about to start: the machine's load,
-/// the request, the time, and what the history says (`past` newest first).
-/// `success_rate_strategy` is for `strategy`; see [`for_strategy`].
+/// the request, the time, and what the history says (rates and the mean
+/// duration over the whole history, recent failures from the newest
+/// outcomes). `success_rate_strategy` is for `strategy`; see [`for_strategy`].
 pub fn feature_context(
     metrics: &Snapshot,
     environment: Environment,
     size: DeploymentSize,
     service_count: usize,
-    past: &[Outcome],
+    past: &Past,
     strategy: &str,
 ) -> FeatureContext {
     let now = Local::now();
-    let all: Vec<&Outcome> = past.iter().collect();
-    let durations: Vec<f64> = past
-        .iter()
-        .map(|o| o.duration_min)
-        .filter(|d| d.is_finite())
-        .collect();
     let ctx = FeatureContext {
         cpu_percent: metrics.cpu_percent,
         memory_percent: metrics.memory_percent,
@@ -167,40 +163,32 @@ pub fn feature_context(
         service_count: service_count as f64,
         hour: f64::from(now.hour()),
         weekday: f64::from(now.weekday().num_days_from_monday()),
-        success_rate_overall: rate(&all),
+        // No evidence either way: 0.5.
+        success_rate_overall: past.success_rate().unwrap_or(0.5),
         success_rate_strategy: 0.5,
         recent_failures: past.iter().take(RECENT).filter(|o| !o.success).count() as f64,
-        mean_duration_min: if durations.is_empty() {
-            0.0
-        } else {
-            durations.iter().sum::<f64>() / durations.len() as f64
-        },
+        mean_duration_min: past.mean_duration_min().unwrap_or(0.0),
     };
     for_strategy(&ctx, past, strategy)
 }
 
 /// `ctx` with `success_rate_strategy` set for `strategy`.
-pub fn for_strategy(ctx: &FeatureContext, past: &[Outcome], strategy: &str) -> FeatureContext {
-    let mine: Vec<&Outcome> = past.iter().filter(|o| o.strategy == strategy).collect();
+pub fn for_strategy(ctx: &FeatureContext, past: &Past, strategy: &str) -> FeatureContext {
     FeatureContext {
-        success_rate_strategy: rate(&mine),
+        success_rate_strategy: past.success_rate_of(strategy).unwrap_or(0.5),
         ..ctx.clone()
     }
 }
 
 /// Deployments recorded per strategy.
-pub fn samples_per_strategy(past: &[Outcome]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for o in past {
-        *m.entry(o.strategy.clone()).or_insert(0) += 1;
-    }
-    m
+pub fn samples_per_strategy(past: &Past) -> BTreeMap<String, usize> {
+    past.per_strategy()
 }
 
 /// Reads the stored model. A damaged or foreign blob is [`ModelState::Discarded`]
 /// (and logged), never an error.
-pub fn load_model(history: &History) -> Result<ModelState, HistoryError> {
-    let Some(bytes) = history.get_blob(MODEL_BLOB)? else {
+pub async fn load_model(history: &HistoryStore) -> Result<ModelState, HistoryError> {
+    let Some(bytes) = history.get_blob(MODEL_BLOB).await? else {
         return Ok(ModelState::Missing);
     };
     Ok(match StrategyModel::from_bytes(&bytes) {
@@ -208,7 +196,7 @@ pub fn load_model(history: &History) -> Result<ModelState, HistoryError> {
         Err(e) => {
             let reason = format!(
                 "the stored strategy model in {} cannot be used ({e}); it is discarded and retrained",
-                history.path().display()
+                history.location()
             );
             tracing::warn!("{reason}");
             ModelState::Discarded(reason)
@@ -241,11 +229,12 @@ pub fn retrain_due(rows: usize, state: &ModelState, ml: &MlConfig) -> Option<Str
     }
 }
 
-/// Trains a model on every finished deployment of `state_dir` and stores it.
-/// Blocking (seconds at 10,000 deployments): run it with `spawn_blocking`.
-pub fn retrain(state_dir: &Path, ml: &MlConfig) -> Result<ModelMeta, LearnError> {
-    let history = History::open(state_dir)?;
-    let rows = training_rows(&outcomes(&history.all_deployments()?));
+/// Trains a model on every finished deployment of `history` and stores it.
+/// Reading every record is what training needs; the training itself (seconds
+/// at 10,000 deployments) runs on tokio's blocking pool. The caller holds
+/// the retraining lock (see [`retrain_exclusive`], [`retrain_if_due`]).
+pub async fn retrain(history: &HistoryStore, ml: &MlConfig) -> Result<ModelMeta, LearnError> {
+    let rows = training_rows(&outcomes(&history.all_deployments().await?));
     let need = ml.min_training_samples.max(1) as usize;
     if rows.len() < need {
         return Err(LearnError::TooFewSamples {
@@ -253,18 +242,50 @@ pub fn retrain(state_dir: &Path, ml: &MlConfig) -> Result<ModelMeta, LearnError>
             need,
         });
     }
-    let model = StrategyModel::train(&rows, &ml.feature_weights, &ForestParams::default())?;
-    history.put_blob(MODEL_BLOB, &model.to_bytes()?)?;
+    let weights = ml.feature_weights.clone();
+    let model = tokio::task::spawn_blocking(move || {
+        StrategyModel::train(&rows, &weights, &ForestParams::default())
+    })
+    .await
+    .map_err(|e| LearnError::Task {
+        reason: e.to_string(),
+    })??;
+    history.put_blob(MODEL_BLOB, &model.to_bytes()?).await?;
     Ok(model.meta().clone())
+}
+
+/// [`retrain`] holding the history's retraining lock, waiting up to `wait`
+/// for another process's retraining to finish (`adeploy model retrain`).
+pub async fn retrain_exclusive(
+    history: &HistoryStore,
+    ml: &MlConfig,
+    wait: Duration,
+) -> Result<ModelMeta, LearnError> {
+    let _lock = retrain_lock(history, wait).await?;
+    retrain(history, ml).await
+}
+
+async fn retrain_lock(history: &HistoryStore, wait: Duration) -> Result<RetrainLock, LearnError> {
+    let start = Instant::now();
+    loop {
+        if let Some(lock) = history.try_lock_retrain().await? {
+            return Ok(lock);
+        }
+        let waited = start.elapsed();
+        if waited >= wait {
+            return Err(LearnError::RetrainBusy {
+                location: history.location().to_string(),
+                waited,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200).min(wait - waited)).await;
+    }
 }
 
 /// Deletes the stored model (the seed's "delete the model files to
 /// retrain"); the next deployment with enough history retrains.
-pub fn reset(state_dir: &Path) -> Result<bool, HistoryError> {
-    if !crate::history::database_path(state_dir).exists() {
-        return Ok(false);
-    }
-    History::open(state_dir)?.delete_blob(MODEL_BLOB)
+pub async fn reset(history: &HistoryStore) -> Result<bool, HistoryError> {
+    history.delete_blob(MODEL_BLOB).await
 }
 
 /// A retraining started in the background after a deployment.
@@ -278,10 +299,50 @@ pub struct Retrained {
     pub seconds: f64,
 }
 
-/// Runs [`retrain`] and describes the result; logs it either way.
-pub fn retrain_logged(state_dir: &Path, ml: &MlConfig, after: String, reason: String) -> Retrained {
-    let t = std::time::Instant::now();
-    let result = retrain(state_dir, ml).map_err(|e| e.to_string());
+/// The retraining a deployment found due: only one process retrains at a
+/// time (the history's retraining lock; with a shared history, one runner),
+/// and only while the decision still stands once the lock is held: if the
+/// stored model is no longer the one the deployment saw (`seen`: when that
+/// one was trained, `None` without one), another process retrained
+/// meanwhile and its model is used. `None` when skipped for either reason;
+/// otherwise what training did, logged either way.
+pub async fn retrain_if_due(
+    history: &HistoryStore,
+    ml: &MlConfig,
+    after: String,
+    reason: String,
+    seen: Option<DateTime<Utc>>,
+) -> Option<Retrained> {
+    let t = Instant::now();
+    let lock = match history.try_lock_retrain().await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::info!(
+                "another adeploy process is retraining the strategy model; it is used once stored"
+            );
+            return None;
+        }
+        Err(e) => {
+            return Some(Retrained {
+                after,
+                reason,
+                result: Err(e.to_string()),
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        }
+    };
+    let stored = load_model(history)
+        .await
+        .map(|state| state.model().map(|m| m.meta().trained_at));
+    let result = match stored {
+        Ok(Some(trained_at)) if Some(trained_at) != seen => {
+            tracing::info!("the strategy model was retrained by another process meanwhile");
+            return None;
+        }
+        Ok(_) => retrain(history, ml).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    drop(lock);
     match &result {
         Ok(m) => tracing::info!(
             samples = m.samples,
@@ -290,12 +351,12 @@ pub fn retrain_logged(state_dir: &Path, ml: &MlConfig, after: String, reason: St
         ),
         Err(e) => tracing::warn!("retraining the strategy model failed: {e}"),
     }
-    Retrained {
+    Some(Retrained {
         after,
         reason,
         result,
         seconds: t.elapsed().as_secs_f64(),
-    }
+    })
 }
 
 /// When the model was trained, for messages.
@@ -333,17 +394,29 @@ pub struct ModelStatus {
     pub failure_patterns: Vec<crate::ml::FailurePattern>,
     pub lessons: Vec<String>,
     pub recommendations: Vec<String>,
+    /// Where the history (and the model) lives; `None` before the first
+    /// deployment creates the embedded one.
+    #[serde(default)]
+    pub history: Option<crate::history::HistoryLocation>,
 }
 
-/// The model and what the history says, for `adeploy model status`.
-pub fn status(state_dir: &Path, ml: &MlConfig) -> Result<ModelStatus, HistoryError> {
-    let (past, state) = if crate::history::database_path(state_dir).exists() {
-        let history = History::open(state_dir)?;
-        (outcomes(&history.all_deployments()?), load_model(&history)?)
-    } else {
-        (Vec::new(), ModelState::Missing)
+/// The model and what the history says, for `adeploy model status`: counts
+/// and success rates over the whole history (from its aggregates), failure
+/// patterns over the newest `window` deployments. `None`: no history yet.
+pub async fn status(
+    history: Option<&HistoryStore>,
+    window: usize,
+    ml: &MlConfig,
+) -> Result<ModelStatus, HistoryError> {
+    let (past, state, location) = match history {
+        Some(h) => (
+            Past::from_window(&h.window(window).await?),
+            load_model(h).await?,
+            Some(h.location()),
+        ),
+        None => (Past::default(), ModelState::Missing, None),
     };
-    let training_samples = past.iter().filter(|o| o.features.is_some()).count();
+    let training_samples = past.training_samples();
     let need = ml.min_training_samples.max(1) as usize;
     let every = ml.retrain_frequency.max(1) as usize;
     // Counting the deployment that triggers it: 1 is the next one.
@@ -357,9 +430,7 @@ pub fn status(state_dir: &Path, ml: &MlConfig) -> Result<ModelStatus, HistoryErr
     } else {
         "rules"
     };
-    // Newest first, as the analyses expect.
-    let newest_first: Vec<Outcome> = past.iter().rev().cloned().collect();
-    let failure_patterns = crate::ml::failure_patterns(&newest_first);
+    let failure_patterns = crate::ml::failure_patterns(&past);
     Ok(ModelStatus {
         state: match &state {
             ModelState::Ready(_) => "trained",
@@ -372,13 +443,14 @@ pub fn status(state_dir: &Path, ml: &MlConfig) -> Result<ModelStatus, HistoryErr
             _ => None,
         },
         decides: decides.to_string(),
-        deployments: past.len(),
+        deployments: past.deployments(),
         training_samples,
         min_training_samples: ml.min_training_samples,
         retrain_frequency: ml.retrain_frequency,
         next_retrain_in,
         model: state.model().map(|m| m.meta().clone()),
-        success_rates: crate::ml::success_rates(&newest_first),
+        success_rates: past.success_rates(),
+        history: location,
         lessons: failure_patterns.iter().map(|p| p.lesson()).collect(),
         recommendations: failure_patterns
             .iter()

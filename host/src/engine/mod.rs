@@ -36,6 +36,7 @@ mod event;
 mod execute;
 pub mod learn;
 mod log;
+mod past;
 mod preflight;
 mod query;
 mod record;
@@ -50,6 +51,7 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Config;
+use crate::history::HistoryStore;
 use crate::monitor::{Snapshot, SystemMonitor};
 use crate::plugin::{HostOptions, PluginHost, PluginKind, PluginSet};
 
@@ -96,8 +98,11 @@ pub struct Engine {
     metering: Metering,
     selector: Box<dyn StrategySelector>,
     lock_wait: Duration,
-    /// Model retrainings running in the background.
-    learning: Mutex<Vec<tokio::task::JoinHandle<learn::Retrained>>>,
+    /// The history (`history:` settings: redb in the state directory, or
+    /// PostgreSQL), opened on first use and then shared by every call.
+    history: tokio::sync::OnceCell<HistoryStore>,
+    /// Model retrainings (and downsampling) running in the background.
+    learning: Mutex<Vec<tokio::task::JoinHandle<Option<learn::Retrained>>>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -140,6 +145,7 @@ impl Engine {
             metering: Metering::new(options.metrics_source, options.fixed_metrics, monitor),
             selector: Box::new(AdaptiveSelector),
             lock_wait: options.lock_wait.unwrap_or(Duration::from_secs(10)),
+            history: tokio::sync::OnceCell::new(),
             learning: Mutex::new(Vec::new()),
         })
     }
@@ -154,7 +160,7 @@ impl Engine {
     ) -> Result<DeploymentOutcome, EngineError> {
         let planned = self.preflight(req, events, confirm).await?;
         let executed = self.execute(planned).await?;
-        self.record(executed)
+        self.record(executed).await
     }
 
     /// Phase two (see [`execute`]): what execution may use of the engine.
@@ -162,7 +168,14 @@ impl Engine {
         // The deployment's own config: its versions and its environment's
         // settings (`environments.<env>`).
         let config = planned.config.clone();
+        // A dry run writes nothing, so it needs no history opened for writing.
+        let history = if planned.req.dry_run {
+            None
+        } else {
+            Some(self.history().await?)
+        };
         let settings = Settings {
+            history,
             config: &config,
             state_dir: &self.state_dir,
             hooks: self.plugins.of_kind(PluginKind::Hook).cloned().collect(),
@@ -207,8 +220,9 @@ impl Engine {
             .collect()
     }
 
-    /// Waits for the model retrainings started by earlier deployments and
-    /// returns what they did. A CLI run calls this after printing its result;
+    /// Waits for the model retrainings (and the history's downsampling of
+    /// old metric samples) started by earlier deployments and returns what
+    /// the retrainings did. A CLI run calls this after printing its result;
     /// a long-running embedding may call it whenever it likes (or never: the
     /// tasks finish on their own while the runtime lives).
     pub async fn wait_for_learning(&self) -> Vec<learn::Retrained> {
@@ -218,7 +232,7 @@ impl Engine {
         };
         let mut done = Vec::new();
         for t in tasks {
-            if let Ok(r) = t.await {
+            if let Ok(Some(r)) = t.await {
                 done.push(r);
             }
         }

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use crate::history::{DeploymentRecord, History, MetricSample};
+use crate::history::{DeploymentRecord, HistoryBackend, MetricSample};
 use crate::report::render::{self, Document, Format, HistoryAnalytics, HistoryOptions, ModelPoint};
 
 use super::Engine;
@@ -38,19 +38,21 @@ impl HistoryReport {
 impl Engine {
     /// The stored report of deployment `id` as `format`. JSON is the file
     /// as written; the other formats render it (any adeploy version's) with
-    /// the machine's samples the history kept for the deployment.
-    pub fn render_report(&self, id: &str, format: Format) -> Result<String, EngineError> {
+    /// the machine's samples the history kept for the deployment. Without
+    /// the file on this machine (another runner of a shared history ran the
+    /// deployment), the report rebuilt from the history is rendered.
+    pub async fn render_report(&self, id: &str, format: Format) -> Result<String, EngineError> {
         let path = self.report_path(id);
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // The typed lookup says why there is none (unknown id, or a
-                // deployment that never finished).
-                self.report(id)?;
-                return Err(EngineError::Io {
-                    what: format!("cannot read {}", path.display()),
-                    source: e,
-                });
+                // Rebuilt from the history, or the typed reason there is
+                // none (unknown id, or a deployment that never finished).
+                let report = self.report(id).await?;
+                serde_json::to_string_pretty(&report).map_err(|e| EngineError::InvalidReport {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?
             }
             Err(source) => {
                 return Err(EngineError::Io {
@@ -66,14 +68,14 @@ impl Engine {
             path: path.clone(),
             reason: e.to_string(),
         })?;
-        let doc = doc.with_resource_samples(&self.samples_of(id));
+        let doc = doc.with_resource_samples(&self.samples_of(id).await);
         Ok(render::render_document(&doc, format))
     }
 
     /// Writes `outcome`'s report as each of `formats` beside its JSON file
     /// (`deployment_report_ID.html`, `.md`, `.junit.xml`) and returns the
     /// paths. Nothing for a dry run (it has no report file).
-    pub fn write_reports(
+    pub async fn write_reports(
         &self,
         outcome: &DeploymentOutcome,
         formats: &[Format],
@@ -84,7 +86,7 @@ impl Engine {
         if formats.iter().all(|f| *f == Format::Json) {
             return Ok(Vec::new());
         }
-        let samples = self.samples_of(&outcome.id);
+        let samples = self.samples_of(&outcome.id).await;
         Ok(render::write_beside(
             &outcome.report,
             json,
@@ -96,15 +98,14 @@ impl Engine {
     /// The analytics across every finished deployment: success per strategy
     /// × environment over time, step durations per service, the model's
     /// accuracy at each retraining, failure patterns.
-    pub fn history_report(&self) -> Result<HistoryReport, EngineError> {
+    pub async fn history_report(&self) -> Result<HistoryReport, EngineError> {
         let mut options = HistoryOptions::default();
-        if !crate::history::database_path(&self.state_dir).exists() {
+        let Some(history) = self.existing_history().await? else {
             let analytics = HistoryAnalytics::compute(&[], &options);
             return Ok(HistoryReport { analytics, options });
-        }
-        let history = History::open(&self.state_dir)?;
-        let records: Vec<DeploymentRecord> = history.all_deployments()?;
-        let mut log = serde_json::to_value(history.audit(usize::MAX)?)
+        };
+        let records: Vec<DeploymentRecord> = history.all_deployments().await?;
+        let mut log = serde_json::to_value(history.audit(usize::MAX).await?)
             .ok()
             .and_then(|v| match v {
                 serde_json::Value::Array(a) => Some(a),
@@ -112,7 +113,7 @@ impl Engine {
             })
             .unwrap_or_default();
         for r in records.iter().rev().take(MODEL_LOGS) {
-            let decisions = history.decisions(&r.id)?;
+            let decisions = history.decisions(&r.id).await?;
             log.extend(
                 decisions
                     .iter()
@@ -133,11 +134,14 @@ impl Engine {
 
     /// The machine's samples over deployment `id` (none when the history
     /// cannot say: the page then has no resource chart).
-    fn samples_of(&self, id: &str) -> Vec<MetricSample> {
-        if !crate::history::database_path(&self.state_dir).exists() {
-            return Vec::new();
-        }
-        match History::open(&self.state_dir).and_then(|h| h.samples(id)) {
+    async fn samples_of(&self, id: &str) -> Vec<MetricSample> {
+        let read = async {
+            match self.existing_history().await? {
+                Some(history) => Ok(history.samples(id).await?),
+                None => Ok::<_, EngineError>(Vec::new()),
+            }
+        };
+        match read.await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("the report of {id} without resource samples: {e}");

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, Environment};
-use crate::ml::{DurationEstimate, FeatureContext, Outcome};
+use crate::ml::{DurationEstimate, FeatureContext};
 use crate::monitor::Snapshot;
 
 pub use crate::report::CandidateScore;
@@ -43,8 +43,9 @@ pub struct SelectionContext<'a> {
 #[derive(Debug, Clone)]
 pub struct LearningContext<'a> {
     pub model: &'a ModelState,
-    /// Finished deployments, newest first.
-    pub outcomes: &'a [Outcome],
+    /// Finished deployments: the newest in full (newest first; it derefs to
+    /// them) and totals over the whole history.
+    pub outcomes: &'a learn::Past,
     /// Deployments with recorded features (what the model can train on).
     pub training_samples: usize,
     /// This deployment's features (before a strategy is chosen).

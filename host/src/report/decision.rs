@@ -291,6 +291,18 @@ pub enum Decision {
     Approved { approval: Approval },
     /// Deployments cut off by a crash, now marked interrupted.
     RecoveredInterrupted { deployments: Vec<String> },
+    /// This deployment waited for the deployment lock of its services:
+    /// another run was deploying some of them to the same environment.
+    LockWaited {
+        services: Vec<String>,
+        /// Who held them (deployment, user, host, pid, since), when known.
+        held_by: Option<String>,
+        waited_s: f64,
+    },
+    /// The deployment lock was lost while the deployment ran (the shared
+    /// history's database went away); the deployment went on as planned,
+    /// but other runs could start meanwhile.
+    LockLost { message: String },
     /// ssh connection reuse is off for this deployment, and why.
     SshConnectionReuse { enabled: bool, reason: String },
     /// A hook ran (a config script, or a hook plugin with its `details` and

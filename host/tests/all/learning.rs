@@ -188,7 +188,7 @@ async fn simulate(seed: u64) -> Score {
             .unwrap();
         engine.wait_for_learning().await;
     }
-    let status = engine.model_status().unwrap();
+    let status = engine.model_status().await.unwrap();
     assert_eq!(status.state, "trained");
     assert_eq!(status.model.as_ref().unwrap().samples, 60);
 
@@ -292,7 +292,7 @@ async fn model_retrains_at_the_configured_cadence() {
         let scheduled = retraining(&out.report);
         let done = engine.wait_for_learning().await;
         assert_eq!(scheduled, !done.is_empty(), "deployment {}", i + 1);
-        let status = engine.model_status().unwrap();
+        let status = engine.model_status().await.unwrap();
         trained_on.push(status.model.map(|m| m.samples).unwrap_or(0));
         next.push(status.next_retrain_in);
     }
@@ -322,7 +322,7 @@ async fn damaged_or_foreign_model_is_discarded_and_retrained() {
             .unwrap();
     }
     engine.wait_for_learning().await;
-    assert_eq!(engine.model_status().unwrap().state, "trained");
+    assert_eq!(engine.model_status().await.unwrap().state, "trained");
 
     let foreign = br#"{"format":"adeploy-strategy-model","version":999,"model":{}}"#;
     for bytes in [&b"\x00\x01garbage"[..], &foreign[..]] {
@@ -330,7 +330,7 @@ async fn damaged_or_foreign_model_is_discarded_and_retrained() {
             .unwrap()
             .put_blob(MODEL_BLOB, bytes)
             .unwrap();
-        let status = engine.model_status().unwrap();
+        let status = engine.model_status().await.unwrap();
         assert_eq!(status.state, "discarded");
         assert_eq!(status.decides, "rules");
 
@@ -354,7 +354,7 @@ async fn damaged_or_foreign_model_is_discarded_and_retrained() {
         let retrained = engine.wait_for_learning().await;
         assert_eq!(retrained.len(), 1);
         assert!(retrained[0].result.is_ok(), "{:?}", retrained[0].result);
-        assert_eq!(engine.model_status().unwrap().state, "trained");
+        assert_eq!(engine.model_status().await.unwrap().state, "trained");
     }
 }
 
@@ -451,7 +451,7 @@ async fn max_time_is_checked_against_similar_past_deployments() {
         "{msg}"
     );
     assert_eq!(
-        engine.list(100).unwrap().len(),
+        engine.list(100).await.unwrap().len(),
         6,
         "a refusal records nothing"
     );
@@ -586,7 +586,7 @@ async fn rollback_prediction_asks_or_refuses_above_the_threshold() {
             && msg.contains("5 of 5 past balanced deployments in staging failed"),
         "{msg}"
     );
-    assert_eq!(engine.list(100).unwrap().len(), 5);
+    assert_eq!(engine.list(100).await.unwrap().len(), 5);
 
     // Interactive: the prompt shows the warning; a yes goes ahead.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

@@ -14,6 +14,7 @@ mod engine;
 mod fleet;
 mod fuzz_regressions;
 mod health_identity;
+mod history_wiring;
 mod hostile;
 mod learning;
 mod metric_provider;

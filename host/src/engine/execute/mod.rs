@@ -2,8 +2,9 @@
 //! returns it [`Executed`].
 //!
 //! Before the first step: the operator's confirmation, the approval in the
-//! audit log, the run lock, recovery of deployments a crash cut off, the
-//! deployment log and the `running` record. Then one [`Execution`]: waves of
+//! audit log, the deployment lock (waiting for another run's is announced
+//! as an event; see `take_lock`), recovery of deployments a crash cut off,
+//! the deployment log and the `running` record. Then one [`Execution`]: waves of
 //! steps under the strategy's concurrency and resource budget, health
 //! checks, the strategy's on-progress decisions, hooks, the deadline, and
 //! rollback. A dry run executes nothing.
@@ -35,25 +36,31 @@ use serde_json::json;
 
 use crate::config::{Config, Environment, ResourceLimits};
 use crate::exec::DeploymentLog;
-use crate::history::{DeploymentRecord, DeploymentStatus, History, RunLock};
+use crate::history::{
+    DeploymentLock, DeploymentRecord, DeploymentStatus, HistoryBackend, HistoryStore, LockRequest,
+    LockWait,
+};
 use crate::ml::Streaks;
 use crate::monitor::{Sampler, Snapshot};
 use crate::plugin::{DeploymentContext, Plugin, Rollout};
 use crate::report::{Decision, StepRecord};
 
 use super::error::EngineError;
+use super::event::DeploymentEvent;
 use super::log::{DecisionLog, audit};
 use super::preflight::Planned;
 use super::types::{DeploymentSize, Metering};
 
 /// What execution needs from the engine.
 pub(crate) struct Settings<'a> {
+    /// The history (`None` for a dry run, which writes nothing).
+    pub history: Option<&'a HistoryStore>,
     pub config: &'a Config,
     pub state_dir: &'a Path,
     /// The hook plugins, run at every phase.
     pub hooks: Vec<Arc<Plugin>>,
     pub metering: &'a Metering,
-    /// How long to wait for another run's lock.
+    /// How long to wait for another run's deployment lock.
     pub lock_wait: Duration,
 }
 
@@ -67,8 +74,8 @@ pub(crate) struct Executed {
 /// What a real run holds until it is recorded.
 pub(crate) struct Run {
     /// Held until the record is written.
-    pub lock: RunLock,
-    pub history: History,
+    pub lock: DeploymentLock,
+    pub history: HistoryStore,
     /// The `running` record, to be finished.
     pub record: DeploymentRecord,
     /// Decisions already in the history.
@@ -99,12 +106,19 @@ pub(crate) async fn execute(
         });
         return Ok(Executed { planned, run: None });
     }
-    approve(&mut planned, s.state_dir)?;
+    let Some(history) = s.history else {
+        return Err(EngineError::Io {
+            what: "a deployment needs its history".into(),
+            source: std::io::Error::other("the engine passed none"),
+        });
+    };
+    let history = history.clone();
+    approve(&mut planned, &history).await?;
 
-    // From here on the deployment is recorded.
-    let lock = RunLock::acquire(s.state_dir, s.lock_wait)?;
-    let history = History::open(s.state_dir)?;
-    let recovered = history.recover_interrupted(&lock)?;
+    // From here on the deployment is recorded. The lock comes first: the
+    // `running` record is written by the run that holds it.
+    let lock = take_lock(&mut planned, &history, s.lock_wait).await?;
+    let recovered = history.recover_interrupted(&lock).await?;
     remove_stale_temp_files(&s.state_dir.join("deployment_reports"));
     if !recovered.is_empty() {
         planned.log.record(Decision::RecoveredInterrupted {
@@ -127,8 +141,10 @@ pub(crate) async fn execute(
         features: Some(planned.features.clone()),
         ..DeploymentRecord::running(planned.id.clone(), planned.started_at)
     };
-    history.put_deployment(&record)?;
-    history.append_decisions(&planned.id, &planned.log.records_from(0))?;
+    history.put_deployment(&record).await?;
+    history
+        .append_decisions(&planned.id, &planned.log.records_from(0))
+        .await?;
     let flushed = planned.log.entries().len();
 
     let sampler = s.metering.measures_the_machine().then(|| {
@@ -176,6 +192,16 @@ pub(crate) async fn execute(
         service_env: &planned.service_env,
     };
     let result = run.run(&mut planned.log).await;
+    if !lock.is_held() {
+        planned.log.record(Decision::LockLost {
+            message: format!(
+                "the deployment lock was lost during the deployment (the connection to {} went away); the deployment went on as planned, but other runs of {} in {} could start meanwhile",
+                history.location(),
+                req.services.join(", "),
+                planned.environment
+            ),
+        });
+    }
     let samples = match sampler {
         Some(s) => s.stop().await,
         None => vec![planned.baseline],
@@ -194,9 +220,53 @@ pub(crate) async fn execute(
     })
 }
 
+/// Takes the deployment lock of this deployment's services in its
+/// environment (see `history::DeploymentLock`: with a shared PostgreSQL
+/// history, across machines), waiting up to `wait`. The wait is announced
+/// on the event channel (who holds it, since when) and, once the lock is
+/// taken, recorded as a `lock_waited` decision; a wait that runs out is
+/// [`HistoryError::DeploymentBusy`](crate::history::HistoryError) (or
+/// `Busy` for the embedded history), naming the holder.
+async fn take_lock(
+    planned: &mut Planned,
+    history: &HistoryStore,
+    wait: Duration,
+) -> Result<DeploymentLock, EngineError> {
+    let request = LockRequest {
+        environment: planned.environment.as_str().to_string(),
+        services: planned.req.services.clone(),
+        deployment_id: planned.id.clone(),
+    };
+    let start = Instant::now();
+    let mut last: Option<LockWait> = None;
+    let lock = {
+        let log = &planned.log;
+        let mut on_wait = |w: &LockWait| {
+            tracing::info!("{w}");
+            log.emit(DeploymentEvent::WaitingForLock(w.clone()));
+            last = Some(w.clone());
+        };
+        history
+            .lock_deployment(&request, wait, &mut on_wait)
+            .await?
+    };
+    if let Some(w) = last {
+        planned.log.record(Decision::LockWaited {
+            services: if w.services.is_empty() {
+                request.services
+            } else {
+                w.services
+            },
+            held_by: w.holder.map(|h| h.to_string()),
+            waited_s: start.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(lock)
+}
+
 /// The operator's confirmation (`--interactive`), and an approval recorded
 /// where the environment needs one.
-fn approve(planned: &mut Planned, state_dir: &Path) -> Result<(), EngineError> {
+async fn approve(planned: &mut Planned, history: &HistoryStore) -> Result<(), EngineError> {
     let details = |approval: Option<&crate::report::Approval>| {
         let mut d = json!({
             "deployment_id": planned.id,
@@ -213,7 +283,7 @@ fn approve(planned: &mut Planned, state_dir: &Path) -> Result<(), EngineError> {
         && !confirm(&planned.view)
     {
         if planned.needs_approval {
-            audit(state_dir, "deployment_declined", details(None));
+            audit(history, "deployment_declined", details(None)).await;
         }
         return Err(EngineError::Declined);
     }
@@ -222,7 +292,7 @@ fn approve(planned: &mut Planned, state_dir: &Path) -> Result<(), EngineError> {
     {
         let audited = details(Some(&approval));
         planned.log.record(Decision::Approved { approval });
-        audit(state_dir, "deployment_approved", audited);
+        audit(history, "deployment_approved", audited).await;
     }
     Ok(())
 }

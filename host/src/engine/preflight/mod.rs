@@ -24,8 +24,8 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::secret::Redactor;
 use crate::config::{Config, Environment, ResourceLimits, VersionOverride};
 use crate::detect::EnvironmentDetector;
-use crate::history::{DeploymentRecord, History};
-use crate::ml::{DurationEstimate, FeatureContext, Outcome, Streaks};
+use crate::history::{DeploymentRecord, HistoryBackend, HistoryError, HistoryWindow};
+use crate::ml::{DurationEstimate, FeatureContext, Streaks};
 use crate::monitor::Snapshot;
 use crate::plugin::{DeploymentContext, Plugin, PluginSource, Rollout};
 use crate::report::decision::LoadedModel;
@@ -35,7 +35,7 @@ use super::Engine;
 use super::context::{deployment_context, limits_for};
 use super::error::EngineError;
 use super::event::DeploymentEvent;
-use super::learn::{self, ModelState};
+use super::learn::{self, ModelState, Past};
 use super::log::DecisionLog;
 use super::select::LearningContext;
 use super::types::{Confirm, DeploymentRequest};
@@ -60,9 +60,11 @@ pub(crate) struct Planned {
     pub confirm: Option<Confirm>,
     /// The machine's load before anything ran.
     pub baseline: Snapshot,
-    /// Earlier deployments, newest first, and their outcomes.
+    /// The newest earlier deployments (`history.window` of them), newest
+    /// first, and the learning's view: their outcomes plus totals over the
+    /// whole history.
     pub past: Vec<DeploymentRecord>,
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Past,
     pub model_state: ModelState,
     /// Earlier deployments with recorded features.
     pub training_samples: usize,
@@ -105,7 +107,14 @@ impl Engine {
         config.check_health_versions(&req.services)?;
         let started_at = Utc::now();
         let started = Instant::now();
-        let id = format!("deploy_{}", started_at.timestamp_millis());
+        // Unique across runners of a shared history (and runs of one state
+        // directory) that start in the same millisecond: records are keyed
+        // by id, so a collision would replace another run's record.
+        let id = format!(
+            "deploy_{}_{:04x}",
+            started_at.timestamp_millis(),
+            rand::random::<u16>()
+        );
         // Secrets of the services' environments: resolved now (a missing
         // variable is bad input, before anything is written) and redacted
         // from everything this deployment writes or sends.
@@ -166,42 +175,32 @@ impl Engine {
 
         let baseline = self.baseline(&mut log).await;
 
-        // Load the history: read what exists. Creating the database waits
-        // until something is deployed (a refused or dry run leaves the state
-        // dir untouched).
-        let history = if !crate::history::database_path(&self.state_dir).exists() {
-            None
-        } else if req.dry_run {
-            History::open(&self.state_dir).ok()
-        } else {
-            Some(History::open(&self.state_dir)?)
-        };
-        let past: Vec<DeploymentRecord> = history
-            .as_ref()
-            .and_then(|h| h.list_deployments(usize::MAX).ok())
-            .unwrap_or_default();
-        let outcomes = learn::outcomes(&past);
+        // Load the history: the newest `history.window` deployments and the
+        // aggregates, never every record (see `engine/past.rs`), and the
+        // model. Creating an embedded database waits until something is
+        // deployed (a refused or dry run leaves the state dir untouched).
+        let (window, model_state) = self.load_history(req.dry_run).await?;
+        let past = window.recent;
+        let outcomes = Past::from_window(&HistoryWindow {
+            recent: past.clone(),
+            aggregates: window.aggregates,
+        });
         let recent: Vec<bool> = outcomes
             .iter()
             .filter(|o| o.environment == environment)
             .map(|o| o.success)
             .collect();
-        let model_state = match &history {
-            Some(h) if req.dry_run => learn::load_model(h).unwrap_or(ModelState::Missing),
-            Some(h) => learn::load_model(h)?,
-            None => ModelState::Missing,
-        };
         if let ModelState::Discarded(reason) = &model_state {
             log.record(Decision::ModelDiscarded {
                 reason: reason.clone(),
             });
         }
-        let training_samples = outcomes.iter().filter(|o| o.features.is_some()).count();
+        let training_samples = outcomes.training_samples();
+        let (in_environment, environment_rate) = outcomes.in_environment(environment);
         log.record(Decision::HistoryLoaded {
-            deployments: outcomes.len(),
-            in_environment: recent.len(),
-            recent_success_rate: (!recent.is_empty())
-                .then(|| recent.iter().filter(|ok| **ok).count() as f64 / recent.len() as f64),
+            deployments: outcomes.deployments(),
+            in_environment,
+            recent_success_rate: environment_rate,
             training_samples,
             model: match &model_state {
                 ModelState::Ready(m) => Some(LoadedModel::Trained {
@@ -236,7 +235,7 @@ impl Engine {
             durations: &durations,
             roll: rand::random::<f64>(),
         };
-        let learning = (!outcomes.is_empty()).then_some(&learning);
+        let learning = (outcomes.deployments() > 0).then_some(&learning);
         let (strategy, selection) = self.select_strategy(
             &req,
             &config,
@@ -316,6 +315,41 @@ impl Engine {
             streaks,
             prediction,
         })
+    }
+
+    /// The window of the history a deployment starts from, and the stored
+    /// model. Nothing without a history yet. A dry run goes on without
+    /// history when the embedded one cannot be read (its choice is only
+    /// shown); a real run does not.
+    async fn load_history(
+        &self,
+        dry_run: bool,
+    ) -> Result<(HistoryWindow, ModelState), EngineError> {
+        let window = self.config.history.window.max(1) as usize;
+        let loaded = async {
+            let Some(history) = self.existing_history().await? else {
+                return Ok((HistoryWindow::default(), ModelState::Missing));
+            };
+            Ok::<_, EngineError>((
+                history.window(window).await?,
+                learn::load_model(history).await?,
+            ))
+        }
+        .await;
+        match loaded {
+            // A shared history that cannot be reached (or used) is always
+            // an error: the operator configured it.
+            Err(EngineError::History(
+                e @ (HistoryError::Unreachable { .. }
+                | HistoryError::Settings { .. }
+                | HistoryError::NewerSchema { .. }),
+            )) => Err(e.into()),
+            Err(e) if dry_run => {
+                tracing::warn!("the history cannot be read ({e}); this dry run goes on without it");
+                Ok((HistoryWindow::default(), ModelState::Missing))
+            }
+            other => other,
+        }
     }
 
     fn check_request(&self, req: &DeploymentRequest) -> Result<(), EngineError> {
