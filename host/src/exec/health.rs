@@ -7,9 +7,10 @@
 //!
 //! An `http` check can also expect a body (`expect_body`, a substring;
 //! `expect_body_regex`, a regular expression) and headers (`expect_headers`,
-//! name → substring of the value), with `${ADEPLOY_DEPLOYMENT_ID}`,
-//! `${ADEPLOY_VERSION}` and `${ADEPLOY_SERVICE}` replaced by the values in
-//! the run's environment ([`RunOptions::env`]). That is what proves the
+//! name → substring of the value), with the `${ADEPLOY_*}` placeholders
+//! (`config::placeholders`: `${ADEPLOY_DEPLOYMENT_ID}`, `${ADEPLOY_VERSION}`,
+//! `${ADEPLOY_SERVICE}`, …) replaced by the values in the run's environment
+//! ([`RunOptions::env`]). That is what proves the
 //! *new* instance answers: an old server still holding the port answers 200
 //! too, but not with this deployment's id or version. A mismatch is an
 //! unhealthy sample whose detail says what was expected and what came (the
@@ -1045,7 +1046,7 @@ mod tests {
             check_spec(&typo, "api")
                 .unwrap_err()
                 .to_string()
-                .contains("unknown variable ${ADEPLOY_ID}")
+                .contains("unknown placeholder ${ADEPLOY_ID}")
         );
         let on_tcp = HealthSpec {
             tcp: Some("127.0.0.1:9".into()),
