@@ -11,7 +11,7 @@ use serde::Serialize;
 use adeploy::config::Environment;
 use adeploy::engine::{
     Approval, DeploymentEvent, DeploymentRequest, DeploymentSize, Engine, EngineError,
-    EngineOptions,
+    EngineOptions, Question,
 };
 use adeploy::history::DeploymentRecord;
 use adeploy::report::{Decision, PlanView, Report, step_label};
@@ -136,17 +136,22 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             None
         },
+        versions: Vec::new(),
     };
     let confirm: Option<adeploy::engine::Confirm> = if args.interactive && !args.dry_run {
         let yes = args.yes;
-        Some(Box::new(move |plan: &PlanView| {
-            eprint!("{}", render_plan(plan));
+        Some(Box::new(move |question: &Question<'_>| {
+            match question {
+                Question::Plan(plan) => eprint!("{}", render_plan(plan)),
+                Question::Inconclusive(analysis) => eprint!("{}", analysis.describe()),
+                _ => {}
+            }
             if yes {
                 return true;
             }
             tokio::task::block_in_place(|| {
                 dialoguer::Confirm::new()
-                    .with_prompt("Deploy with this plan?")
+                    .with_prompt(question.prompt())
                     .default(false)
                     .interact()
                     .unwrap_or(false)
@@ -234,6 +239,9 @@ fn render_plan(plan: &PlanView) -> String {
     }
     for w in &plan.warnings {
         s.push_str(&format!("  WARNING: {w}\n"));
+    }
+    for a in &plan.analysis {
+        s.push_str(&a.describe());
     }
     s
 }

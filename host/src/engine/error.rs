@@ -5,8 +5,8 @@
 
 use std::path::PathBuf;
 
-use crate::config::Environment;
 use crate::config::secret::SecretError;
+use crate::config::{ConfigError, Environment};
 use crate::history::{DeploymentStatus, HistoryError};
 use crate::ml::DurationEstimate;
 use crate::monitor::MonitorError;
@@ -88,6 +88,24 @@ pub enum EngineError {
     },
     #[error("{} is not a valid report ({reason}); it may be from another version", path.display())]
     InvalidReport { path: PathBuf, reason: String },
+    /// The config refuses this deployment (a version override for an
+    /// unknown service, a health check that needs a version the service
+    /// does not have).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A metric of a service's analysis cannot be used: its provider rejects
+    /// the query, refuses its config or grants, or is not a loaded
+    /// metric-provider plugin; or the query needs a placeholder this
+    /// deployment has no value for. Checked before anything runs.
+    #[error("services.{service}.analysis: {message}")]
+    Analysis {
+        service: String,
+        metric: String,
+        message: String,
+        /// The operator must fix the config (exit 2), rather than a
+        /// provider that failed (exit 1).
+        bad_input: bool,
+    },
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error(transparent)]
@@ -136,6 +154,8 @@ impl EngineError {
             | EngineError::Learn {
                 source: LearnError::TooFewSamples { .. },
             } => true,
+            EngineError::Config(_) => true,
+            EngineError::Analysis { bad_input, .. } => *bad_input,
             EngineError::Plugin(p) => p.is_bad_input(),
             // Corrupted or foreign state, or a state dir another run holds.
             EngineError::History(

@@ -29,6 +29,7 @@
 //! beneath import nothing from this file; the phases and queries import only
 //! [`Engine`].
 
+mod analysis;
 mod context;
 pub mod diagnostics;
 mod error;
@@ -61,7 +62,8 @@ pub use select::{
     AdaptiveSelector, LearningContext, RuleSelector, Selection, SelectionContext, StrategySelector,
 };
 pub use types::{
-    Confirm, DeploymentOutcome, DeploymentRequest, DeploymentSize, EngineOptions, MetricsSource,
+    Confirm, DeploymentOutcome, DeploymentRequest, DeploymentSize, EngineOptions,
+    InconclusiveAnalysis, MetricsSource, Question,
 };
 
 use execute::{Executed, Settings};

@@ -93,7 +93,12 @@ impl Engine {
         audit(
             &self.state_dir,
             "model_retrain",
-            json!({ "samples": meta.samples, "oob_accuracy": meta.oob_accuracy }),
+            json!({
+                "trained_at": meta.trained_at,
+                "samples": meta.samples,
+                "oob_accuracy": meta.oob_accuracy,
+                "trigger": "command",
+            }),
         );
         Ok(meta)
     }

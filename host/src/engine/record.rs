@@ -5,18 +5,19 @@
 //! A dry run gets its report and writes nothing.
 
 use chrono::{Local, Timelike, Utc};
+use serde_json::json;
 
 use crate::config::Environment;
 use crate::ml::{FailurePattern, Outcome};
 use crate::monitor::Snapshot;
-use crate::report::{self, Decision, Report, ReportInput};
+use crate::report::{self, Decision, OwnProcesses, Report, ReportInput};
 
 use super::Engine;
 use super::error::EngineError;
 use super::event::DeploymentEvent;
 use super::execute::{Executed, Run};
 use super::learn;
-use super::log::DecisionLog;
+use super::log::{DecisionLog, audit};
 use super::preflight::Planned;
 use super::types::DeploymentOutcome;
 
@@ -35,6 +36,9 @@ impl Engine {
             log_path,
             result,
             samples,
+            processes,
+            tracking,
+            memory_total_bytes,
         } = run;
         let p = &mut planned;
         let (success, status) = (result.success, result.status);
@@ -77,6 +81,12 @@ impl Engine {
             samples: &samples,
             patterns: &patterns,
             alerts: &alerts,
+            analysis: &result.analysis,
+            processes: Some(OwnProcesses {
+                tracking: &tracking,
+                samples: &processes,
+                memory_total_bytes,
+            }),
             ..report_base(p)
         }));
         let report_path = self
@@ -101,7 +111,25 @@ impl Engine {
             let ml = self.config.ml_config.clone();
             let after = p.id.clone();
             let task = tokio::task::spawn_blocking(move || {
-                learn::retrain_logged(&state_dir, &ml, after, reason)
+                let r = learn::retrain_logged(&state_dir, &ml, after, reason);
+                if let Ok(meta) = &r.result {
+                    // Every retraining is in the audit log, so the history
+                    // page plots the model's accuracy without reading every
+                    // deployment's decisions.
+                    audit(
+                        &state_dir,
+                        "model_retrain",
+                        json!({
+                            "trained_at": meta.trained_at,
+                            "samples": meta.samples,
+                            "oob_accuracy": meta.oob_accuracy,
+                            "trigger": "background",
+                            "after": r.after,
+                            "reason": r.reason,
+                        }),
+                    );
+                }
+                r
             });
             if let Ok(mut tasks) = self.learning.lock() {
                 tasks.push(task);
@@ -202,6 +230,8 @@ fn report_base(p: &Planned) -> ReportInput<'_> {
         prediction: p.prediction.as_ref(),
         patterns: &[],
         alerts: &[],
+        analysis: &[],
+        processes: None,
     }
 }
 

@@ -12,6 +12,7 @@ mod builtin_strategies;
 mod common;
 mod engine;
 mod fleet;
+mod flow;
 mod fuzz_regressions;
 mod health_identity;
 mod hostile;

@@ -12,9 +12,11 @@
 //! refused here, before the run lock is taken or anything is written, so a
 //! typo never leaves a trace in the history. A dry run ends after this phase.
 
+mod analysis;
 mod choose;
+pub(crate) mod versions;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use crate::report::decision::LoadedModel;
 use crate::report::{Approval, Decision, PlanView};
 
 use super::Engine;
+use super::analysis::ServiceAnalysis;
 use super::context::{deployment_context, limits_for};
 use super::error::EngineError;
 use super::event::DeploymentEvent;
@@ -39,6 +42,7 @@ use super::learn::{self, ModelState};
 use super::log::DecisionLog;
 use super::select::LearningContext;
 use super::types::{Confirm, DeploymentRequest};
+use versions::ServiceVersion;
 
 /// A deployment that passed every check and has a plan: what execution
 /// and recording need.
@@ -53,7 +57,8 @@ pub(crate) struct Planned {
     pub environment: Environment,
     /// The environment is in `approvals.required_for`.
     pub needs_approval: bool,
-    pub confirm: Option<Confirm>,
+    /// Shared with the steps, which may ask about inconclusive analyses.
+    pub confirm: Option<Arc<Confirm>>,
     /// The machine's load before anything ran.
     pub baseline: Snapshot,
     /// Earlier deployments, newest first, and their outcomes.
@@ -74,6 +79,10 @@ pub(crate) struct Planned {
     pub streaks: Streaks,
     /// The duration similar deployments took.
     pub prediction: Option<DurationEstimate>,
+    /// Each requested service's version and the one it replaces.
+    pub versions: BTreeMap<String, ServiceVersion>,
+    /// The metric analysis of each service that has one.
+    pub analysis: BTreeMap<String, ServiceAnalysis>,
 }
 
 impl Engine {
@@ -149,6 +158,7 @@ impl Engine {
             .as_ref()
             .and_then(|h| h.list_deployments(usize::MAX).ok())
             .unwrap_or_default();
+        let versions = versions::resolve(&self.config, &req, &past)?;
         let outcomes = learn::outcomes(&past);
         let recent: Vec<bool> = outcomes
             .iter()
@@ -233,6 +243,9 @@ impl Engine {
             limits: limits.clone(),
         });
         self.validate_conditions(&req, &baseline, &mut log)?;
+        let (analysis, analysis_views) = self
+            .plan_analysis(&id, &req, environment, &strategy, &versions)
+            .await?;
 
         // The plan.
         let plugin = self.plugins.get(&strategy)?.clone();
@@ -240,6 +253,7 @@ impl Engine {
         let rollout = plugin.plan(&ctx).await?.value;
         let mut view = PlanView::new(&strategy, &rollout);
         view.warnings = warnings;
+        view.analysis = analysis_views;
         log.record(Decision::Plan(view.clone()));
         log.emit(DeploymentEvent::Planned {
             strategy: strategy.clone(),
@@ -255,7 +269,7 @@ impl Engine {
             service_env,
             environment,
             needs_approval,
-            confirm,
+            confirm: confirm.map(Arc::new),
             baseline,
             past,
             outcomes,
@@ -270,6 +284,8 @@ impl Engine {
             features,
             streaks,
             prediction,
+            versions,
+            analysis,
         })
     }
 

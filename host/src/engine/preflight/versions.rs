@@ -1,0 +1,145 @@
+//! The versions a deployment puts out, and the ones they replace.
+//!
+//! A service's version is `services.<name>.version`, overridden per
+//! deployment by [`DeploymentRequest::versions`] (`run --set-version`). The
+//! version it replaces is not configured but remembered: the version of the
+//! service's step in the newest deployment that succeeded. Both are exported
+//! to the service's commands (`ADEPLOY_VERSION`, `ADEPLOY_PREVIOUS_VERSION`),
+//! filled into health expectations and analysis queries, and recorded on
+//! every step, so a report says what went out and what a rollback returned
+//! to.
+
+use std::collections::BTreeMap;
+
+use crate::config::Config;
+use crate::history::{DeploymentRecord, StepStatus};
+
+use super::super::error::EngineError;
+use super::super::types::DeploymentRequest;
+
+/// One service's versions in a deployment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct ServiceVersion {
+    /// What this deployment puts out (none: the service declares no version).
+    pub version: Option<String>,
+    /// The last version deployed successfully (none: never, or never with a
+    /// version).
+    pub previous: Option<String>,
+}
+
+/// The versions of the requested services: the config's, the request's
+/// overrides over them, and the previous ones from `past` (newest first).
+/// An override for a service the config does not define, an invalid
+/// version, or a health expectation that needs `${ADEPLOY_VERSION}` of a
+/// service without one is bad input.
+pub(crate) fn resolve(
+    config: &Config,
+    req: &DeploymentRequest,
+    past: &[DeploymentRecord],
+) -> Result<BTreeMap<String, ServiceVersion>, EngineError> {
+    let overridden;
+    let config = if req.versions.is_empty() {
+        config
+    } else {
+        let mut c = config.clone();
+        c.set_versions(&req.versions)?;
+        overridden = c;
+        &overridden
+    };
+    config.check_health_versions(&req.services)?;
+    Ok(req
+        .services
+        .iter()
+        .map(|name| {
+            let v = ServiceVersion {
+                version: config.version_of(name).map(str::to_string),
+                previous: previous_version(name, past),
+            };
+            (name.clone(), v)
+        })
+        .collect())
+}
+
+/// The version of `service` in the newest successful deployment of it that
+/// recorded one.
+pub(crate) fn previous_version(service: &str, past: &[DeploymentRecord]) -> Option<String> {
+    past.iter()
+        .filter(|r| r.success == Some(true) && !r.dry_run)
+        .find_map(|r| {
+            r.steps
+                .iter()
+                .filter(|s| s.service == service && s.status == StepStatus::Succeeded)
+                .find_map(|s| s.version.clone())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{DeploymentStatus, StepRecord};
+
+    fn record(id: &str, ok: bool, service: &str, version: Option<&str>) -> DeploymentRecord {
+        let mut r = DeploymentRecord::running(id, chrono::Utc::now());
+        let mut step = StepRecord::pending(service, None, 1);
+        step.status = if ok {
+            StepStatus::Succeeded
+        } else {
+            StepStatus::Failed
+        };
+        step.version = version.map(str::to_string);
+        r.steps = vec![step];
+        r.finish(
+            if ok {
+                DeploymentStatus::Succeeded
+            } else {
+                DeploymentStatus::RolledBack
+            },
+            chrono::Utc::now(),
+        );
+        r
+    }
+
+    #[test]
+    fn the_previous_version_is_the_newest_successful_one() {
+        let past = vec![
+            record("d4", false, "api", Some("1.3")),
+            record("d3", true, "web", Some("9.0")),
+            record("d2", true, "api", Some("1.2")),
+            record("d1", true, "api", Some("1.1")),
+        ];
+        assert_eq!(previous_version("api", &past).as_deref(), Some("1.2"));
+        assert_eq!(previous_version("web", &past).as_deref(), Some("9.0"));
+        assert_eq!(previous_version("db", &past), None);
+        let unversioned = vec![record("d1", true, "api", None)];
+        assert_eq!(previous_version("api", &unversioned), None);
+    }
+
+    #[test]
+    fn overrides_win_and_unknown_services_are_refused() {
+        let config = Config::from_layers(
+            "services:\n  api: {deploy: 'true', version: '1.0'}\n  web: {deploy: 'true'}\n",
+            std::path::Path::new("c.yaml"),
+        )
+        .unwrap();
+        let req = DeploymentRequest {
+            services: vec!["api".into(), "web".into()],
+            versions: vec!["web=2.0".parse().unwrap()],
+            ..DeploymentRequest::default()
+        };
+        let v = resolve(&config, &req, &[record("d1", true, "api", Some("0.9"))]).unwrap();
+        assert_eq!(v["api"].version.as_deref(), Some("1.0"));
+        assert_eq!(v["api"].previous.as_deref(), Some("0.9"));
+        assert_eq!(v["web"].version.as_deref(), Some("2.0"));
+        let bad = DeploymentRequest {
+            versions: vec!["nope=1".parse().unwrap()],
+            ..req
+        };
+        let e = resolve(&config, &bad, &[]).unwrap_err();
+        assert!(e.is_bad_input());
+        assert!(
+            e.to_string()
+                .contains("--set-version nope: unknown service"),
+            "{e}"
+        );
+    }
+}
