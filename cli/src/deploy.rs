@@ -445,6 +445,7 @@ impl CommandOutput for ListOutput {
                         .unwrap_or_else(|| "-".into()),
                     d.services.join(","),
                     adeploy::report::host_results(&d.steps).unwrap_or_else(|| "-".into()),
+                    result_of(d),
                 ]
             })
             .collect();
@@ -458,9 +459,32 @@ impl CommandOutput for ListOutput {
                 "DURATION",
                 "SERVICES",
                 "HOSTS",
+                "RESULT",
             ],
             rows,
         )
+    }
+}
+
+/// What a failed deployment's first failed step says (`api: analysis failed:
+/// metric 'error-rate' failed: …`), cut to one short line; `-` otherwise.
+fn result_of(d: &DeploymentRecord) -> String {
+    const MOST: usize = 90;
+    if d.success != Some(false) {
+        return "-".into();
+    }
+    let text = d
+        .steps
+        .iter()
+        .find(|s| matches!(s.status, adeploy::report::StepStatus::Failed))
+        .map(|s| format!("{}: {}", s.label(), s.message))
+        .or_else(|| d.summary.clone())
+        .unwrap_or_else(|| "-".into());
+    let text = text.replace('\n', " ");
+    if text.chars().count() > MOST {
+        text.chars().take(MOST - 1).collect::<String>() + "…"
+    } else {
+        text
     }
 }
 

@@ -6,6 +6,7 @@
 //!
 //! Exit codes: 0 success, 1 a deployment or plugin call failed, 2 bad input.
 
+mod analyze;
 mod audit;
 mod deploy;
 mod diagnostics;
@@ -69,6 +70,10 @@ enum Command {
     /// List, inspect and create plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Re-run a recorded deployment's metric analysis over its recorded
+    /// windows with this config's rules (`--config other.yaml`); exit 1 when
+    /// it would fail.
+    Analyze(analyze::AnalyzeArgs),
     /// The audit log: approvals of deployments, model retrain/reset, who and when.
     Audit(audit::AuditArgs),
     /// The learned strategy model: status, retrain, reset.
@@ -139,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins(cmd) => plugins::run(&ctx, cmd).await,
         Command::Model(cmd) => model::run(&ctx, cmd).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
+        Command::Analyze(args) => analyze::run(&ctx, args).await,
     }
 }
 

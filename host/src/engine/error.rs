@@ -86,6 +86,10 @@ pub enum EngineError {
         status: DeploymentStatus,
         log: Option<PathBuf>,
     },
+    #[error(
+        "deployment '{id}' has no metric analysis to re-run (its services had no `analysis`, or it stopped before any step was analysed)"
+    )]
+    NoAnalysis { id: String },
     #[error("{} is not a valid report ({reason}); it may be from another version", path.display())]
     InvalidReport { path: PathBuf, reason: String },
     /// The config refuses this deployment (a version override for an
@@ -150,6 +154,7 @@ impl EngineError {
             | EngineError::ResourcesTooHigh { .. }
             | EngineError::UnknownDeployment { .. }
             | EngineError::NoReport { .. }
+            | EngineError::NoAnalysis { .. }
             | EngineError::InvalidReport { .. }
             | EngineError::Learn {
                 source: LearnError::TooFewSamples { .. },

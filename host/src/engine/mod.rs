@@ -39,6 +39,7 @@ pub mod learn;
 mod log;
 mod preflight;
 mod query;
+mod reanalysis;
 mod record;
 pub mod select;
 mod types;
@@ -58,6 +59,7 @@ pub use crate::report::{
 };
 pub use error::EngineError;
 pub use event::DeploymentEvent;
+pub use reanalysis::{ReanalysedMetric, Reanalysis};
 pub use select::{
     AdaptiveSelector, LearningContext, RuleSelector, Selection, SelectionContext, StrategySelector,
 };

@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod analysis_flow;
 mod builtin_detector;
 mod builtin_hook;
 mod builtin_strategies;

@@ -123,6 +123,11 @@ impl Prometheus {
         self.port
     }
 
+    /// Its process id (a test may kill it from a deploy command).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `http://127.0.0.1:PORT`, the provider's `address`.
     pub fn address(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

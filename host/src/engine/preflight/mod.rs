@@ -158,7 +158,7 @@ impl Engine {
             .as_ref()
             .and_then(|h| h.list_deployments(usize::MAX).ok())
             .unwrap_or_default();
-        let versions = versions::resolve(&self.config, &req, &past)?;
+        let versions = versions::resolve(&self.config, &req, environment, &past)?;
         let outcomes = learn::outcomes(&past);
         let recent: Vec<bool> = outcomes
             .iter()

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Config;
+use crate::config::{Config, Environment};
 use crate::history::{DeploymentRecord, StepStatus};
 
 use super::super::error::EngineError;
@@ -28,13 +28,15 @@ pub(crate) struct ServiceVersion {
 }
 
 /// The versions of the requested services: the config's, the request's
-/// overrides over them, and the previous ones from `past` (newest first).
+/// overrides over them, and the previous ones from `past` (newest first) in
+/// `environment`.
 /// An override for a service the config does not define, an invalid
 /// version, or a health expectation that needs `${ADEPLOY_VERSION}` of a
 /// service without one is bad input.
 pub(crate) fn resolve(
     config: &Config,
     req: &DeploymentRequest,
+    environment: Environment,
     past: &[DeploymentRecord],
 ) -> Result<BTreeMap<String, ServiceVersion>, EngineError> {
     let overridden;
@@ -53,18 +55,22 @@ pub(crate) fn resolve(
         .map(|name| {
             let v = ServiceVersion {
                 version: config.version_of(name).map(str::to_string),
-                previous: previous_version(name, past),
+                previous: previous_version(name, environment, past),
             };
             (name.clone(), v)
         })
         .collect())
 }
 
-/// The version of `service` in the newest successful deployment of it that
-/// recorded one.
-pub(crate) fn previous_version(service: &str, past: &[DeploymentRecord]) -> Option<String> {
+/// The version of `service` in the newest successful deployment of it to
+/// `environment` that recorded one.
+pub(crate) fn previous_version(
+    service: &str,
+    environment: Environment,
+    past: &[DeploymentRecord],
+) -> Option<String> {
     past.iter()
-        .filter(|r| r.success == Some(true) && !r.dry_run)
+        .filter(|r| r.success == Some(true) && !r.dry_run && r.environment == environment.as_str())
         .find_map(|r| {
             r.steps
                 .iter()
@@ -80,6 +86,7 @@ mod tests {
 
     fn record(id: &str, ok: bool, service: &str, version: Option<&str>) -> DeploymentRecord {
         let mut r = DeploymentRecord::running(id, chrono::Utc::now());
+        r.environment = "staging".into();
         let mut step = StepRecord::pending(service, None, 1);
         step.status = if ok {
             StepStatus::Succeeded
@@ -107,11 +114,22 @@ mod tests {
             record("d2", true, "api", Some("1.2")),
             record("d1", true, "api", Some("1.1")),
         ];
-        assert_eq!(previous_version("api", &past).as_deref(), Some("1.2"));
-        assert_eq!(previous_version("web", &past).as_deref(), Some("9.0"));
-        assert_eq!(previous_version("db", &past), None);
+        let staging = Environment::Staging;
+        assert_eq!(
+            previous_version("api", staging, &past).as_deref(),
+            Some("1.2")
+        );
+        assert_eq!(
+            previous_version("web", staging, &past).as_deref(),
+            Some("9.0")
+        );
+        assert_eq!(previous_version("db", staging, &past), None);
+        assert_eq!(
+            previous_version("api", Environment::Production, &past),
+            None
+        );
         let unversioned = vec![record("d1", true, "api", None)];
-        assert_eq!(previous_version("api", &unversioned), None);
+        assert_eq!(previous_version("api", staging, &unversioned), None);
     }
 
     #[test]
@@ -126,7 +144,8 @@ mod tests {
             versions: vec!["web=2.0".parse().unwrap()],
             ..DeploymentRequest::default()
         };
-        let v = resolve(&config, &req, &[record("d1", true, "api", Some("0.9"))]).unwrap();
+        let past = [record("d1", true, "api", Some("0.9"))];
+        let v = resolve(&config, &req, Environment::Staging, &past).unwrap();
         assert_eq!(v["api"].version.as_deref(), Some("1.0"));
         assert_eq!(v["api"].previous.as_deref(), Some("0.9"));
         assert_eq!(v["web"].version.as_deref(), Some("2.0"));
@@ -134,7 +153,7 @@ mod tests {
             versions: vec!["nope=1".parse().unwrap()],
             ..req
         };
-        let e = resolve(&config, &bad, &[]).unwrap_err();
+        let e = resolve(&config, &bad, Environment::Staging, &[]).unwrap_err();
         assert!(e.is_bad_input());
         assert!(
             e.to_string()
