@@ -5,11 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod analysis_flow;
 mod cli;
 mod cli_run;
 mod common;
+mod demo_port;
 mod diagnostics;
 mod examples;
 mod metric_provider;
 mod scaffold;
 mod security;
+#[allow(dead_code)]
+#[path = "../../../host/tests/all/prometheus_support.rs"]
+mod prometheus_support;
