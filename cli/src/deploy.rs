@@ -12,7 +12,7 @@ use serde::Serialize;
 use adeploy::config::{Environment, VersionOverride};
 use adeploy::engine::{
     Approval, DeploymentEvent, DeploymentRequest, DeploymentSize, Engine, EngineError,
-    EngineOptions,
+    EngineOptions, Question,
 };
 use adeploy::history::DeploymentRecord;
 use adeploy::report::{Decision, Format, PlanView, Report, step_label};
@@ -213,15 +213,19 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let confirm: Option<adeploy::engine::Confirm> = if args.interactive && !args.dry_run {
         let yes = args.yes;
         let bar = bar.clone();
-        Some(Box::new(move |plan: &PlanView| {
+        Some(Box::new(move |question: &Question<'_>| {
             let ask = || {
-                eprint!("{}", render_plan(plan));
+                match question {
+                    Question::Plan(plan) => eprint!("{}", render_plan(plan)),
+                    Question::Inconclusive(analysis) => eprint!("{}", analysis.describe()),
+                    _ => {}
+                }
                 if yes {
                     return true;
                 }
                 tokio::task::block_in_place(|| {
                     dialoguer::Confirm::new()
-                        .with_prompt("Deploy with this plan?")
+                        .with_prompt(question.prompt())
                         .default(false)
                         .interact()
                         .unwrap_or(false)
@@ -348,6 +352,9 @@ fn render_plan(plan: &PlanView) -> String {
     }
     for w in &plan.warnings {
         s.push_str(&format!("  WARNING: {w}\n"));
+    }
+    for a in &plan.analysis {
+        s.push_str(&a.describe());
     }
     s
 }
@@ -577,6 +584,7 @@ impl CommandOutput for ListOutput {
                         .unwrap_or_else(|| "-".into()),
                     d.services.join(","),
                     adeploy::report::host_results(&d.steps).unwrap_or_else(|| "-".into()),
+                    result_of(d),
                 ]
             })
             .collect();
@@ -590,9 +598,32 @@ impl CommandOutput for ListOutput {
                 "DURATION",
                 "SERVICES",
                 "HOSTS",
+                "RESULT",
             ],
             rows,
         )
+    }
+}
+
+/// What a failed deployment's first failed step says (`api: analysis failed:
+/// metric 'error-rate' failed: …`), cut to one short line; `-` otherwise.
+fn result_of(d: &DeploymentRecord) -> String {
+    const MOST: usize = 90;
+    if d.success != Some(false) {
+        return "-".into();
+    }
+    let text = d
+        .steps
+        .iter()
+        .find(|s| matches!(s.status, adeploy::report::StepStatus::Failed))
+        .map(|s| format!("{}: {}", s.label(), s.message))
+        .or_else(|| d.summary.clone())
+        .unwrap_or_else(|| "-".into());
+    let text = text.replace('\n', " ");
+    if text.chars().count() > MOST {
+        text.chars().take(MOST - 1).collect::<String>() + "…"
+    } else {
+        text
     }
 }
 

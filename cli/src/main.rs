@@ -9,6 +9,7 @@
 //! 75 another run holds the lock this one needs (nothing was attempted;
 //! retry later).
 
+mod analyze;
 mod audit;
 mod deploy;
 mod diagnostics;
@@ -80,6 +81,10 @@ enum Command {
     /// List, inspect and create plugins.
     #[command(subcommand)]
     Plugins(plugins::PluginsCommand),
+    /// Re-run a recorded deployment's metric analysis over its recorded
+    /// windows with this config's rules (`--config other.yaml`); exit 1 when
+    /// it would fail.
+    Analyze(analyze::AnalyzeArgs),
     /// The audit log: approvals of deployments, model retrain/reset, who and when.
     Audit(audit::AuditArgs),
     /// The learned strategy model: status, retrain, reset.
@@ -198,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(cmd) => model::run(&ctx, cmd).await,
         Command::Audit(args) => audit::run(&ctx, args).await,
         Command::State(cmd) => state::run(&ctx, cmd).await,
+        Command::Analyze(args) => analyze::run(&ctx, args).await,
     }
 }
 

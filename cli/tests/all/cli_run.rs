@@ -482,6 +482,9 @@ fn list_shows_the_per_host_results_of_fleet_steps() {
         message: String::new(),
         rolled_back,
         rollback_message: None,
+        version: None,
+        previous_version: None,
+        phases: Vec::new(),
     };
     let mut record = DeploymentRecord::running("deploy_1", chrono::Utc::now());
     record.strategy = "conservative".into();

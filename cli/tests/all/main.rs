@@ -5,9 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod analysis_flow;
 mod cli;
 mod cli_run;
 mod common;
+mod demo_port;
 mod diagnostics;
 mod examples;
 mod human_output;
@@ -17,3 +19,6 @@ mod scaffold;
 mod security;
 mod seed_commands;
 mod shared_history;
+#[allow(dead_code)]
+#[path = "../../../host/tests/all/prometheus_support.rs"]
+mod prometheus_support;

@@ -23,12 +23,11 @@ mod history;
 pub mod placeholders;
 mod schema;
 pub mod secret;
-mod template;
 pub use analysis::DEFAULT_CONFIDENCE;
 pub use environments::{EffectiveSettings, Override};
 pub use history::*;
+pub use placeholders::{PLACEHOLDERS, PlaceholderError, Template};
 pub use schema::*;
-pub use template::{HEALTH_VARIABLES, Template};
 
 /// The documented default configuration, compiled into the binary.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../../config/deployment_config.yaml");
@@ -520,10 +519,10 @@ fn validate_expectations(
                 "is empty (every body contains it)".to_string(),
             ));
         }
-        Template::parse(body).map_err(|m| err(&["expect_body"], m))?;
+        Template::parse(body).map_err(|m| err(&["expect_body"], m.to_string()))?;
     }
     if let Some(re) = &h.expect_body_regex {
-        let t = Template::parse(re).map_err(|m| err(&["expect_body_regex"], m))?;
+        let t = Template::parse(re).map_err(|m| err(&["expect_body_regex"], m.to_string()))?;
         let sample = t
             .render(|_| Some("x".to_string()), regex::escape)
             .unwrap_or_default();
@@ -541,7 +540,7 @@ fn validate_expectations(
                 format!("{:?} is not an HTTP header name", one_line(name)),
             ));
         }
-        Template::parse(value).map_err(|m| err(&["expect_headers", name], m))?;
+        Template::parse(value).map_err(|m| err(&["expect_headers", name], m.to_string()))?;
     }
     Ok(())
 }
@@ -970,7 +969,7 @@ mod tests {
                     "",
                 ),
                 "expect_body",
-                "services.api.health.expect_body: unknown variable ${ADEPLOY_VERISON} (known: ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_VERSION}, ${ADEPLOY_SERVICE})",
+                "services.api.health.expect_body: unknown placeholder ${ADEPLOY_VERISON} (known: ${ADEPLOY_SERVICE}, ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_ENVIRONMENT}, ${ADEPLOY_VERSION}, ${ADEPLOY_PREVIOUS_VERSION}, ${ADEPLOY_HOST})",
             ),
             (
                 service(

@@ -88,8 +88,25 @@ pub enum EngineError {
         status: DeploymentStatus,
         log: Option<PathBuf>,
     },
+    #[error(
+        "deployment '{id}' has no metric analysis to re-run (its services had no `analysis`, or it stopped before any step was analysed)"
+    )]
+    NoAnalysis { id: String },
     #[error("{} is not a valid report ({reason}); it may be from another version", path.display())]
     InvalidReport { path: PathBuf, reason: String },
+    /// A metric of a service's analysis cannot be used: its provider rejects
+    /// the query, refuses its config or grants, or is not a loaded
+    /// metric-provider plugin; or the query needs a placeholder this
+    /// deployment has no value for. Checked before anything runs.
+    #[error("services.{service}.analysis: {message}")]
+    Analysis {
+        service: String,
+        metric: String,
+        message: String,
+        /// The operator must fix the config (exit 2), rather than a
+        /// provider that failed (exit 1).
+        bad_input: bool,
+    },
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error(transparent)]
@@ -160,12 +177,14 @@ impl EngineError {
             | EngineError::ResourcesTooHigh { .. }
             | EngineError::UnknownDeployment { .. }
             | EngineError::NoReport { .. }
+            | EngineError::NoAnalysis { .. }
             | EngineError::InvalidReport { .. }
             | EngineError::Config { .. }
             | EngineError::StrategyNotEnabled { .. }
             | EngineError::Learn {
                 source: LearnError::TooFewSamples { .. },
             } => true,
+            EngineError::Analysis { bad_input, .. } => *bad_input,
             EngineError::Plugin(p) => p.is_bad_input(),
             EngineError::Render {
                 source: RenderError::UnknownFormat { .. },

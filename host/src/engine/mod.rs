@@ -29,6 +29,7 @@
 //! beneath import nothing from this file; the phases and queries import only
 //! [`Engine`].
 
+mod analysis;
 mod context;
 pub mod diagnostics;
 mod error;
@@ -39,6 +40,7 @@ mod log;
 mod past;
 mod preflight;
 mod query;
+mod reanalysis;
 mod record;
 mod reports;
 pub mod select;
@@ -61,11 +63,13 @@ pub use crate::report::{
 pub use error::EngineError;
 pub use event::DeploymentEvent;
 pub use reports::HistoryReport;
+pub use reanalysis::{ReanalysedMetric, Reanalysis};
 pub use select::{
     AdaptiveSelector, LearningContext, RuleSelector, Selection, SelectionContext, StrategySelector,
 };
 pub use types::{
-    Confirm, DeploymentOutcome, DeploymentRequest, DeploymentSize, EngineOptions, MetricsSource,
+    Confirm, DeploymentOutcome, DeploymentRequest, DeploymentSize, EngineOptions,
+    InconclusiveAnalysis, MetricsSource, Question,
 };
 
 use execute::{Executed, Settings};

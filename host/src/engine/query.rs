@@ -147,7 +147,12 @@ impl Engine {
         audit(
             history,
             "model_retrain",
-            json!({ "samples": meta.samples, "oob_accuracy": meta.oob_accuracy }),
+            json!({
+                "trained_at": meta.trained_at,
+                "samples": meta.samples,
+                "oob_accuracy": meta.oob_accuracy,
+                "trigger": "command",
+            }),
         )
         .await;
         Ok(meta)
@@ -233,5 +238,10 @@ fn rebuild_report(d: &DeploymentDetail, window: &[DeploymentRecord]) -> Report {
         prediction: None,
         patterns: &patterns,
         alerts: &alerts,
+        // The judged metrics' windows and samples and the own-process
+        // figures live in the report file only; the verdicts are in the
+        // decision log above.
+        analysis: &[],
+        processes: None,
     })
 }

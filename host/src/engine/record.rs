@@ -6,19 +6,20 @@
 //! report and writes nothing.
 
 use chrono::{Local, Timelike, Utc};
+use serde_json::json;
 
 use crate::config::Environment;
 use crate::history::{HistoryBackend, HistoryLocation, HistoryStore};
 use crate::ml::FailurePattern;
 use crate::monitor::Snapshot;
-use crate::report::{self, Decision, Report, ReportInput};
+use crate::report::{self, Decision, OwnProcesses, Report, ReportInput};
 
 use super::Engine;
 use super::error::EngineError;
 use super::event::DeploymentEvent;
 use super::execute::{Executed, Run};
 use super::learn::{self, Past};
-use super::log::DecisionLog;
+use super::log::{DecisionLog, audit};
 use super::preflight::Planned;
 use super::types::DeploymentOutcome;
 
@@ -40,6 +41,9 @@ impl Engine {
             log_path,
             result,
             samples,
+            processes,
+            tracking,
+            memory_total_bytes,
         } = run;
         let p = &mut planned;
         let (success, status) = (result.success, result.status);
@@ -88,6 +92,12 @@ impl Engine {
             samples: &samples,
             patterns: &patterns,
             alerts: &alerts,
+            analysis: &result.analysis,
+            processes: Some(OwnProcesses {
+                tracking: &tracking,
+                samples: &processes,
+                memory_total_bytes,
+            }),
             ..report_base(p)
         }));
         let report_path = self
@@ -126,7 +136,26 @@ impl Engine {
             let after = p.id.clone();
             let seen = p.model_state.model().map(|m| m.meta().trained_at);
             let task = tokio::spawn(async move {
-                learn::retrain_if_due(&history, &ml, after, reason, seen).await
+                let r = learn::retrain_if_due(&history, &ml, after, reason, seen).await?;
+                if let Ok(meta) = &r.result {
+                    // Every retraining is in the audit log, so the history
+                    // page plots the model's accuracy without reading every
+                    // deployment's decisions.
+                    audit(
+                        &history,
+                        "model_retrain",
+                        json!({
+                            "trained_at": meta.trained_at,
+                            "samples": meta.samples,
+                            "oob_accuracy": meta.oob_accuracy,
+                            "trigger": "background",
+                            "after": r.after,
+                            "reason": r.reason,
+                        }),
+                    )
+                    .await;
+                }
+                Some(r)
             });
             if let Ok(mut tasks) = self.learning.lock() {
                 tasks.push(task);
@@ -298,6 +327,8 @@ fn report_base(p: &Planned) -> ReportInput<'_> {
         prediction: p.prediction.as_ref(),
         patterns: &[],
         alerts: &[],
+        analysis: &[],
+        processes: None,
     }
 }
 

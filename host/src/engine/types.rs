@@ -75,8 +75,60 @@ pub struct DeploymentOutcome {
     pub log_path: Option<PathBuf>,
 }
 
-/// Called with the plan before execution (`--interactive`); `false` declines.
-pub type Confirm = Box<dyn Fn(&report::PlanView) -> bool + Send + Sync>;
+/// Asks the operator (`--interactive`): the plan before execution (`false`
+/// declines the deployment), and whether an inconclusive analysis may pass
+/// where the environment's policy is `ask` (`false` fails the step). Called
+/// from the engine's tasks, one question at a time; it may block.
+pub type Confirm = Box<dyn Fn(&Question<'_>) -> bool + Send + Sync>;
+
+/// What [`Confirm`] is asked.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Question<'a> {
+    /// Deploy with this plan?
+    Plan(&'a report::PlanView),
+    /// A step's analysis had no data to judge by and
+    /// `environments.<env>.analysis.inconclusive` is `ask`: go on as if it
+    /// passed?
+    Inconclusive(&'a InconclusiveAnalysis),
+}
+
+impl Question<'_> {
+    /// The yes/no question, one line (`Deploy with this plan?`).
+    pub fn prompt(&self) -> String {
+        match self {
+            Question::Plan(_) => "Deploy with this plan?".to_string(),
+            Question::Inconclusive(q) => format!(
+                "The analysis of {} is inconclusive: go on as if it passed (no fails the step)?",
+                q.step
+            ),
+        }
+    }
+}
+
+/// The inconclusive analysis of one step, for [`Question::Inconclusive`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InconclusiveAnalysis {
+    /// `service` or `service@host`.
+    pub step: String,
+    pub environment: Environment,
+    /// The metrics without a verdict, each with why.
+    pub verdicts: Vec<crate::analysis::MetricVerdict>,
+}
+
+impl InconclusiveAnalysis {
+    /// What to show above the prompt: one line per metric.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "analysis of {} in {}: inconclusive\n",
+            self.step, self.environment
+        );
+        for v in &self.verdicts {
+            out.push_str(&format!("  {}: {}\n", v.metric, v.reason));
+        }
+        out
+    }
+}
 
 /// Where the engine keeps its state and finds its plugins.
 #[derive(Clone, Default)]

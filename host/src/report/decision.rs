@@ -18,14 +18,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::Verdict;
 use crate::config::{Environment, Override, ResourceLimits};
 use crate::detect::DetectedEnvironment;
 use crate::history::{DecisionRecord, DeploymentStatus, StepStatus};
 use crate::ml::{DurationEstimate, Streaks};
-use crate::monitor::{EndpointLatency, Snapshot, cpu::CpuBasis};
+use crate::monitor::{EndpointLatency, Snapshot, TrackingMode, cpu::CpuBasis};
 use crate::plugin::Phase;
 
-use super::PlanView;
+use super::{LeftDeployed, PlanView};
 
 /// One entry of the decision log: when, and what was decided.
 ///
@@ -377,6 +378,28 @@ pub enum Decision {
         ok: bool,
         message: String,
     },
+    /// How the deployment's own processes are measured (a cgroup v2 child,
+    /// or the process tree via /proc): `{mode, path?}`. Recorded again if a
+    /// command could not join the cgroup and measuring fell back.
+    ProcessTracking(TrackingMode),
+    /// One metric of a step's analysis, judged.
+    AnalysisVerdict {
+        service: String,
+        /// `null` for a local step.
+        host: Option<String>,
+        metric: String,
+        provider: String,
+        verdict: Verdict,
+        reason: String,
+        /// For an inconclusive analysis of the step: the environment's
+        /// policy and what it decided (`fail`, `pass`, `ask: yes`, `ask: no`,
+        /// `ask: not interactive`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
+    },
+    /// A rollback failed: these steps are left deployed (an alert; the
+    /// deployment's status is `rollback_failed`).
+    RollbackFailed { left_deployed: Vec<LeftDeployed> },
     /// How the deployment ended.
     DeploymentFinished {
         success: bool,

@@ -591,8 +591,10 @@ async fn rollback_prediction_asks_or_refuses_above_the_threshold() {
     // Interactive: the prompt shows the warning; a yes goes ahead.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = seen.clone();
-    let confirm: adeploy::engine::Confirm = Box::new(move |plan| {
-        sink.lock().unwrap().extend(plan.warnings.clone());
+    let confirm: adeploy::engine::Confirm = Box::new(move |q| {
+        if let adeploy::engine::Question::Plan(plan) = q {
+            sink.lock().unwrap().extend(plan.warnings.clone());
+        }
         true
     });
     let out = engine.deploy(run(), None, Some(confirm)).await.unwrap();

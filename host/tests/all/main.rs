@@ -6,12 +6,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod analysis_flow;
 mod builtin_detector;
 mod builtin_hook;
 mod builtin_strategies;
 mod common;
 mod engine;
 mod fleet;
+mod flow;
 mod fuzz_regressions;
 mod health_identity;
 mod history_wiring;

@@ -19,6 +19,7 @@
 //! state directory, the hook plugins and the metrics; it cannot reach back
 //! into the engine's decision flow.
 
+mod analysis;
 mod budget;
 mod hooks;
 mod progress;
@@ -26,7 +27,7 @@ mod rollback;
 mod scheduler;
 mod step;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +35,7 @@ use std::time::{Duration, Instant};
 use chrono::Local;
 use serde_json::json;
 
+use crate::analysis::MetricVerdict;
 use crate::config::{Config, Environment, ResourceLimits};
 use crate::exec::DeploymentLog;
 use crate::history::{
@@ -41,15 +43,20 @@ use crate::history::{
     LockWait,
 };
 use crate::ml::Streaks;
-use crate::monitor::{Sampler, Snapshot};
+use crate::monitor::{
+    ProcessSample, ProcessTracker, ProcessTreeSampler, Sampler, Snapshot, TrackingMode,
+};
 use crate::plugin::{DeploymentContext, Plugin, Rollout};
 use crate::report::{Decision, StepRecord};
 
+use super::analysis::ServiceAnalysis;
 use super::error::EngineError;
 use super::event::DeploymentEvent;
 use super::log::{DecisionLog, audit};
 use super::preflight::Planned;
-use super::types::{DeploymentSize, Metering};
+use super::preflight::versions::ServiceVersion;
+use super::types::{DeploymentSize, Metering, Question};
+use analysis::Asker;
 
 /// What execution needs from the engine.
 pub(crate) struct Settings<'a> {
@@ -84,6 +91,12 @@ pub(crate) struct Run {
     pub result: ExecutionResult,
     /// The machine's load during the run (the baseline when not measured).
     pub samples: Vec<Snapshot>,
+    /// The deployment's own processes during the run, and how they were
+    /// known.
+    pub processes: Vec<ProcessSample>,
+    pub tracking: TrackingMode,
+    /// The machine's memory, for the own processes' share of it.
+    pub memory_total_bytes: u64,
 }
 
 /// How execution ended.
@@ -92,6 +105,8 @@ pub(crate) struct ExecutionResult {
     pub status: DeploymentStatus,
     pub message: String,
     pub steps: Vec<StepRecord>,
+    /// Every metric verdict of every step's analysis, in step order.
+    pub analysis: Vec<MetricVerdict>,
 }
 
 /// Runs `planned` (nothing for a dry run).
@@ -147,6 +162,18 @@ pub(crate) async fn execute(
         .await?;
     let flushed = planned.log.entries().len();
 
+    // The deployment's own processes: everything its commands start.
+    let tracker = Arc::new(ProcessTracker::new(&planned.id));
+    let initial_tracking = tracker.mode();
+    planned
+        .log
+        .record(Decision::ProcessTracking(initial_tracking.clone()));
+    let interval = Duration::from_millis(s.config.monitoring.sample_interval_ms.max(10));
+    let process_sampler = ProcessTreeSampler::start(tracker.clone(), interval);
+    let asker = planned.confirm.clone().map(|confirm| Asker {
+        confirm,
+        lock: Arc::new(tokio::sync::Mutex::new(())),
+    });
     let sampler = s.metering.measures_the_machine().then(|| {
         let m = &s.config.monitoring;
         Sampler::start_with_latency(
@@ -190,6 +217,10 @@ pub(crate) async fn execute(
         sampler: sampler.as_ref(),
         ssh_control: ssh_control.as_deref(),
         service_env: &planned.service_env,
+        versions: &planned.versions,
+        tracker: &tracker,
+        analysis: &planned.analysis,
+        asker,
     };
     let result = run.run(&mut planned.log).await;
     if !lock.is_held() {
@@ -206,6 +237,16 @@ pub(crate) async fn execute(
         Some(s) => s.stop().await,
         None => vec![planned.baseline],
     };
+    let processes = process_sampler.stop().await;
+    let tracking = tracker.mode();
+    if tracking != initial_tracking {
+        // A command could not join the cgroup: the rest was measured
+        // through the process tree.
+        planned
+            .log
+            .record(Decision::ProcessTracking(tracking.clone()));
+    }
+    drop(tracker);
     Ok(Executed {
         run: Some(Run {
             lock,
@@ -215,6 +256,9 @@ pub(crate) async fn execute(
             log_path: deployment_log.path().to_path_buf(),
             result,
             samples,
+            processes,
+            tracking,
+            memory_total_bytes: s.metering.monitor.total_memory_bytes(),
         }),
         planned,
     })
@@ -280,7 +324,7 @@ async fn approve(planned: &mut Planned, history: &HistoryStore) -> Result<(), En
         d
     };
     if let Some(confirm) = &planned.confirm
-        && !confirm(&planned.view)
+        && !confirm(&Question::Plan(&planned.view))
     {
         if planned.needs_approval {
             audit(history, "deployment_declined", details(None)).await;
@@ -349,6 +393,14 @@ pub(crate) struct Execution<'a> {
     pub ssh_control: Option<&'a Path>,
     /// Each service's `env`, secrets resolved.
     pub service_env: &'a HashMap<String, Vec<(String, String)>>,
+    /// Each service's version and the one it replaces.
+    pub versions: &'a BTreeMap<String, ServiceVersion>,
+    /// Counts every command adeploy starts as the deployment's own.
+    pub tracker: &'a Arc<ProcessTracker>,
+    /// The metric analysis of each service that has one.
+    pub analysis: &'a BTreeMap<String, ServiceAnalysis>,
+    /// Asks the operator (`--interactive`) about inconclusive analyses.
+    pub asker: Option<Asker>,
 }
 
 impl Execution<'_> {

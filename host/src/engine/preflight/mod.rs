@@ -12,9 +12,11 @@
 //! refused here, before the run lock is taken or anything is written, so a
 //! typo never leaves a trace in the history. A dry run ends after this phase.
 
+mod analysis;
 mod choose;
+pub(crate) mod versions;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ use crate::report::decision::LoadedModel;
 use crate::report::{Approval, Decision, PlanView};
 
 use super::Engine;
+use super::analysis::ServiceAnalysis;
 use super::context::{deployment_context, limits_for};
 use super::error::EngineError;
 use super::event::DeploymentEvent;
@@ -39,6 +42,7 @@ use super::learn::{self, ModelState, Past};
 use super::log::DecisionLog;
 use super::select::LearningContext;
 use super::types::{Confirm, DeploymentRequest};
+use versions::ServiceVersion;
 
 /// A deployment that passed every check and has a plan: what execution
 /// and recording need.
@@ -57,7 +61,8 @@ pub(crate) struct Planned {
     pub environment: Environment,
     /// The environment is in `approvals.required_for`.
     pub needs_approval: bool,
-    pub confirm: Option<Confirm>,
+    /// Shared with the steps, which may ask about inconclusive analyses.
+    pub confirm: Option<Arc<Confirm>>,
     /// The machine's load before anything ran.
     pub baseline: Snapshot,
     /// The newest earlier deployments (`history.window` of them), newest
@@ -80,6 +85,10 @@ pub(crate) struct Planned {
     pub streaks: Streaks,
     /// The duration similar deployments took.
     pub prediction: Option<DurationEstimate>,
+    /// Each requested service's version and the one it replaces.
+    pub versions: BTreeMap<String, ServiceVersion>,
+    /// The metric analysis of each service that has one.
+    pub analysis: BTreeMap<String, ServiceAnalysis>,
 }
 
 impl Engine {
@@ -185,6 +194,7 @@ impl Engine {
             recent: past.clone(),
             aggregates: window.aggregates,
         });
+        let versions = versions::resolve(&config, &req.services, environment, &past);
         let recent: Vec<bool> = outcomes
             .iter()
             .filter(|o| o.environment == environment)
@@ -276,6 +286,9 @@ impl Engine {
             limits: limits.clone(),
         });
         validate_conditions(&config, &req, &baseline, &mut log)?;
+        let (analysis, analysis_views) = self
+            .plan_analysis(&id, &req, environment, &strategy, &versions)
+            .await?;
 
         // The plan.
         let plugin = self.plugins.get(&strategy)?.clone();
@@ -283,6 +296,7 @@ impl Engine {
         let rollout = plugin.plan(&ctx).await?.value;
         let mut view = PlanView::new(&strategy, &rollout);
         view.warnings = warnings;
+        view.analysis = analysis_views;
         log.record(Decision::Plan(view.clone()));
         log.emit(DeploymentEvent::Planned {
             strategy: strategy.clone(),
@@ -299,7 +313,7 @@ impl Engine {
             service_env,
             environment,
             needs_approval,
-            confirm,
+            confirm: confirm.map(Arc::new),
             baseline,
             past,
             outcomes,
@@ -314,6 +328,8 @@ impl Engine {
             features,
             streaks,
             prediction,
+            versions,
+            analysis,
         })
     }
 

@@ -249,5 +249,8 @@ pub(crate) fn step(service: &str, wave: u32, message: &str) -> StepRecord {
         message: message.into(),
         rolled_back: None,
         rollback_message: None,
+        version: None,
+        previous_version: None,
+        phases: Vec::new(),
     }
 }
