@@ -224,8 +224,10 @@ impl Config {
             }
         }
         let ml = &self.ml_config;
+        self.validate_ml(path, text)?;
         for (field, v) in [
             ("exploration_rate", ml.exploration_rate),
+            ("drift_exploration_rate", ml.drift_exploration_rate),
             (
                 "rollback_prediction_threshold",
                 ml.rollback_prediction_threshold,
@@ -276,6 +278,64 @@ impl Config {
 }
 
 impl Config {
+    /// `ml_config`: feature weights name known features and are weights;
+    /// half-lives and the drift p-value are in range. Errors point at the
+    /// key when the user's file has it.
+    fn validate_ml(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let ml = &self.ml_config;
+        let err = |keys: &[&str], message: String| error_at(path, text, keys, message);
+        for (key, w) in &ml.feature_weights {
+            if !crate::ml::KNOWN_WEIGHT_KEYS.contains(&key.as_str()) {
+                return Err(err(
+                    &["ml_config", "feature_weights", key],
+                    format!(
+                        "unknown feature {:?}; the known ones are {}",
+                        one_line(key),
+                        crate::ml::KNOWN_WEIGHT_KEYS.join(", ")
+                    ),
+                ));
+            }
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(err(
+                    &["ml_config", "feature_weights", key],
+                    format!(
+                        "must be a weight of 0 or more (0 keeps the feature out of the model), got {w}"
+                    ),
+                ));
+            }
+        }
+        if crate::ml::column_weights(&ml.feature_weights)
+            .iter()
+            .all(|w| *w == 0.0)
+        {
+            return Err(err(
+                &["ml_config", "feature_weights"],
+                "every feature weighs 0: the model would have nothing to learn from".to_string(),
+            ));
+        }
+        for (field, v) in [
+            ("half_life_deployments", ml.half_life_deployments),
+            ("half_life_days", ml.half_life_days),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(err(
+                    &["ml_config", field],
+                    format!("must be 0 (no decay) or more, got {v}"),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&ml.drift_p_value) {
+            return Err(err(
+                &["ml_config", "drift_p_value"],
+                format!(
+                    "must be in [0, 1) (0 turns change detection off; e.g. 0.01), got {}",
+                    ml.drift_p_value
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every service has a deploy command, a well-formed health check, and
     /// dependencies on defined services without cycles. Errors point at the
     /// line of the offending key when the user's file has it.

@@ -187,12 +187,14 @@ impl Engine {
 
         // Choose the strategy.
         let candidates = self.strategies();
+        let evidence = learn::Evidence::new(&outcomes, &self.config.ml_config, Utc::now());
         let features = learn::feature_context(
             &baseline,
             environment,
             req.size,
-            req.services.len(),
+            &req.services,
             &outcomes,
+            &evidence.recency,
             "",
         );
         let durations =
@@ -200,10 +202,11 @@ impl Engine {
         let learning = LearningContext {
             model: &model_state,
             outcomes: &outcomes,
+            evidence: &evidence,
             training_samples,
             features: &features,
             durations: &durations,
-            roll: rand::random::<f64>(),
+            roll: self.draw(),
         };
         let learning = (!outcomes.is_empty()).then_some(&learning);
         let (strategy, selection) =
