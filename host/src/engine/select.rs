@@ -384,6 +384,9 @@ impl StrategySelector for AdaptiveSelector {
         let Some(best) = scores.first().cloned() else {
             return RuleSelector.select(ctx);
         };
+        if let Some(s) = explore_alternative(ctx, l, &scores) {
+            return s;
+        }
         let meta = model.meta();
         let mut reasons = vec![format!(
             "model trained on {} deployments{} decides",
@@ -530,6 +533,70 @@ fn explore(
         ],
         scores: Vec::new(),
         exploration: Some(exploration),
+    })
+}
+
+/// The posterior standard deviation of a candidate's expected success (a
+/// Beta with the prior's weight plus the context's weighted deployments).
+fn posterior_sd(s: &CandidateScore) -> f64 {
+    let prior = if s.known {
+        CONTEXT_PRIOR
+    } else {
+        UNINFORMED_WEIGHT
+    };
+    (s.p_success * (1.0 - s.p_success) / (prior + s.context_weight + 1.0)).sqrt()
+}
+
+/// Outside production, at `ml_config.exploration_rate`: a candidate that
+/// could be better than the model's choice (its expected success plus one
+/// posterior standard deviation above the choice's) is tried, so a world
+/// that changed in an unused strategy's favour can be noticed, and an early
+/// unlucky record does not exclude a strategy for ever.
+fn explore_alternative(
+    ctx: &SelectionContext<'_>,
+    l: &LearningContext<'_>,
+    scores: &[CandidateScore],
+) -> Option<Selection> {
+    let ml = &ctx.config.ml_config;
+    if ctx.environment == Environment::Production || l.roll >= ml.exploration_rate {
+        return None;
+    }
+    let best = scores.first()?;
+    let (pick, upper) = scores
+        .iter()
+        .skip(1)
+        .map(|s| (s, s.p_success + posterior_sd(s)))
+        .filter(|(_, upper)| *upper > best.p_success)
+        .max_by(|a, b| {
+            a.1.total_cmp(&b.1)
+                .then_with(|| b.0.context_weight.total_cmp(&a.0.context_weight))
+        })?;
+    let why = format!(
+        "trying {}: it could be better than {} here ({:.0}% expected, up to {:.0}% within one standard deviation, against {:.0}%)",
+        pick.strategy,
+        best.strategy,
+        pick.p_success * 100.0,
+        upper * 100.0,
+        best.p_success * 100.0
+    );
+    Some(Selection {
+        strategy: pick.strategy.clone(),
+        confidence: pick.p_success,
+        method: "exploration".into(),
+        reasons: vec![format!(
+            "{why} (draw {:.2} < ml_config.exploration_rate {}; never in production)",
+            l.roll, ml.exploration_rate
+        )],
+        scores: scores.to_vec(),
+        exploration: Some(Exploration {
+            strategy: pick.strategy.clone(),
+            environment: ctx.environment,
+            rate: ml.exploration_rate,
+            rate_source: "ml_config.exploration_rate".into(),
+            draw: l.roll,
+            deployments: pick.context_samples,
+            reason: why,
+        }),
     })
 }
 
