@@ -41,7 +41,7 @@ fn context(rng: &mut StdRng) -> FeatureContext {
         recent_failures: f64::from(rng.gen_range(0..5u8)),
         mean_duration_min: rng.gen_range(1.0..30.0),
         service_success_min: Some(rng.gen_range(0.3..1.0)),
-        service_success_mean: Some(rng.gen_range(0.6..1.0)),
+        service_success_product: Some(rng.gen_range(0.6..1.0)),
     }
 }
 

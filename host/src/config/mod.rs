@@ -956,6 +956,59 @@ mod tests {
     }
 
     #[test]
+    fn feature_weights_refuse_unknown_keys_and_non_weights() {
+        let err = |text: &str| {
+            Config::from_layers(text, Path::new("my.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("ml_config:\n  feature_weights:\n    system_cpu: 2\n    sytem_memory: 3\n");
+        assert!(
+            e.starts_with(
+                "my.yaml:4:5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, cpu_percent,"
+            ),
+            "{e}"
+        );
+        let e = err("ml_config:\n  feature_weights:\n    hour: -1\n");
+        assert!(
+            e.starts_with(
+                "my.yaml:3:5: ml_config.feature_weights.hour: must be a weight of 0 or more"
+            ),
+            "{e}"
+        );
+        let e = err("ml_config:\n  half_life_deployments: -3\n");
+        assert!(
+            e.starts_with(
+                "my.yaml:2:3: ml_config.half_life_deployments: must be 0 (no decay) or more"
+            ),
+            "{e}"
+        );
+        let e = err("ml_config:\n  drift_p_value: 1.5\n");
+        assert!(
+            e.starts_with("my.yaml:2:3: ml_config.drift_p_value: must be in [0, 1)"),
+            "{e}"
+        );
+        let all_off: String = crate::ml::FEATURE_NAMES
+            .iter()
+            .map(|n| format!("    {n}: 0\n"))
+            .collect();
+        let e = err(&format!(
+            "ml_config:\n  feature_weights:\n    system_cpu: 0\n    historical_success_rate: 0\n    environment_type: 0\n{all_off}"
+        ));
+        assert!(e.contains("every feature weighs 0"), "{e}");
+        let cfg = Config::from_layers(
+            "ml_config:\n  feature_weights:\n    service_history: 2\n    hour: 0\n",
+            Path::new("ok.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.ml_config.feature_weights["service_history"], 2.0);
+        assert_eq!(
+            cfg.ml_config.feature_weights["system_cpu"], 1.0,
+            "the defaults' keys stay"
+        );
+    }
+
+    #[test]
     fn type_error_names_the_key() {
         let err = Config::from_layers(
             "plugins:\n  detector:\n    grants:\n      hostname: sometimes\n",

@@ -254,7 +254,7 @@ pub fn feature_context(
         .map(|o| o.duration_min)
         .filter(|d| d.is_finite())
         .collect();
-    let (service_min, service_mean) = service_rates(services, &here, recency);
+    let (service_min, service_product) = service_rates(services, &here, recency);
     let ctx = FeatureContext {
         cpu_percent: metrics.cpu_percent,
         memory_percent: metrics.memory_percent,
@@ -275,7 +275,7 @@ pub fn feature_context(
             durations.iter().sum::<f64>() / durations.len() as f64
         },
         service_success_min: Some(service_min),
-        service_success_mean: Some(service_mean),
+        service_success_product: Some(service_product),
     };
     for_strategy(&ctx, past, strategy)
 }
@@ -284,7 +284,7 @@ pub fn feature_context(
 /// outcomes, newest first): deployments that included it, weighted by
 /// recency (the half-life counts that service's newer deployments), and
 /// those in which its step did not fail; smoothed to (ok + 1) / (n + 2).
-/// The lowest and the mean over the request.
+/// The lowest and the product over the request.
 fn service_rates(services: &[String], here: &[&Outcome], recency: &Recency) -> (f64, f64) {
     if services.is_empty() {
         return (
@@ -307,7 +307,7 @@ fn service_rates(services: &[String], here: &[&Outcome], recency: &Recency) -> (
         })
         .collect();
     let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
-    (min, rates.iter().sum::<f64>() / rates.len() as f64)
+    (min, rates.iter().product())
 }
 
 /// `ctx` with `success_rate_strategy` set for `strategy` (in `ctx`'s

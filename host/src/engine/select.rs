@@ -719,6 +719,75 @@ mod tests {
             .strategy
     }
 
+    /// `n` outcomes of `strategy` in `env`, `ok` of them successes, newest first.
+    fn outcomes(strategy: &str, env: Environment, n: usize, ok: usize) -> Vec<Outcome> {
+        let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+        (0..n)
+            .map(|i| Outcome {
+                id: format!("d{i:03}"),
+                started_at: t0 - chrono::Duration::minutes(i as i64),
+                strategy: strategy.into(),
+                environment: env,
+                size: "medium".into(),
+                services: vec!["app".into()],
+                failed_services: Vec::new(),
+                success: i < ok,
+                duration_min: 1.0,
+                features: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_rules_confidence_comes_from_the_history_it_has() {
+        let mut config = Config::embedded().unwrap();
+        config.ml_config.half_life_deployments = 0.0;
+        let m = snapshot(5.0);
+        let candidates: Vec<String> = LADDER.iter().map(|s| s.to_string()).collect();
+        let past = outcomes("balanced", Environment::Staging, 10, 9);
+        let evidence = Evidence::new(&past, &config.ml_config, chrono::Utc::now());
+        let features = crate::ml::features::tests::ctx(Environment::Staging, 5.0);
+        let durations = BTreeMap::new();
+        let learning = LearningContext {
+            model: &ModelState::Missing,
+            outcomes: &past,
+            evidence: &evidence,
+            training_samples: 10,
+            features: &features,
+            durations: &durations,
+            roll: 0.99,
+        };
+        let mut ctx = SelectionContext {
+            environment: Environment::Staging,
+            size: DeploymentSize::Medium,
+            metrics: &m,
+            services: &[],
+            candidates: &candidates,
+            recent_outcomes: &[],
+            config: &config,
+            learning: Some(&learning),
+            max_time: None,
+        };
+        let with = RuleSelector.select(&ctx);
+        assert_eq!(with.strategy, "balanced");
+        assert!((with.confidence - 10.0 / 12.0).abs() < 1e-9, "{with:?}");
+        assert!(
+            with.reasons
+                .last()
+                .unwrap()
+                .starts_with("confidence 0.83: 9 of 10 balanced deployments in staging succeeded"),
+            "{:?}",
+            with.reasons
+        );
+        // No history of the chosen strategy here: no evidence either way.
+        ctx.environment = Environment::Production;
+        let none = RuleSelector.select(&ctx);
+        assert_eq!(none.strategy, "conservative");
+        assert_eq!(none.confidence, 0.5);
+        ctx.learning = None;
+        assert_eq!(RuleSelector.select(&ctx).confidence, 0.5);
+    }
+
     #[test]
     fn environment_sets_the_starting_point() {
         assert_eq!(

@@ -323,9 +323,10 @@ pub struct FeatureContext {
     /// before it was kept (read as 0.5: no evidence).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_success_min: Option<f64>,
-    /// The mean of the same rates over the requested services.
+    /// The product of the same rates: the chance that every requested
+    /// service succeeds, if they fail independently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service_success_mean: Option<f64>,
+    pub service_success_product: Option<f64>,
 }
 
 /// One entry of a deployment's decision log ("every arrow is recorded as a

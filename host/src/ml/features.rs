@@ -59,7 +59,7 @@ pub const FEATURE_NAMES: &[&str] = &[
     "recent_failures",
     "mean_duration_min",
     "service_success_min",
-    "service_success_mean",
+    "service_success_product",
 ];
 
 /// Weight keys that stand for groups of features, and the features they
@@ -73,7 +73,7 @@ pub const ALIASES: &[(&str, &[&str])] = &[
     ("environment_type", &["environment"]),
     (
         "service_history",
-        &["service_success_min", "service_success_mean"],
+        &["service_success_min", "service_success_product"],
     ),
 ];
 
@@ -99,7 +99,7 @@ pub const KNOWN_WEIGHT_KEYS: &[&str] = &[
     "recent_failures",
     "mean_duration_min",
     "service_success_min",
-    "service_success_mean",
+    "service_success_product",
 ];
 
 /// What a service (or a request) without history scores: no evidence either
@@ -156,7 +156,7 @@ pub fn extract(ctx: &FeatureContext) -> Vec<f64> {
         ctx.recent_failures,
         ctx.mean_duration_min,
         ctx.service_success_min.unwrap_or(NO_EVIDENCE),
-        ctx.service_success_mean.unwrap_or(NO_EVIDENCE),
+        ctx.service_success_product.unwrap_or(NO_EVIDENCE),
     ]
 }
 
@@ -190,7 +190,7 @@ pub(crate) mod tests {
             recent_failures: 1.0,
             mean_duration_min: 3.5,
             service_success_min: Some(0.75),
-            service_success_mean: None,
+            service_success_product: None,
         }
     }
 

@@ -670,6 +670,108 @@ mod tests {
     }
 
     #[test]
+    fn row_weights_let_the_newest_rows_decide() {
+        // The first half says "success below 50", the second the opposite.
+        let (x, y_old) = separable(400, 8);
+        let y: Vec<bool> = y_old
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i < 200 { v } else { !v })
+            .collect();
+        let rows: Vec<f64> = (0..400).map(|i| if i < 200 { 0.01 } else { 1.0 }).collect();
+        let p = ForestParams {
+            trees: 30,
+            ..ForestParams::default()
+        };
+        let weighted = RandomForest::fit_weighted(
+            &x,
+            &y,
+            FitWeights {
+                rows: Some(&rows),
+                columns: None,
+            },
+            &p,
+        )
+        .unwrap();
+        let low = [10.0, 50.0, 50.0, 50.0];
+        let high = [90.0, 50.0, 50.0, 50.0];
+        assert!(
+            weighted.predict_proba(&low) < 0.2,
+            "{}",
+            weighted.predict_proba(&low)
+        );
+        assert!(weighted.predict_proba(&high) > 0.8);
+        // Unweighted, the two halves cancel out.
+        let plain = RandomForest::fit(&x, &y, &p).unwrap();
+        assert!((plain.predict_proba(&low) - 0.5).abs() < 0.3);
+    }
+
+    #[test]
+    fn column_weights_steer_attention_and_zero_excludes() {
+        // Columns 0 and 1 both carry the label; 2 and 3 are noise.
+        let (mut x, y) = separable(300, 9);
+        for r in 0..300 {
+            x[[r, 1]] = x[[r, 0]] + 0.5;
+        }
+        let p = ForestParams {
+            trees: 40,
+            feature_fraction: 0.5,
+            ..ForestParams::default()
+        };
+        let fit = |w: [f64; 4]| {
+            RandomForest::fit_weighted(
+                &x,
+                &y,
+                FitWeights {
+                    rows: None,
+                    columns: Some(&w),
+                },
+                &p,
+            )
+            .unwrap()
+            .feature_importances()
+        };
+        let first = fit([5.0, 0.2, 1.0, 1.0]);
+        let second = fit([0.2, 5.0, 1.0, 1.0]);
+        assert!(first[0] > 2.0 * first[1], "{first:?}");
+        assert!(second[1] > 2.0 * second[0], "{second:?}");
+        let off = fit([0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(off[0], 0.0, "{off:?}");
+        assert!(off[1] > 0.5, "{off:?}");
+    }
+
+    #[test]
+    fn bad_weights_are_errors() {
+        let (x, y) = separable(20, 10);
+        let p = ForestParams::default();
+        let fit = |rows: Option<&[f64]>, columns: Option<&[f64]>| {
+            RandomForest::fit_weighted(&x, &y, FitWeights { rows, columns }, &p)
+        };
+        assert!(matches!(
+            fit(Some(&[1.0; 3]), None),
+            Err(MlError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            fit(Some(&[0.0; 20]), None),
+            Err(MlError::EmptyData)
+        ));
+        let mut negative = vec![1.0; 20];
+        negative[4] = -1.0;
+        assert!(matches!(
+            fit(Some(&negative), None),
+            Err(MlError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            fit(None, Some(&[0.0; 4])),
+            Err(MlError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            fit(None, Some(&[1.0, f64::NAN, 1.0, 1.0])),
+            Err(MlError::InvalidParams(_))
+        ));
+    }
+
+    #[test]
     fn short_rows_do_not_panic() {
         let (x, y) = separable(100, 6);
         let f = RandomForest::fit(&x, &y, &ForestParams::default()).unwrap();

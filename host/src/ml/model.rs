@@ -381,6 +381,54 @@ mod tests {
     }
 
     #[test]
+    fn older_rows_count_less() {
+        // A used to succeed in production and fails there now.
+        let mut rows = rows(200);
+        for (i, r) in rows.iter_mut().enumerate() {
+            let old = i < 150;
+            if r.strategy == "A" && r.context.environment == Environment::Production {
+                r.success = old;
+            }
+            r.weight = if old { 0.02 } else { 1.0 };
+        }
+        let m = StrategyModel::train(&rows, &BTreeMap::new(), &ForestParams::default()).unwrap();
+        let p = m
+            .predict_one(&ctx(Environment::Production, 30.0), "A")
+            .p_success;
+        assert!(p < 0.3, "{p}");
+        let effective = m.meta().effective_samples;
+        assert!(
+            (effective - (150.0 * 0.02 + 50.0)).abs() < 1e-9,
+            "{effective}"
+        );
+    }
+
+    #[test]
+    fn feature_weights_decide_which_columns_the_trees_see() {
+        let rows = rows(200);
+        let importance = |weights: &[(&str, f64)]| {
+            let w: BTreeMap<String, f64> =
+                weights.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let m = StrategyModel::train(&rows, &w, &ForestParams::default()).unwrap();
+            let of = |name: &str| {
+                m.meta()
+                    .feature_importances
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| *v)
+                    .unwrap()
+            };
+            (of("environment"), m.weights().clone())
+        };
+        let (off, kept) = importance(&[("environment_type", 0.0)]);
+        assert_eq!(off, 0.0, "a weight of 0 keeps the feature out");
+        assert_eq!(kept.get("environment_type"), Some(&0.0));
+        let (low, _) = importance(&[("environment_type", 0.2)]);
+        let (high, _) = importance(&[("environment_type", 5.0)]);
+        assert!(high > low, "more weight, more attention: {low} → {high}");
+    }
+
+    #[test]
     fn unseen_strategy_is_not_known() {
         let m = model();
         let p = m.predict_one(&ctx(Environment::Staging, 10.0), "C");

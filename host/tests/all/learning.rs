@@ -615,6 +615,374 @@ async fn futures_join3<T>(
     [a, b, c]
 }
 
+/// The strategy_predicted decision's candidates.
+fn candidates(report: &adeploy::report::Report) -> Vec<adeploy::engine::CandidateScore> {
+    find(report, |d| match d {
+        Decision::StrategyPredicted { candidates, .. } => Some(candidates.clone()),
+        _ => None,
+    })
+    .expect("a strategy_predicted decision")
+}
+
+/// The exploration decision, if this deployment explored.
+fn exploration(report: &adeploy::report::Report) -> Option<adeploy::engine::Exploration> {
+    find(report, |d| match d {
+        Decision::Exploration(e) => Some(e.clone()),
+        _ => None,
+    })
+}
+
+fn dry(env: Environment, services: &[&str]) -> DeploymentRequest {
+    DeploymentRequest {
+        services: services.iter().map(|s| s.to_string()).collect(),
+        dry_run: true,
+        ..request(env, DeploymentSize::Medium, "adaptive")
+    }
+}
+
+/// Isolation: the history features are computed per environment, so a burst
+/// of failures in production moves nothing the model predicts for
+/// development (earlier, `recent_failures` and the success rates summed
+/// over every environment, and development's estimates fell with
+/// production's failures).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_failures_in_production_leaves_the_development_choice_unchanged() {
+    let w = World::new();
+    let (services, winners) = simulated(&w);
+    let extra = "ml_config:\n  min_training_samples: 12\n  retrain_frequency: 1000\n  exploration_rate: 0.0\n";
+    let engine = engine(&w, &services, extra).await;
+    // Development: aggressive and balanced succeed, conservative fails;
+    // production: conservative succeeds, the others fail.
+    for round in 0..3 {
+        for (i, s) in STRATEGIES.iter().enumerate() {
+            let env = if (round + i) % 2 == 0 {
+                Environment::Development
+            } else {
+                Environment::Production
+            };
+            for env in [env, other(env)] {
+                let ok = match env {
+                    Environment::Development => *s != "conservative",
+                    _ => *s == "conservative",
+                };
+                std::fs::write(&winners, if ok { format!("{s}\n") } else { String::new() })
+                    .unwrap();
+                engine
+                    .deploy(request(env, DeploymentSize::Medium, s), None, None)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    engine.retrain_model().await.unwrap();
+    let before = engine
+        .deploy(dry(Environment::Development, &["app"]), None, None)
+        .await
+        .unwrap();
+    assert_eq!(method(&before.report), "model");
+    let features_before = development_features(&w);
+
+    // A burst of failures in production, and a retraining on them.
+    std::fs::write(&winners, "").unwrap();
+    for s in [
+        "conservative",
+        "conservative",
+        "balanced",
+        "conservative",
+        "aggressive",
+        "conservative",
+    ] {
+        let out = engine
+            .deploy(
+                request(Environment::Production, DeploymentSize::Medium, s),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert!(!out.success);
+    }
+    engine.retrain_model().await.unwrap();
+    // What the model is asked about development did not move...
+    let features_after = development_features(&w);
+    assert_eq!(features_after, features_before);
+    let after = engine
+        .deploy(dry(Environment::Development, &["app"]), None, None)
+        .await
+        .unwrap();
+    assert_eq!(method(&after.report), "model");
+    assert_eq!(
+        after.report.deployment_summary.strategy_used,
+        before.report.deployment_summary.strategy_used,
+        "the development choice moved"
+    );
+    let (b, a) = (candidates(&before.report), candidates(&after.report));
+    for s in STRATEGIES {
+        let p = |c: &[adeploy::engine::CandidateScore]| {
+            c.iter().find(|x| x.strategy == s).unwrap().p_success
+        };
+        assert!(
+            (p(&b) - p(&a)).abs() < 0.1,
+            "{s} in development moved from {:.2} to {:.2} with production's failures",
+            p(&b),
+            p(&a)
+        );
+    }
+}
+
+/// The history features of a development deployment of `app` now
+/// (recent failures, success rates, mean duration, the service's record).
+fn development_features(w: &World) -> [f64; 6] {
+    use adeploy::engine::learn;
+    let records = History::open(&w.state())
+        .unwrap()
+        .list_deployments(usize::MAX)
+        .unwrap();
+    let past = learn::outcomes(&records);
+    let f = learn::feature_context(
+        &calm(),
+        Environment::Development,
+        DeploymentSize::Medium,
+        &["app".to_string()],
+        &past,
+        &adeploy::ml::Recency::default(),
+        "aggressive",
+    );
+    [
+        f.recent_failures,
+        f.success_rate_overall,
+        f.success_rate_strategy,
+        f.mean_duration_min,
+        f.service_success_min.unwrap(),
+        f.service_success_product.unwrap(),
+    ]
+}
+
+fn other(env: Environment) -> Environment {
+    match env {
+        Environment::Development => Environment::Production,
+        _ => Environment::Development,
+    }
+}
+
+/// A strategy the model never saw gets the uninformed prior (50%), not the
+/// forest's guess: with a history where everything succeeded, the forest
+/// says 100% for anything, and a never-deployed `canary` used to be scored
+/// "100% expected success". It is tried only by an exploration decision,
+/// with its rate, and never in production.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unseen_strategy_gets_an_uninformed_prior_and_is_tried_only_on_purpose() {
+    let w = World::new();
+    let (services, winners) = simulated(&w);
+    std::fs::write(&winners, "conservative\nbalanced\naggressive\ncanary\n").unwrap();
+    let ml = "ml_config:\n  min_training_samples: 9\n  min_strategy_samples: 3\n";
+    let with_canary = |rate: f64| {
+        format!(
+            "experimental:\n  enable_canary_deployments: true\n{ml}  exploration_rate: {rate}\n"
+        )
+    };
+    let engine = engine(&w, &services, ml).await;
+    for s in STRATEGIES.iter().cycle().take(9) {
+        engine
+            .deploy(
+                request(Environment::Staging, DeploymentSize::Medium, s),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    engine.wait_for_learning().await;
+    drop(engine);
+
+    let engine = self::engine(&w, &services, &with_canary(0.0)).await;
+    let out = engine
+        .deploy(dry(Environment::Staging, &["app"]), None, None)
+        .await
+        .unwrap();
+    assert_eq!(method(&out.report), "model");
+    let scores = candidates(&out.report);
+    let canary = scores.iter().find(|c| c.strategy == "canary").unwrap();
+    assert!(!canary.known, "{canary:?}");
+    assert_eq!(canary.p_model, 0.5);
+    assert_eq!(canary.p_success, 0.5, "{canary:?}");
+    assert!(
+        scores.iter().filter(|c| c.known).all(|c| c.p_success > 0.8),
+        "{scores:?}"
+    );
+    assert_ne!(out.report.deployment_summary.strategy_used, "canary");
+    assert!(exploration(&out.report).is_none());
+
+    // With an exploration rate it is tried on purpose, and says so.
+    let engine = self::engine(&w, &services, &with_canary(1.0)).await;
+    let out = engine
+        .deploy(dry(Environment::Staging, &["app"]), None, None)
+        .await
+        .unwrap();
+    assert_eq!(method(&out.report), "exploration");
+    let e = exploration(&out.report).expect("an exploration decision");
+    assert_eq!(e.strategy, "canary");
+    assert_eq!(
+        (e.rate, e.rate_source.as_str()),
+        (1.0, "ml_config.exploration_rate")
+    );
+    assert!(e.draw < e.rate && e.deployments == 0, "{e:?}");
+    assert!(e.reason.contains("0 deployment(s) so far"), "{e:?}");
+    // Never in production.
+    let prod = engine
+        .deploy(dry(Environment::Production, &["app"]), None, None)
+        .await
+        .unwrap();
+    assert!(exploration(&prod.report).is_none());
+    assert_ne!(prod.report.deployment_summary.strategy_used, "canary");
+}
+
+/// The services deployed are features: a service's own record (its success
+/// rate in this environment, the lowest and the mean over the request)
+/// moves the prediction for deployments that include it. Earlier a
+/// request with an always-failing service was predicted like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_that_always_fails_raises_the_predicted_failure() {
+    let w = World::new();
+    let services = "  good:\n    deploy: 'true'\n  bad:\n    deploy: 'false'\n";
+    let ml = "ml_config:\n  min_training_samples: 12\n  retrain_frequency: 1000\n  exploration_rate: 0.0\n";
+    let engine = engine(&w, services, ml).await;
+    // In a seeded random order, so that nothing but the services tells the
+    // failures apart.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    for s in STRATEGIES.iter().cycle().take(24) {
+        let service = if rng.gen_bool(0.5) { "good" } else { "bad" };
+        let req = DeploymentRequest {
+            services: vec![service.into()],
+            ..request(Environment::Staging, DeploymentSize::Medium, s)
+        };
+        assert_eq!(
+            engine.deploy(req, None, None).await.unwrap().success,
+            service == "good"
+        );
+    }
+    engine.retrain_model().await.unwrap();
+    drop(engine);
+
+    let predicting = format!("{ml}experimental:\n  enable_rollback_prediction: true\n");
+    let engine = self::engine(&w, services, &predicting).await;
+    let p_failure = |report: &adeploy::report::Report| {
+        find(report, |d| match d {
+            Decision::RollbackPrediction { p_failure, .. } => *p_failure,
+            _ => None,
+        })
+        .expect("a predicted failure probability")
+    };
+    let good = engine
+        .deploy(dry(Environment::Staging, &["good"]), None, None)
+        .await
+        .unwrap();
+    let both = engine
+        .deploy(dry(Environment::Staging, &["good", "bad"]), None, None)
+        .await
+        .unwrap();
+    let (good, both) = (p_failure(&good.report), p_failure(&both.report));
+    eprintln!("predicted failure: good alone {good:.2}, good with bad {both:.2}");
+    assert!(good < 0.3, "good alone: predicted failure {good:.2}");
+    assert!(
+        both > 0.7,
+        "with the failing service: predicted failure {both:.2}"
+    );
+}
+
+/// A change outside production: the deployment that reveals it records a
+/// `drift_detected` decision with the evidence and retrains at once; the
+/// next adaptive deployments there re-check the candidates at
+/// `ml_config.drift_exploration_rate`; `model status` lists the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_outside_production_is_detected_and_the_candidates_rechecked() {
+    let w = World::new();
+    let (services, winners) = simulated(&w);
+    let extra = "ml_config:\n  min_training_samples: 6\n  retrain_frequency: 1000\n  exploration_rate: 0.0\n  drift_exploration_rate: 1.0\n";
+    let engine = engine(&w, &services, extra).await;
+    std::fs::write(&winners, "conservative\nbalanced\naggressive\n").unwrap();
+    for s in STRATEGIES.iter().cycle().take(6) {
+        engine
+            .deploy(
+                request(Environment::Staging, DeploymentSize::Medium, s),
+                None,
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    engine.wait_for_learning().await;
+    // Balanced keeps succeeding, then starts failing.
+    let run = || request(Environment::Staging, DeploymentSize::Medium, "balanced");
+    for _ in 0..8 {
+        assert!(engine.deploy(run(), None, None).await.unwrap().success);
+    }
+    std::fs::write(&winners, "conservative\naggressive\n").unwrap();
+    let mut detected = None;
+    for i in 0..4 {
+        let out = engine.deploy(run(), None, None).await.unwrap();
+        assert!(!out.success);
+        if let Some(d) = find(&out.report, |d| match d {
+            Decision::DriftDetected(e) => Some(e.clone()),
+            _ => None,
+        }) {
+            assert!(retraining(&out.report), "a change retrains at once");
+            detected = Some((i, d));
+            break;
+        }
+    }
+    let (i, d) = detected.expect("the change is detected");
+    assert_eq!(i, 2, "three failures after ten successes are a change");
+    assert_eq!(d.event.strategy, "balanced");
+    assert_eq!(d.event.environment, Environment::Staging);
+    assert_eq!(d.event.direction, adeploy::ml::DriftDirection::Dropped);
+    assert_eq!(
+        (d.event.recent_successes, d.event.recent_deployments),
+        (0, 3)
+    );
+    assert!(
+        d.summary.starts_with(
+            "success rate of balanced in staging dropped: 0 of the last 3 succeeded, 10 of 10 before"
+        ),
+        "{}",
+        d.summary
+    );
+    assert!(
+        d.response.contains("re-check the candidates"),
+        "{}",
+        d.response
+    );
+    let retrained = engine.wait_for_learning().await;
+    assert_eq!(retrained.len(), 1);
+    assert!(
+        retrained[0].reason.contains("a change was detected"),
+        "{}",
+        retrained[0].reason
+    );
+
+    let out = engine
+        .deploy(
+            request(Environment::Staging, DeploymentSize::Medium, "adaptive"),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let e = exploration(&out.report).expect("re-checking after the change");
+    assert_eq!(e.rate_source, "ml_config.drift_exploration_rate");
+    assert_eq!(e.rate, 1.0);
+    assert_ne!(
+        e.strategy, "balanced",
+        "the strategies least tried since the change go first"
+    );
+    assert!(e.reason.contains("after a change in staging"), "{e:?}");
+
+    let status = engine.model_status().unwrap();
+    let listed = &status.drift_events[0];
+    assert_eq!(listed.event, d.event);
+    assert!(listed.active && listed.deployments_since == 1, "{listed:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_retrains_at_the_configured_cadence() {
     let w = World::new();
@@ -743,6 +1111,11 @@ async fn exploration_tries_little_known_strategies_but_never_in_production() {
             method(&out.report).to_string(),
             out.report.deployment_summary.strategy_used.clone(),
         ));
+        // An explicit decision, with its rate and draw.
+        let e = exploration(&out.report).expect("an exploration decision");
+        assert_eq!(e.strategy, out.report.deployment_summary.strategy_used);
+        assert_eq!((e.rate, e.environment), (1.0, Environment::Staging));
+        assert!(e.draw < 1.0);
     }
     let explored: Vec<(&str, &str)> = explored
         .iter()
@@ -757,6 +1130,7 @@ async fn exploration_tries_little_known_strategies_but_never_in_production() {
             ("exploration", "balanced"),
         ]
     );
+    assert!(exploration(&prod.report).is_none(), "never in production");
     // Everything has 2 deployments or more now: no more exploration.
     let out = engine
         .deploy(run(Environment::Staging), None, None)
