@@ -268,6 +268,8 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                     | Decision::StrategySelected { .. }
                     | Decision::MaxTimeCheck(_)
                     | Decision::RollbackPrediction { .. }
+                    | Decision::Exploration(_)
+                    | Decision::DriftDetected(_)
                     | Decision::ModelDiscarded { .. } => true,
                     _ => false,
                 };

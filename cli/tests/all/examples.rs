@@ -482,7 +482,7 @@ impl adeploy::engine::StrategySelector for Recording {
             confidence: 1.0,
             method: "test".into(),
             reasons: vec![],
-            scores: vec![],
+            ..Default::default()
         }
     }
 }

@@ -75,8 +75,10 @@ pub struct LearningContext<'a> {
     pub roll: f64,
 }
 
-/// A selector's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A selector's answer. (`Default` lets a selector name only what it
+/// decides: `Selection { strategy, confidence, method, reasons,
+/// ..Default::default() }`.)
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Selection {
     pub strategy: String,
     /// 0..1: the expected chance of success of the choice, from the evidence
