@@ -160,6 +160,8 @@ struct Score {
     realised: usize,
     /// Deployments that explored on purpose.
     explorations: usize,
+    /// Production deployments decided by the drift fallback.
+    fallbacks: usize,
     choices: BTreeMap<String, BTreeMap<&'static str, usize>>,
 }
 
@@ -202,6 +204,7 @@ async fn simulate(seed: u64, extra: &str) -> Score {
         fixed: [0.0; 3],
         realised: 0,
         explorations: 0,
+        fallbacks: 0,
         choices: BTreeMap::new(),
     };
     for i in 0..40 {
@@ -213,13 +216,17 @@ async fn simulate(seed: u64, extra: &str) -> Score {
             .unwrap();
         engine.wait_for_learning().await;
         // The model decides once trained; outside production it sometimes
-        // tries a candidate that could be better, on purpose.
+        // tries a candidate that could be better, on purpose; a false alarm
+        // of change detection makes production fall back for a while.
         let how = method(&out.report);
         assert!(
-            how == "model" || (how == "exploration" && env != Environment::Production),
+            how == "model"
+                || (how == "exploration" && env != Environment::Production)
+                || (how == "drift_fallback" && env == Environment::Production),
             "{how} in {env}"
         );
         score.explorations += usize::from(how == "exploration");
+        score.fallbacks += usize::from(how == "drift_fallback");
         let strategy = &out.report.deployment_summary.strategy_used;
         let k = STRATEGIES.iter().position(|s| s == strategy).unwrap();
         score.adaptive += probs[k] / 40.0;
@@ -251,10 +258,11 @@ async fn adaptive_choice_learns_the_best_strategy_per_context() {
     for seed in [20261127, 1, 2] {
         let s = simulate(seed, "").await;
         lines.push(format!(
-            "seed {seed}: adaptive {:.3} (realised {}/40, {} explorations), best per context {:.3}, fixed {:?}, choices {:?}",
+            "seed {seed}: adaptive {:.3} (realised {}/40, {} explorations, {} drift fallbacks), best per context {:.3}, fixed {:?}, choices {:?}",
             s.adaptive,
             s.realised,
             s.explorations,
+            s.fallbacks,
             s.oracle,
             s.fixed.map(|f| (f * 1000.0).round() / 1000.0),
             s.choices
@@ -1434,6 +1442,14 @@ async fn recency_and_drift_settings() {
             "ml_config:\n  half_life_deployments: 20\n  drift_p_value: 0\n",
         ),
         (
+            "half-life 10, no detection",
+            "ml_config:\n  half_life_deployments: 10\n  drift_p_value: 0\n",
+        ),
+        (
+            "half-life 5, no detection",
+            "ml_config:\n  half_life_deployments: 5\n  drift_p_value: 0\n",
+        ),
+        (
             "half-life 20, detection 0.05",
             "ml_config:\n  half_life_deployments: 20\n  drift_p_value: 0.05\n",
         ),
@@ -1447,7 +1463,9 @@ async fn recency_and_drift_settings() {
         "| setting | stationary: adaptive | drifting, before: adaptive | drifting, after: adaptive | recovered within (per seed) |".to_string(),
         "| --- | --- | --- | --- | --- |".to_string(),
     ];
-    for (label, extra) in settings {
+    // ADEPLOY_SETTINGS=TEXT measures only the settings whose label contains it.
+    let only = std::env::var("ADEPLOY_SETTINGS").unwrap_or_default();
+    for (label, extra) in settings.iter().filter(|(l, _)| l.contains(only.as_str())) {
         let (stationary, drifting) = tokio::join!(
             futures_join3(
                 simulate(seeds[0], extra),
@@ -1462,8 +1480,9 @@ async fn recency_and_drift_settings() {
         );
         let mean = |f: &dyn Fn(usize) -> f64| (0..3).map(f).sum::<f64>() / 3.0;
         let row = format!(
-            "| {label} | {:.3} | {:.3} | {:.3} | {:?} |",
+            "| {label} | {:.3} ({} fallbacks) | {:.3} | {:.3} | {:?} |",
             mean(&|i| stationary[i].adaptive),
+            stationary.iter().map(|s| s.fallbacks).sum::<usize>(),
             mean(&|i| drifting[i].before.adaptive),
             mean(&|i| drifting[i].after.adaptive),
             drifting
