@@ -387,6 +387,8 @@ async fn render_events(
                     | Decision::StrategySelected { .. }
                     | Decision::MaxTimeCheck(_)
                     | Decision::RollbackPrediction { .. }
+                    | Decision::Exploration(_)
+                    | Decision::DriftDetected(_)
                     | Decision::ModelDiscarded { .. } => true,
                     _ => false,
                 };

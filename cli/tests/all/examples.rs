@@ -535,7 +535,7 @@ impl adeploy::engine::StrategySelector for Recording {
             confidence: 1.0,
             method: "test".into(),
             reasons: vec![],
-            scores: vec![],
+            ..Default::default()
         }
     }
 }

@@ -10,6 +10,15 @@
 //! deployments it was trained on about where they live. A blob that cannot be
 //! read (damaged, or written by another format version) is *discarded*, not
 //! fatal: rules decide until the retraining this triggers has finished.
+//!
+//! What the history teaches is read once per run into an [`Evidence`]: the
+//! regimes (detected changes, `ml::drift`) and every outcome's weight
+//! (`ml::recency`). Training, the selector's posterior, the service features
+//! and `model status` all read that one value, so they agree on what counts.
+//!
+//! Isolation: every history feature of a [`FeatureContext`] is computed over
+//! the deployment's own environment, so failures in production do not move
+//! what is predicted for development.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -22,7 +31,8 @@ use crate::history::{
     DeploymentRecord, HistoryBackend, HistoryError, HistoryStore, RetrainLock, StepStatus,
 };
 use crate::ml::{
-    FeatureContext, ForestParams, MlError, ModelMeta, Outcome, StrategyModel, TrainingRow,
+    DriftDirection, DriftEvent, DriftParams, FeatureContext, ForestParams, MlError, ModelMeta,
+    Outcome, Recency, Regimes, StrategyModel, TrainingRow,
 };
 use crate::monitor::Snapshot;
 
@@ -116,16 +126,99 @@ pub fn outcomes(records: &[DeploymentRecord]) -> Vec<Outcome> {
     records.iter().filter_map(outcome_of).collect()
 }
 
-/// Training rows: outcomes with recorded features.
-pub fn training_rows(outcomes: &[Outcome]) -> Vec<TrainingRow> {
+/// What the history says, read once per run: the detected changes and how
+/// much each outcome counts.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// Changes of success rate per strategy × environment.
+    pub regimes: Regimes,
+    /// The weight of each outcome (aligned with the outcomes it was built
+    /// from, newest first): recency × (a left regime's [`crate::ml::STALE_WEIGHT`]).
+    pub weights: Vec<f64>,
+    pub recency: Recency,
+}
+
+/// The change-detection parameters of `ml`.
+pub fn drift_params(ml: &MlConfig) -> DriftParams {
+    DriftParams {
+        p_value: ml.drift_p_value,
+        ..DriftParams::default()
+    }
+}
+
+impl Evidence {
+    /// The evidence of `outcomes` (newest first) as of `now`.
+    pub fn new(outcomes: &[Outcome], ml: &MlConfig, now: DateTime<Utc>) -> Evidence {
+        let regimes = Regimes::new(outcomes, &drift_params(ml));
+        let recency = Recency::from_config(ml);
+        let weights = recency.weights(outcomes, &regimes, now);
+        Evidence {
+            regimes,
+            weights,
+            recency,
+        }
+    }
+
+    /// The weight of outcome `i` (1 when unknown).
+    pub fn weight(&self, i: usize) -> f64 {
+        self.weights.get(i).copied().unwrap_or(1.0)
+    }
+
+    /// Weighted `(successes, deployments)` of the outcomes `pick` selects
+    /// (`outcomes` as this evidence was built from).
+    pub fn count(&self, outcomes: &[Outcome], pick: impl Fn(&Outcome) -> bool) -> (f64, f64) {
+        let mut weights = self.weights.clone();
+        weights.resize(outcomes.len(), 1.0);
+        crate::ml::weighted_count(outcomes, &weights, pick)
+    }
+
+    /// The change in `environment` the engine still acts on: the latest
+    /// one, while fewer than `ml_config.min_strategy_samples` deployments
+    /// there have been recorded since it was detected (the new regime is
+    /// being learned). With the deployments since.
+    pub fn unsettled<'a>(
+        &'a self,
+        outcomes: &[Outcome],
+        environment: Environment,
+        ml: &MlConfig,
+    ) -> Option<(&'a DriftEvent, usize)> {
+        let e = self.regimes.latest_in(environment)?;
+        let since = deployments_since(outcomes, e);
+        (since < settle(ml)).then_some((e, since))
+    }
+}
+
+/// Deployments an environment needs after a change before it is considered
+/// learned.
+fn settle(ml: &MlConfig) -> usize {
+    ml.min_strategy_samples.max(1) as usize
+}
+
+/// Deployments in the event's environment recorded after the one that
+/// detected it.
+fn deployments_since(outcomes: &[Outcome], e: &DriftEvent) -> usize {
     outcomes
         .iter()
-        .filter_map(|o| {
+        .filter(|o| {
+            o.environment == e.environment
+                && (o.started_at, o.id.as_str()) > (e.detected_at, e.detected_by.as_str())
+        })
+        .count()
+}
+
+/// Training rows: outcomes with recorded features, each with its weight
+/// (`weights` aligned with `outcomes`; missing weights count 1).
+pub fn training_rows(outcomes: &[Outcome], weights: &[f64]) -> Vec<TrainingRow> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
             o.features.as_ref().map(|f| TrainingRow {
                 context: f.clone(),
                 strategy: o.strategy.clone(),
                 success: o.success,
                 duration_min: o.duration_min,
+                weight: weights.get(i).copied().unwrap_or(1.0),
             })
         })
         .collect()
@@ -140,18 +233,26 @@ fn size_ordinal(size: DeploymentSize) -> f64 {
 }
 
 /// The feature context of a deployment about to start: the machine's load,
-/// the request, the time, and what the history says (rates and the mean
-/// duration over the whole history, recent failures from the newest
-/// outcomes). `success_rate_strategy` is for `strategy`; see [`for_strategy`].
+/// the request, the time, and what the history of this environment says
+/// (rates and the mean duration over its whole history, from the
+/// aggregates; recent failures and each service's record from the newest
+/// outcomes; other environments' outcomes are ignored).
+/// `success_rate_strategy` is for `strategy`; see [`for_strategy`].
 pub fn feature_context(
     metrics: &Snapshot,
     environment: Environment,
     size: DeploymentSize,
-    service_count: usize,
+    services: &[String],
     past: &Past,
+    recency: &Recency,
     strategy: &str,
 ) -> FeatureContext {
     let now = Local::now();
+    let here: Vec<&Outcome> = past
+        .iter()
+        .filter(|o| o.environment == environment)
+        .collect();
+    let (service_min, service_product) = service_rates(services, &here, recency);
     let ctx = FeatureContext {
         cpu_percent: metrics.cpu_percent,
         memory_percent: metrics.memory_percent,
@@ -160,22 +261,57 @@ pub fn feature_context(
         network_latency_ms: metrics.network_latency_ms,
         environment,
         size_ordinal: size_ordinal(size),
-        service_count: service_count as f64,
+        service_count: services.len() as f64,
         hour: f64::from(now.hour()),
         weekday: f64::from(now.weekday().num_days_from_monday()),
         // No evidence either way: 0.5.
-        success_rate_overall: past.success_rate().unwrap_or(0.5),
+        success_rate_overall: past.in_environment(environment).1.unwrap_or(0.5),
         success_rate_strategy: 0.5,
-        recent_failures: past.iter().take(RECENT).filter(|o| !o.success).count() as f64,
-        mean_duration_min: past.mean_duration_min().unwrap_or(0.0),
+        recent_failures: here.iter().take(RECENT).filter(|o| !o.success).count() as f64,
+        mean_duration_min: past.mean_duration_in(environment).unwrap_or(0.0),
+        service_success_min: Some(service_min),
+        service_success_product: Some(service_product),
     };
     for_strategy(&ctx, past, strategy)
 }
 
-/// `ctx` with `success_rate_strategy` set for `strategy`.
+/// Each requested service's own record in `here` (one environment's
+/// outcomes, newest first): deployments that included it, weighted by
+/// recency (the half-life counts that service's newer deployments), and
+/// those in which its step did not fail; smoothed to (ok + 1) / (n + 2).
+/// The lowest and the product over the request.
+fn service_rates(services: &[String], here: &[&Outcome], recency: &Recency) -> (f64, f64) {
+    if services.is_empty() {
+        return (
+            crate::ml::features::NO_EVIDENCE,
+            crate::ml::features::NO_EVIDENCE,
+        );
+    }
+    let rates: Vec<f64> = services
+        .iter()
+        .map(|s| {
+            let (mut ok, mut n) = (0.0, 0.0);
+            for (k, o) in here.iter().filter(|o| o.services.contains(s)).enumerate() {
+                let w = recency.by_count(k);
+                n += w;
+                if !o.failed_services.contains(s) {
+                    ok += w;
+                }
+            }
+            (ok + 1.0) / (n + 2.0)
+        })
+        .collect();
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    (min, rates.iter().product())
+}
+
+/// `ctx` with `success_rate_strategy` set for `strategy` (in `ctx`'s
+/// environment).
 pub fn for_strategy(ctx: &FeatureContext, past: &Past, strategy: &str) -> FeatureContext {
     FeatureContext {
-        success_rate_strategy: past.success_rate_of(strategy).unwrap_or(0.5),
+        success_rate_strategy: past
+            .success_rate_of_in(strategy, ctx.environment)
+            .unwrap_or(0.5),
         ..ctx.clone()
     }
 }
@@ -204,12 +340,43 @@ pub async fn load_model(history: &HistoryStore) -> Result<ModelState, HistoryErr
     })
 }
 
+/// The changes the outcome of deployment `id` completed the evidence for
+/// (`outcomes` newest first, that deployment's included).
+pub fn drift_detected_by(outcomes: &[Outcome], id: &str, ml: &MlConfig) -> Vec<DriftEvent> {
+    let Some(last) = outcomes.iter().find(|o| o.id == id) else {
+        return Vec::new();
+    };
+    // Only the deployment's own context can have changed with its outcome.
+    let context: Vec<Outcome> = outcomes
+        .iter()
+        .filter(|o| o.strategy == last.strategy && o.environment == last.environment)
+        .cloned()
+        .collect();
+    crate::ml::drift::detect(&context, &drift_params(ml))
+        .into_iter()
+        .filter(|e| e.detected_by == id)
+        .collect()
+}
+
 /// Why the model should be retrained now, if it should: `rows` is the
-/// number of deployments with recorded features.
-pub fn retrain_due(rows: usize, state: &ModelState, ml: &MlConfig) -> Option<String> {
+/// number of deployments with recorded features; `drift` the changes this
+/// deployment's outcome revealed (a change retrains at once, whatever the
+/// cadence, once there is a model or enough data for one).
+pub fn retrain_due(
+    rows: usize,
+    state: &ModelState,
+    ml: &MlConfig,
+    drift: &[DriftEvent],
+) -> Option<String> {
     let need = ml.min_training_samples.max(1) as usize;
     if rows < need {
         return None;
+    }
+    if let Some(e) = drift.first() {
+        return Some(format!(
+            "a change was detected ({}): the model learns the new regime now",
+            e.summary()
+        ));
     }
     match state {
         ModelState::Missing => Some(format!(
@@ -234,7 +401,11 @@ pub fn retrain_due(rows: usize, state: &ModelState, ml: &MlConfig) -> Option<Str
 /// at 10,000 deployments) runs on tokio's blocking pool. The caller holds
 /// the retraining lock (see [`retrain_exclusive`], [`retrain_if_due`]).
 pub async fn retrain(history: &HistoryStore, ml: &MlConfig) -> Result<ModelMeta, LearnError> {
-    let rows = training_rows(&outcomes(&history.all_deployments().await?));
+    // Newest first, as the evidence expects.
+    let mut past = outcomes(&history.all_deployments().await?);
+    past.reverse();
+    let evidence = Evidence::new(&past, ml, Utc::now());
+    let rows = training_rows(&past, &evidence.weights);
     let need = ml.min_training_samples.max(1) as usize;
     if rows.len() < need {
         return Err(LearnError::TooFewSamples {
@@ -398,6 +569,52 @@ pub struct ModelStatus {
     /// deployment creates the embedded one.
     #[serde(default)]
     pub history: Option<crate::history::HistoryLocation>,
+    /// `ml_config.half_life_deployments` and `half_life_days` (0: off).
+    pub half_life_deployments: f64,
+    pub half_life_days: f64,
+    /// `ml_config.drift_p_value` (0: change detection off).
+    pub drift_p_value: f64,
+    /// The most recent changes detected, newest first (at most
+    /// [`RECENT_DRIFT`]).
+    pub drift_events: Vec<DriftStatus>,
+}
+
+/// How many drift events `model status` lists.
+pub const RECENT_DRIFT: usize = 10;
+
+/// A detected change as `model status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriftStatus {
+    #[serde(flatten)]
+    pub event: DriftEvent,
+    /// The evidence in one line.
+    pub summary: String,
+    /// Deployments in its environment since it was detected.
+    pub deployments_since: usize,
+    /// Whether the engine still acts on it: the latest change in its
+    /// environment, and fewer than `ml_config.min_strategy_samples`
+    /// deployments there since (production falls back to the safest
+    /// strategy after a drop; elsewhere the candidates are re-checked).
+    pub active: bool,
+    /// What the engine does about it while active.
+    pub response: String,
+}
+
+/// What the engine does while a change in `environment` is unsettled.
+pub fn drift_response(e: &DriftEvent) -> String {
+    match (e.environment, e.direction) {
+        (Environment::Production, DriftDirection::Dropped) => {
+            "production falls back to the safest strategy by current evidence".to_string()
+        }
+        (Environment::Production, DriftDirection::Rose) => {
+            "the model decides with the new regime's outcomes (no exploration in production)"
+                .to_string()
+        }
+        _ => format!(
+            "adaptive deployments in {} re-check the candidates (ml_config.drift_exploration_rate)",
+            e.environment
+        ),
+    }
 }
 
 /// The model and what the history says, for `adeploy model status`: counts
@@ -430,7 +647,28 @@ pub async fn status(
     } else {
         "rules"
     };
-    let failure_patterns = crate::ml::failure_patterns(&past);
+    // Newest first, as the analyses expect.
+    let newest_first: &[Outcome] = past.recent();
+    let failure_patterns = crate::ml::failure_patterns(newest_first);
+    let evidence = Evidence::new(newest_first, ml, Utc::now());
+    let drift_events = evidence
+        .regimes
+        .events()
+        .iter()
+        .rev()
+        .take(RECENT_DRIFT)
+        .map(|e| {
+            let deployments_since = deployments_since(newest_first, e);
+            let latest = evidence.regimes.latest_in(e.environment) == Some(e);
+            DriftStatus {
+                event: e.clone(),
+                summary: e.summary(),
+                deployments_since,
+                active: latest && deployments_since < settle(ml),
+                response: drift_response(e),
+            }
+        })
+        .collect();
     Ok(ModelStatus {
         state: match &state {
             ModelState::Ready(_) => "trained",
@@ -457,5 +695,9 @@ pub async fn status(
             .map(|p| p.recommendation())
             .collect(),
         failure_patterns,
+        half_life_deployments: ml.half_life_deployments,
+        half_life_days: ml.half_life_days,
+        drift_p_value: ml.drift_p_value,
+        drift_events,
     })
 }

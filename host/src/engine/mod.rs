@@ -58,7 +58,8 @@ use crate::monitor::{Snapshot, SystemMonitor};
 use crate::plugin::{HostOptions, PluginHost, PluginKind, PluginSet};
 
 pub use crate::report::{
-    Approval, CandidateScore, Decision, DecisionEntry, StepRecord, StepStatus,
+    Approval, CandidateScore, Decision, DecisionEntry, DriftDetection, Exploration, StepRecord,
+    StepStatus,
 };
 pub use error::EngineError;
 pub use event::DeploymentEvent;
@@ -107,6 +108,8 @@ pub struct Engine {
     history: tokio::sync::OnceCell<HistoryStore>,
     /// Model retrainings (and downsampling) running in the background.
     learning: Mutex<Vec<tokio::task::JoinHandle<Option<learn::Retrained>>>>,
+    /// The exploration draws (seeded by `EngineOptions::exploration_seed`).
+    draws: Mutex<rand::rngs::StdRng>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -151,7 +154,19 @@ impl Engine {
             lock_wait: options.lock_wait.unwrap_or(Duration::from_secs(10)),
             history: tokio::sync::OnceCell::new(),
             learning: Mutex::new(Vec::new()),
+            draws: Mutex::new(match options.exploration_seed {
+                Some(seed) => rand::SeedableRng::seed_from_u64(seed),
+                None => rand::SeedableRng::from_entropy(),
+            }),
         })
+    }
+
+    /// A uniform draw in [0, 1) for the adaptive choice's exploration.
+    pub(crate) fn draw(&self) -> f64 {
+        match self.draws.lock() {
+            Ok(mut rng) => rand::Rng::r#gen(&mut *rng),
+            Err(_) => rand::random(),
+        }
     }
 
     /// Runs one deployment through the whole decision flow. `events` receives

@@ -71,10 +71,21 @@ impl Engine {
             &p.req.services,
             &mut p.log,
         );
+        let drift = learn::drift_detected_by(&outcomes, &p.id, &self.config.ml_config);
+        for e in &drift {
+            tracing::warn!("change detected: {}", e.summary());
+            p.log
+                .record(Decision::DriftDetected(report::DriftDetection {
+                    summary: e.summary(),
+                    response: learn::drift_response(e),
+                    event: e.clone(),
+                }));
+        }
         let retrain = learn::retrain_due(
             p.training_samples + 1,
             &p.model_state,
             &self.config.ml_config,
+            &drift,
         );
         if let Some(reason) = &retrain {
             p.log.record(Decision::ModelRetraining {

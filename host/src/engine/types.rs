@@ -148,6 +148,9 @@ pub struct EngineOptions {
     /// (wins over `fixed_metrics`): for an embedding tool with its own
     /// monitoring, and for simulations of changing load.
     pub metrics_source: Option<MetricsSource>,
+    /// Seeds the draws that decide whether an adaptive deployment explores
+    /// (simulations and tests that must repeat); `None`: from the OS.
+    pub exploration_seed: Option<u64>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -159,6 +162,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("lock_wait", &self.lock_wait)
             .field("fixed_metrics", &self.fixed_metrics)
             .field("metrics_source", &self.metrics_source.is_some())
+            .field("exploration_seed", &self.exploration_seed)
             .finish()
     }
 }

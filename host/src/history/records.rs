@@ -401,14 +401,26 @@ pub struct FeatureContext {
     pub hour: f64,
     /// Day of week, 0 (Monday) – 6.
     pub weekday: f64,
-    /// Share of past deployments that succeeded, 0–1.
+    /// Share of past deployments in this environment that succeeded, 0–1.
+    /// (Records written before adeploy 0.1.x kept every environment's.)
     pub success_rate_overall: f64,
-    /// Share of past deployments with this strategy that succeeded, 0–1.
+    /// Share of past deployments with this strategy in this environment
+    /// that succeeded, 0–1.
     pub success_rate_strategy: f64,
-    /// Failures among the most recent deployments.
+    /// Failures among the most recent deployments in this environment.
     pub recent_failures: f64,
-    /// Mean duration of past deployments, minutes.
+    /// Mean duration of past deployments in this environment, minutes.
     pub mean_duration_min: f64,
+    /// The requested services' own records in this environment: the lowest
+    /// of their recency-weighted success rates, (successes + 1) /
+    /// (deployments + 2), so 0.5 without history. `None` in records written
+    /// before it was kept (read as 0.5: no evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_success_min: Option<f64>,
+    /// The product of the same rates: the chance that every requested
+    /// service succeeds, if they fail independently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_success_product: Option<f64>,
 }
 
 /// One entry of a deployment's decision log ("every arrow is recorded as a

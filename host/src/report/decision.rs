@@ -22,7 +22,7 @@ use crate::analysis::Verdict;
 use crate::config::{Environment, Override, ResourceLimits};
 use crate::detect::DetectedEnvironment;
 use crate::history::{DecisionRecord, DeploymentStatus, StepStatus};
-use crate::ml::{DurationEstimate, Streaks};
+use crate::ml::{DriftEvent, DurationEstimate, Streaks};
 use crate::monitor::{EndpointLatency, Snapshot, TrackingMode, cpu::CpuBasis};
 use crate::plugin::Phase;
 
@@ -89,15 +89,27 @@ impl Approval {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
     pub strategy: String,
-    /// Expected probability of success: the forest's estimate refined by
-    /// the outcomes in this exact context.
+    /// Expected probability of success: the prior (the forest's estimate,
+    /// or the uninformed 0.5 for a strategy the model never saw) refined by
+    /// the recency-weighted outcomes in this exact context.
     pub p_success: f64,
-    /// The forest's estimate alone (mean leaf share of success over trees).
+    /// The prior: the forest's estimate (mean leaf share of success over
+    /// trees), or 0.5 when `known` is false.
     pub p_model: f64,
-    /// Past deployments with this strategy, environment and size...
+    /// Whether the model was trained on deployments of this strategy. An
+    /// unseen strategy gets an uninformed prior, never the forest's guess.
+    #[serde(default = "known_default")]
+    pub known: bool,
+    /// Past deployments with this strategy, environment, size and services...
     pub context_samples: usize,
     /// ...and how many of them succeeded.
     pub context_successes: usize,
+    /// The same, weighted by recency: deployments' worth of evidence...
+    #[serde(default)]
+    pub context_weight: f64,
+    /// ...and of success.
+    #[serde(default)]
+    pub context_weighted_successes: f64,
     /// Past deployments with this strategy.
     pub samples: usize,
     /// Expected minutes, when similar deployments exist.
@@ -106,6 +118,42 @@ pub struct CandidateScore {
     /// estimate).
     pub fits_max_time: Option<bool>,
     pub utility: f64,
+}
+
+fn known_default() -> bool {
+    true
+}
+
+/// An adaptive deployment that tries a strategy on purpose: which, why, and
+/// at what rate (never in production).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    pub strategy: String,
+    pub environment: Environment,
+    /// The share of adaptive deployments that explore here now...
+    pub rate: f64,
+    /// ...and the setting it comes from (`ml_config.exploration_rate`, or
+    /// `ml_config.drift_exploration_rate` after a change).
+    pub rate_source: String,
+    /// This deployment's uniform draw; it explores when the draw is below
+    /// the rate.
+    pub draw: f64,
+    /// The strategy's deployments so far (in this environment since the
+    /// change, when re-checking after one).
+    pub deployments: usize,
+    pub reason: String,
+}
+
+/// A detected change in a strategy's success rate in an environment, with
+/// the evidence and what the engine does about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftDetection {
+    #[serde(flatten)]
+    pub event: DriftEvent,
+    /// The evidence in one line.
+    pub summary: String,
+    /// What the engine does until the new regime is learned.
+    pub response: String,
 }
 
 /// The stored strategy model as `history_loaded` reports it: its training
@@ -221,6 +269,9 @@ pub enum Decision {
         /// `null` without a model.
         model: Option<LoadedModel>,
     },
+    /// The adaptive choice explores this time (`ml_config.exploration_rate`,
+    /// or `drift_exploration_rate` after a change; never in production).
+    Exploration(Exploration),
     /// The operator named the strategy.
     StrategySelected {
         strategy: String,
@@ -231,10 +282,10 @@ pub enum Decision {
     StrategyPredicted {
         strategy: String,
         confidence: f64,
-        /// `rules`, `model` or `exploration`.
+        /// `rules`, `model`, `exploration` or `drift_fallback`.
         method: String,
         reasons: Vec<String>,
-        /// Every candidate's score (empty unless the model decided).
+        /// Every candidate's score (empty when the rules decided).
         candidates: Vec<CandidateScore>,
     },
     /// Whether `--max-time` fits the strategy, judged by similar past
@@ -406,6 +457,9 @@ pub enum Decision {
         status: DeploymentStatus,
         message: String,
     },
+    /// This deployment's outcome revealed a change in a strategy's success
+    /// rate in its environment.
+    DriftDetected(DriftDetection),
     /// The strategy model is retrained after this deployment.
     ModelRetraining { reason: String, in_background: bool },
     /// Consecutive failures at or over `alerts.consecutive_failures`.

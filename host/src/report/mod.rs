@@ -28,7 +28,9 @@ pub use crate::history::{StepRecord, StepStatus, step_label};
 use crate::ml::{DurationEstimate, FailurePattern};
 use crate::monitor::{ProcessSample, Snapshot, TrackingMode};
 use crate::plugin::Rollout;
-pub use decision::{Approval, CandidateScore, Decision, DecisionEntry};
+pub use decision::{
+    Approval, CandidateScore, Decision, DecisionEntry, DriftDetection, Exploration,
+};
 
 /// Per-host results of fleet steps, for `adeploy list` and the summary:
 /// `web-1:ok web-2:failed+rolled-back web-3:skipped` (a host's worst step;

@@ -53,6 +53,9 @@ impl Engine {
                     learning,
                     max_time: req.max_time,
                 });
+                if let Some(e) = &sel.exploration {
+                    log.record(Decision::Exploration(e.clone()));
+                }
                 log.record(Decision::StrategyPredicted {
                     strategy: sel.strategy.clone(),
                     confidence: sel.confidence,

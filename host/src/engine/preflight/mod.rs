@@ -227,12 +227,14 @@ impl Engine {
 
         // Choose the strategy.
         let candidates = self.offered(&config);
+        let evidence = learn::Evidence::new(&outcomes, &config.ml_config, Utc::now());
         let features = learn::feature_context(
             &baseline,
             environment,
             req.size,
-            req.services.len(),
+            &req.services,
             &outcomes,
+            &evidence.recency,
             "",
         );
         let durations =
@@ -240,10 +242,11 @@ impl Engine {
         let learning = LearningContext {
             model: &model_state,
             outcomes: &outcomes,
+            evidence: &evidence,
             training_samples,
             features: &features,
             durations: &durations,
-            roll: rand::random::<f64>(),
+            roll: self.draw(),
         };
         let learning = (outcomes.deployments() > 0).then_some(&learning);
         let (strategy, selection) = self.select_strategy(

@@ -65,6 +65,8 @@ pub(crate) fn featured(mut record: DeploymentRecord) -> DeploymentRecord {
         success_rate_strategy: 0.5,
         recent_failures: 0.0,
         mean_duration_min: 1.0,
+        service_success_min: None,
+        service_success_product: None,
     });
     record
 }
