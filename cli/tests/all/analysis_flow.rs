@@ -14,7 +14,11 @@ use crate::prometheus_support::{analysed_config, metrics_world};
 /// `services.api.version`) as `NAME.yaml`.
 fn config_for(dir: &Path, name: &str, base: &str, version: &str) -> PathBuf {
     let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, base.replace("    version: v1\n", &format!("    version: {version}\n"))).unwrap();
+    std::fs::write(
+        &path,
+        base.replace("    version: v1\n", &format!("    version: {version}\n")),
+    )
+    .unwrap();
     path
 }
 
@@ -55,10 +59,20 @@ fn the_binary_runs_analysis_rolls_back_on_a_bad_metric_and_replays_with_a_looser
     // v1, then a good v2: both pass; `run --json` has the verdicts.
     let v1 = config_for(dir.path(), "v1", &base, "v1");
     let out = run(dir.path(), &state, &v1, &["--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v2 = config_for(dir.path(), "v2", &base, "v2");
     let out = run(dir.path(), &state, &v2, &["--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = &json(&out)["report"];
     let analysis = report["analysis"].as_array().unwrap();
     assert_eq!(analysis.len(), 2, "{analysis:?}");
@@ -82,10 +96,18 @@ fn the_binary_runs_analysis_rolls_back_on_a_bad_metric_and_replays_with_a_looser
 
     // v3 serves 30 % errors: exit 1, rolled back, the metric named.
     let out = run(dir.path(), &state, &v3, &["--json"]);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report = json(&out)["report"].clone();
     assert_eq!(report["deployment_summary"]["status"], "rolled_back");
-    let bad_id = report["deployment_summary"]["id"].as_str().unwrap().to_string();
+    let bad_id = report["deployment_summary"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(report["analysis"][0]["metric"], "error-rate");
     assert_eq!(report["analysis"][0]["verdict"], "fail");
     let message = report["steps"][0]["message"].as_str().unwrap();
@@ -117,11 +139,22 @@ fn the_binary_runs_analysis_rolls_back_on_a_bad_metric_and_replays_with_a_looser
     )
     .unwrap();
     let out = adeploy(
-        &["analyze", &bad_id, "--config", loose.to_str().unwrap(), "--json"],
+        &[
+            "analyze",
+            &bad_id,
+            "--config",
+            loose.to_str().unwrap(),
+            "--json",
+        ],
         dir.path(),
         &state,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let again = json(&out);
     assert_eq!(again["recorded_verdict"], "fail");
     assert_eq!(again["verdict"], "pass");
@@ -153,7 +186,10 @@ fn the_binary_runs_analysis_rolls_back_on_a_bad_metric_and_replays_with_a_looser
         let out = adeploy(&["list", "--json"], dir.path(), state);
         json(&out)["deployments"].as_array().unwrap().len()
     };
-    let before = (std::fs::read_to_string(&order).unwrap(), deployments(&state));
+    let before = (
+        std::fs::read_to_string(&order).unwrap(),
+        deployments(&state),
+    );
     for extra in [&["--dry-run"][..], &[]] {
         let out = run(dir.path(), &state, &broken, extra);
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -162,10 +198,16 @@ fn the_binary_runs_analysis_rolls_back_on_a_bad_metric_and_replays_with_a_looser
             stderr.contains("services.api.analysis: metric 'error-rate': provider 'prometheus' rejects the query"),
             "{stderr}"
         );
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        // The decisions taken so far, then one error line, last.
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr}");
+        assert_eq!(stderr.lines().last(), errors.first().copied(), "{stderr}");
     }
     assert_eq!(
-        (std::fs::read_to_string(&order).unwrap(), deployments(&state)),
+        (
+            std::fs::read_to_string(&order).unwrap(),
+            deployments(&state)
+        ),
         before
     );
 }

@@ -20,7 +20,9 @@ fn a_port_conflict_fails_the_demo_and_rolls_back() {
     ))
     .unwrap();
     assert!(
-        demo.contains("expect_body: \"version=${ADEPLOY_VERSION} deployment=${ADEPLOY_DEPLOYMENT_ID}\""),
+        demo.contains(
+            "expect_body: \"version=${ADEPLOY_VERSION} deployment=${ADEPLOY_DEPLOYMENT_ID}\""
+        ),
         "the demo's check expects the version and the deployment"
     );
     let config = demo.replace("18080", &squatter.port.to_string());
@@ -56,7 +58,7 @@ fn a_port_conflict_fails_the_demo_and_rolls_back() {
     let message = step["message"].as_str().unwrap();
     assert!(
         message.contains(&format!(
-            "expected a body containing \\\"version=1.0.0 deployment={id}\\\""
+            "expected a body containing \"version=1.0.0 deployment={id}\""
         )) && message.contains("version=0.9.0"),
         "{message}"
     );

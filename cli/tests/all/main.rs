@@ -14,11 +14,10 @@ mod diagnostics;
 mod examples;
 mod human_output;
 mod metric_provider;
+#[path = "../../../host/tests/all/prometheus_support.rs"]
+mod prometheus_support;
 mod reports;
 mod scaffold;
 mod security;
 mod seed_commands;
 mod shared_history;
-#[allow(dead_code)]
-#[path = "../../../host/tests/all/prometheus_support.rs"]
-mod prometheus_support;

@@ -63,8 +63,8 @@ pub use crate::report::{
 };
 pub use error::EngineError;
 pub use event::DeploymentEvent;
-pub use reports::HistoryReport;
 pub use reanalysis::{ReanalysedMetric, Reanalysis};
+pub use reports::HistoryReport;
 pub use select::{
     AdaptiveSelector, LearningContext, RuleSelector, Selection, SelectionContext, StrategySelector,
 };

@@ -599,7 +599,9 @@ mod tests {
 
     #[tokio::test]
     async fn recent_samples_come_from_the_deployments_that_ran_in_the_window() {
-        use crate::history::{DeploymentRecord, DeploymentStatus, History, HistoryStore, MetricSample};
+        use crate::history::{
+            DeploymentRecord, DeploymentStatus, History, HistoryStore, MetricSample,
+        };
         let tmp = tempfile::tempdir().unwrap();
         let history = History::open(tmp.path()).unwrap();
         let now = Utc::now();

@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use crate::config::{Config, Environment};
 use crate::history::{DeploymentRecord, StepStatus};
 
-
 /// One service's versions in a deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct ServiceVersion {
@@ -135,7 +134,8 @@ mod tests {
             .set_versions(&["nope=1".parse().unwrap()])
             .unwrap_err();
         assert!(
-            e.to_string().contains("--set-version nope: unknown service"),
+            e.to_string()
+                .contains("--set-version nope: unknown service"),
             "{e}"
         );
     }
