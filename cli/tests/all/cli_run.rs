@@ -485,6 +485,7 @@ fn list_shows_the_per_host_results_of_fleet_steps() {
         version: None,
         previous_version: None,
         phases: Vec::new(),
+        container: None,
     };
     let mut record = DeploymentRecord::running("deploy_1", chrono::Utc::now());
     record.strategy = "conservative".into();

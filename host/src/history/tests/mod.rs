@@ -254,5 +254,6 @@ pub(crate) fn step(service: &str, wave: u32, message: &str) -> StepRecord {
         version: None,
         previous_version: None,
         phases: Vec::new(),
+        container: None,
     }
 }
