@@ -88,13 +88,19 @@ fn replace_v1_v2_then_a_broken_v3_rolls_back_to_the_same_image() {
     let (o, _) = run(&w, &cfg, &name, None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(get(port, "/health").as_deref(), Some("v1"));
-    assert_eq!(images.containers(), vec![(format!("adeploy-{name}-1"), true)]);
+    assert_eq!(
+        images.containers(),
+        vec![(format!("adeploy-{name}-1"), true)]
+    );
 
     let (o, v) = run(&w, &cfg, &name, Some("2"));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(get(port, "/health").as_deref(), Some("v2"));
     // v1 is retired once the deployment is recorded.
-    assert_eq!(images.containers(), vec![(format!("adeploy-{name}-2"), true)]);
+    assert_eq!(
+        images.containers(),
+        vec![(format!("adeploy-{name}-2"), true)]
+    );
     let c = container_of(&v);
     let v2_digest = images.id("2");
     assert_eq!(c["digest"], v2_digest.as_str(), "{c}");
@@ -106,7 +112,10 @@ fn replace_v1_v2_then_a_broken_v3_rolls_back_to_the_same_image() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     // The same container (and so the same image digest) serves again.
     assert_eq!(get(port, "/health").as_deref(), Some("v2"));
-    assert_eq!(images.containers(), vec![(format!("adeploy-{name}-2"), true)]);
+    assert_eq!(
+        images.containers(),
+        vec![(format!("adeploy-{name}-2"), true)]
+    );
     assert_eq!(
         images.container_image(&format!("adeploy-{name}-2")),
         Some(v2_digest.clone())
@@ -169,14 +178,28 @@ fn blue_green_keeps_the_old_version_answering_through_a_failed_attempt() {
     stop.store(true, Ordering::SeqCst);
     prober.join().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(probes.load(Ordering::SeqCst) > 10, "the prober ran too little");
-    assert_eq!(misses.load(Ordering::SeqCst), 0, "blue stopped answering v1");
-    assert_eq!(read_active(), blue.to_string(), "the switch must not have run");
+    assert!(
+        probes.load(Ordering::SeqCst) > 10,
+        "the prober ran too little"
+    );
+    assert_eq!(
+        misses.load(Ordering::SeqCst),
+        0,
+        "blue stopped answering v1"
+    );
+    assert_eq!(
+        read_active(),
+        blue.to_string(),
+        "the switch must not have run"
+    );
     let c = container_of(&v);
     assert_eq!(c["slot"], "green", "{c}");
     assert_eq!(c["switched"], serde_json::Value::Null, "{c}");
     assert_eq!(c["rolled_back_to"], images.id("1").as_str(), "{c}");
-    assert_eq!(images.containers(), vec![(format!("adeploy-{name}-1"), true)]);
+    assert_eq!(
+        images.containers(),
+        vec![(format!("adeploy-{name}-1"), true)]
+    );
 
     // v3 succeeds on green: switched, blue retired.
     let (o, v) = run(&w, &cfg, &name, Some("3"));
@@ -185,7 +208,10 @@ fn blue_green_keeps_the_old_version_answering_through_a_failed_attempt() {
     assert_eq!(get(green, "/health").as_deref(), Some("v3"));
     assert_eq!(get(blue, "/health"), None, "the old container is stopped");
     assert_eq!(container_of(&v)["switched"], true);
-    assert_eq!(images.containers(), vec![(format!("adeploy-{name}-3"), true)]);
+    assert_eq!(
+        images.containers(),
+        vec![(format!("adeploy-{name}-3"), true)]
+    );
 }
 
 #[test]
@@ -269,9 +295,24 @@ fn a_container_started_by_hand_under_adeploys_name_is_reported_not_replaced() {
     let hand = format!("adeploy-{name}-2");
     let other = free_port();
     let o = podman(&[
-        "run", "-d", "--name", &hand, "--network", "host", "--ulimit", "nofile=1024:1024",
-        "--ulimit", "nproc=1024:1024", &image, "/bin/busybox", "httpd", "-f", "-p",
-        &format!("127.0.0.1:{other}"), "-h", "/www",
+        "run",
+        "-d",
+        "--name",
+        &hand,
+        "--network",
+        "host",
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=1024:1024",
+        &image,
+        "/bin/busybox",
+        "httpd",
+        "-f",
+        "-p",
+        &format!("127.0.0.1:{other}"),
+        "-h",
+        "/www",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -295,4 +336,20 @@ fn a_container_started_by_hand_under_adeploys_name_is_reported_not_replaced() {
     // Both still there: v1 serving again, the hand-started one untouched.
     assert_eq!(get(port, "/health").as_deref(), Some("v1"));
     assert_eq!(get(other, "/health").as_deref(), Some("v1"));
+
+    // Drift: the deployed container stopped behind adeploy's back.
+    let o = podman(&["stop", "-t", "0", &format!("adeploy-{name}-1")]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = adeploy(
+        &["diagnostics", "--config", cfg.to_str().unwrap()],
+        w.dir.path(),
+        &w.state(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!("drift: the history says adeploy-{name}-1")),
+        "{text}"
+    );
+    assert!(text.contains("(not adeploy's)"), "{text}");
 }

@@ -60,7 +60,10 @@ pub fn get(port: u16, path: &str) -> Option<String> {
     let (head, body) = text.split_once("\r\n\r\n")?;
     head.starts_with("HTTP/1.0 200")
         .then(|| body.trim().to_string())
-        .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.trim().to_string()))
+        .or_else(|| {
+            head.starts_with("HTTP/1.1 200")
+                .then(|| body.trim().to_string())
+        })
 }
 
 /// The images of one test (`localhost/NAME:TAG`) and the containers of its
@@ -93,7 +96,9 @@ impl TestImages {
         let busybox = ["/bin/busybox", "/usr/bin/busybox"]
             .into_iter()
             .find(|p| Path::new(p).exists())
-            .expect("busybox (busybox-static) is needed for the container tests; .ci/run installs it");
+            .expect(
+                "busybox (busybox-static) is needed for the container tests; .ci/run installs it",
+            );
         std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
         for l in ["sh", "httpd", "sleep", "cat", "echo"] {
             std::os::unix::fs::symlink("busybox", root.join("bin").join(l)).unwrap();
@@ -114,14 +119,24 @@ impl TestImages {
         assert!(st.success());
         let image = format!("{}:{tag}", self.repo);
         let o = podman(&["import", "-q", tar.to_str().unwrap(), &image]);
-        assert!(o.status.success(), "podman import: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "podman import: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         self.tags.push(tag.to_string());
         image
     }
 
     /// The image id of `repo:tag` (`sha256:…`).
     pub fn id(&self, tag: &str) -> String {
-        let o = podman(&["image", "inspect", "--format", "{{.Id}}", &format!("{}:{tag}", self.repo)]);
+        let o = podman(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{.Id}}",
+            &format!("{}:{tag}", self.repo),
+        ]);
         assert!(o.status.success());
         format!("sha256:{}", String::from_utf8_lossy(&o.stdout).trim())
     }
@@ -140,7 +155,10 @@ impl TestImages {
             .lines()
             .filter_map(|l| {
                 let (n, s) = l.split_once(' ')?;
-                Some((n.to_string(), s.starts_with("running") || s.starts_with("Up")))
+                Some((
+                    n.to_string(),
+                    s.starts_with("running") || s.starts_with("Up"),
+                ))
             })
             .collect();
         v.sort();

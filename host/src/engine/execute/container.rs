@@ -34,7 +34,7 @@ const SLOTS: [&str; 2] = ["blue", "green"];
 
 /// Everything a container step needs, owned (a step task carries it).
 #[derive(Debug, Clone)]
-pub(super) struct ContainerJob {
+pub(crate) struct ContainerJob {
     pub service: String,
     pub host: Option<String>,
     pub deployment_id: String,
@@ -79,7 +79,7 @@ pub(crate) fn remote_host(
 
 impl ContainerJob {
     /// `None` unless the service is a container service.
-    pub fn of(
+    pub(crate) fn of(
         config: &Config,
         name: &str,
         service: &ServiceConfig,
@@ -134,7 +134,7 @@ impl ContainerJob {
 
     /// The runtime: the configured or installed one; on a fleet host, the
     /// configured one or whichever the host has.
-    pub async fn runtime(&self) -> Result<Runtime, ContainerError> {
+    pub(crate) async fn runtime(&self) -> Result<Runtime, ContainerError> {
         let kind = match (&self.remote, self.configured) {
             (None, configured) => rt::local_runtime(configured)?,
             (Some(_), Some(k)) => k,
@@ -148,7 +148,10 @@ impl ContainerJob {
     }
 
     /// This service's containers on this host (others' hosts excluded).
-    async fn mine(&self, runtime: &Runtime) -> Result<Vec<ContainerInfo>, ContainerError> {
+    pub(crate) async fn mine(
+        &self,
+        runtime: &Runtime,
+    ) -> Result<Vec<ContainerInfo>, ContainerError> {
         let mut found = runtime.containers(&self.service, &self.prefix()).await?;
         found.retain(|c| {
             !c.owned_by(&self.service) || c.label(rt::LABEL_HOST) == self.host.as_deref()
