@@ -477,6 +477,17 @@ pub struct FeatureContext {
     /// service succeeds, if they fail independently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_success_product: Option<f64>,
+    /// Container services: the first requested one's image (without tag)
+    /// hashed into one of `ml::IMAGE_BUCKETS` buckets, so the forest can
+    /// tell images apart. `None`: no container service (encoded `-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_bucket: Option<f64>,
+    /// Container services: the lowest recency-weighted success rate,
+    /// (ok + 1) / (n + 2), of the exact images (`image:version`) about to go
+    /// out, over past deployments in this environment that put them out
+    /// (0.5 without history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_success_min: Option<f64>,
 }
 
 /// One entry of a deployment's decision log ("every arrow is recorded as a

@@ -238,6 +238,14 @@ impl Engine {
             &evidence.recency,
             "",
         );
+        let images: Vec<String> = req
+            .services
+            .iter()
+            .filter_map(|n| config.services.get(n))
+            .filter(|s| s.target == crate::config::TargetKind::Container)
+            .filter_map(|s| Some(format!("{}:{}", s.image.as_ref()?, s.version.as_ref()?)))
+            .collect();
+        let features = learn::with_images(features, &images, &outcomes, &evidence.recency);
         let durations =
             crate::ml::estimate_all(&outcomes, &candidates, environment, req.services.len());
         let learning = LearningContext {

@@ -66,6 +66,8 @@ pub(crate) fn featured(mut record: DeploymentRecord) -> DeploymentRecord {
         recent_failures: 0.0,
         mean_duration_min: 1.0,
         service_success_min: None,
+        image_bucket: None,
+        image_success_min: None,
         service_success_product: None,
     });
     record
