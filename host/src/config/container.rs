@@ -172,3 +172,93 @@ pub(super) fn validate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::config::Config;
+
+    /// `(line, column)` of the first `needle` in `text`, 1-based.
+    fn position(text: &str, needle: &str) -> (usize, usize) {
+        text.lines()
+            .enumerate()
+            .find_map(|(i, l)| l.find(needle).map(|c| (i + 1, c + 1)))
+            .unwrap()
+    }
+
+    fn web(extra: &str) -> String {
+        format!(
+            "services:\n  web:\n    target: container\n    image: localhost/web\n    version: \"1\"\n{extra}"
+        )
+    }
+
+    #[test]
+    fn container_keys_are_checked_with_positions() {
+        let cases = [
+            (
+                web("    runtime: rkt\n"),
+                "rkt",
+                "unknown variant `rkt`, expected `podman` or `docker`",
+            ),
+            (
+                web("    deploy: 'true'\n"),
+                "deploy",
+                "services.web.deploy: a `target: container` service is started and rolled back by adeploy from `image` and `version`: remove `deploy`",
+            ),
+            (
+                "services:\n  web:\n    target: container\n    image: localhost/web:1\n".to_string(),
+                "image",
+                "services.web.image: \"localhost/web:1\" carries a tag or digest: give the image without it and the tag as `version`",
+            ),
+            (
+                web("    strategy_mode: blue-green\n    slot_ports: [8080, 8080]\n    switch: 'true'\n"),
+                "slot_ports",
+                "services.web.slot_ports: blue-green needs `slot_ports: [BLUE, GREEN]`, two different ports (1-65535) the old and new container take turns on",
+            ),
+            (
+                web("    strategy_mode: blue-green\n    slot_ports: [8080, 8081]\n"),
+                "strategy_mode",
+                "services.web.strategy_mode: blue-green needs `switch`: the command that sends traffic to the new container ($ADEPLOY_PORT)",
+            ),
+            (
+                web("    switch: 'true'\n"),
+                "switch",
+                "services.web.switch: is for `strategy_mode: blue-green`",
+            ),
+            (
+                web("    args: [\"-p\", \"${ADEPLOY_PROT}\"]\n"),
+                "args",
+                "services.web.args: unknown placeholder ${ADEPLOY_PROT}",
+            ),
+            (
+                "services:\n  web:\n    deploy: 'true'\n    ports: [\"8080:80\"]\n".to_string(),
+                "ports",
+                "services.web.ports: is a container setting: it needs `target: container`",
+            ),
+            (
+                web("    version: \"-1\"\n").replace("    version: \"1\"\n", ""),
+                "version",
+                "services.web.version: \"-1\" is not an image tag",
+            ),
+        ];
+        for (text, at, message) in cases {
+            let err = Config::from_layers(&text, Path::new("c.yaml"))
+                .unwrap_err()
+                .to_string();
+            let (line, column) = position(&text, at);
+            let want = format!("c.yaml:{line}:");
+            assert!(err.starts_with(&want), "{err} (want {want}) for\n{text}");
+            assert!(err.contains(message), "{err}\nwants: {message}");
+            if at != "rkt" {
+                assert!(err.starts_with(&format!("c.yaml:{line}:{column}:")), "{err}");
+            }
+        }
+        let ok = web(
+            "    runtime: podman\n    strategy_mode: blue-green\n    slot_ports: [8080, 8081]\n    switch: 'echo $ADEPLOY_PORT'\n    args: [\"httpd\", \"-p\", \"${ADEPLOY_PORT}\"]\n    health: {http: \"http://127.0.0.1:${ADEPLOY_PORT}/health\"}\n",
+        );
+        let cfg = Config::from_layers(&ok, Path::new("c.yaml")).unwrap();
+        assert!(cfg.hosts_of("web").is_empty());
+        assert!(!cfg.services["web"].is_fleet());
+    }
+}

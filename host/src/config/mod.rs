@@ -968,7 +968,7 @@ mod tests {
         let e = err("ml_config:\n  feature_weights:\n    system_cpu: 2\n    sytem_memory: 3\n");
         assert!(
             e.starts_with(
-                "my.yaml:4:5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, cpu_percent,"
+                "my.yaml:4:5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, image_history, cpu_percent,"
             ),
             "{e}"
         );
@@ -1086,7 +1086,7 @@ mod tests {
                     "",
                 ),
                 "expect_body",
-                "services.api.health.expect_body: unknown placeholder ${ADEPLOY_VERISON} (known: ${ADEPLOY_SERVICE}, ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_ENVIRONMENT}, ${ADEPLOY_VERSION}, ${ADEPLOY_PREVIOUS_VERSION}, ${ADEPLOY_HOST})",
+                "services.api.health.expect_body: unknown placeholder ${ADEPLOY_VERISON} (known: ${ADEPLOY_SERVICE}, ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_ENVIRONMENT}, ${ADEPLOY_VERSION}, ${ADEPLOY_PREVIOUS_VERSION}, ${ADEPLOY_HOST}, ${ADEPLOY_HOST_ADDRESS}, ${ADEPLOY_PORT})",
             ),
             (
                 service(
