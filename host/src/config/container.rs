@@ -207,12 +207,15 @@ mod tests {
                 "services.web.deploy: a `target: container` service is started and rolled back by adeploy from `image` and `version`: remove `deploy`",
             ),
             (
-                "services:\n  web:\n    target: container\n    image: localhost/web:1\n".to_string(),
+                "services:\n  web:\n    target: container\n    image: localhost/web:1\n"
+                    .to_string(),
                 "image",
                 "services.web.image: \"localhost/web:1\" carries a tag or digest: give the image without it and the tag as `version`",
             ),
             (
-                web("    strategy_mode: blue-green\n    slot_ports: [8080, 8080]\n    switch: 'true'\n"),
+                web(
+                    "    strategy_mode: blue-green\n    slot_ports: [8080, 8080]\n    switch: 'true'\n",
+                ),
                 "slot_ports",
                 "services.web.slot_ports: blue-green needs `slot_ports: [BLUE, GREEN]`, two different ports (1-65535) the old and new container take turns on",
             ),
@@ -251,7 +254,10 @@ mod tests {
             assert!(err.starts_with(&want), "{err} (want {want}) for\n{text}");
             assert!(err.contains(message), "{err}\nwants: {message}");
             if at != "rkt" {
-                assert!(err.starts_with(&format!("c.yaml:{line}:{column}:")), "{err}");
+                assert!(
+                    err.starts_with(&format!("c.yaml:{line}:{column}:")),
+                    "{err}"
+                );
             }
         }
         let ok = web(

@@ -153,7 +153,7 @@ pub enum EngineError {
     Container {
         service: String,
         #[source]
-        source: crate::exec::container::ContainerError,
+        source: Box<crate::exec::container::ContainerError>,
     },
     /// An experimental built-in strategy named with `--strategy` in an
     /// environment where its switch is off.

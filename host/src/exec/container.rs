@@ -453,7 +453,7 @@ impl Runtime {
             message,
         })?;
         found.retain(|c| c.owned_by(service) || c.name.starts_with(prefix));
-        found.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+        found.sort_by_key(|c| std::cmp::Reverse(c.started_at));
         Ok(found)
     }
 

@@ -281,6 +281,10 @@ impl Execution<'_> {
                 ),
             };
             if let Some(deploy) = deploy {
+                let deploy = match &remote {
+                    Some(r) => r.wrap(deploy, &env),
+                    None => deploy.clone(),
+                };
                 let label = format!("{shown} deploy");
                 let opts = RunOptions {
                     label: &label,

@@ -573,7 +573,7 @@ fn check_containers(config: &Config, services: &[String]) -> Result<(), EngineEr
             crate::exec::container::local_runtime(s.runtime).map_err(|source| {
                 EngineError::Container {
                     service: name.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             })?;
         }
