@@ -130,6 +130,29 @@ pub(super) fn validate(
     }
     match s.strategy_mode {
         ContainerMode::Replace => {
+            let health = s.health.as_ref();
+            let texts = [
+                ("args", s.args.iter().collect::<Vec<_>>()),
+                ("ports", s.ports.iter().collect()),
+                ("volumes", s.volumes.iter().collect()),
+                ("run_options", s.run_options.iter().collect()),
+                (
+                    "health",
+                    health.and_then(|h| h.http.as_ref()).into_iter().collect(),
+                ),
+                (
+                    "health",
+                    health.and_then(|h| h.tcp.as_ref()).into_iter().collect(),
+                ),
+            ];
+            for (key, list) in texts {
+                if list.iter().any(|t| t.contains("${ADEPLOY_PORT}")) {
+                    return Err(err(
+                        &["services", name, key],
+                        "uses ${ADEPLOY_PORT}, a blue-green slot's port: it has no value with `strategy_mode: replace`".to_string(),
+                    ));
+                }
+            }
             if !s.slot_ports.is_empty() {
                 return Err(err(
                     &["services", name, "slot_ports"],
@@ -223,6 +246,11 @@ mod tests {
                 web("    strategy_mode: blue-green\n    slot_ports: [8080, 8081]\n"),
                 "strategy_mode",
                 "services.web.strategy_mode: blue-green needs `switch`: the command that sends traffic to the new container ($ADEPLOY_PORT)",
+            ),
+            (
+                web("    args: [\"-p\", \"${ADEPLOY_PORT}\"]\n"),
+                "args",
+                "services.web.args: uses ${ADEPLOY_PORT}, a blue-green slot's port: it has no value with `strategy_mode: replace`",
             ),
             (
                 web("    switch: 'true'\n"),
