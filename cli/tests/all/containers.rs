@@ -124,9 +124,17 @@ fn replace_v1_v2_then_a_broken_v3_rolls_back_to_the_same_image() {
     assert_eq!(c["digest"], images.id("3").as_str(), "{c}");
     assert_eq!(c["rolled_back_to"], v2_digest.as_str(), "{c}");
     assert_eq!(c["previous"]["id"], v2_id.as_str(), "{c}");
-    // The history has the same typed record.
-    let o = adeploy(&["list", "--json"], w.dir.path(), &w.state());
+    // The history keeps the same typed record.
+    let o = adeploy(&["state", "export"], w.dir.path(), &w.state());
     assert!(o.status.success(), "{}", stderr(&o));
+    let stored = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| container_of(&v))
+        .find(|c| c.get("rolled_back_to").is_some())
+        .expect("the rolled-back deployment's container record in the history");
+    assert_eq!(stored["rolled_back_to"], v2_digest.as_str(), "{stored}");
+    assert_eq!(stored["digest"], images.id("3").as_str(), "{stored}");
 }
 
 #[test]
