@@ -2,6 +2,7 @@
 //! twice, reached over ssh), the runtime is this machine's podman. Names
 //! carry the host (`adeploy-<service>-<version>-<host>`) and each host's
 //! container listens on its own port (chosen from `$ADEPLOY_HOST` inside it).
+//! No `runtime` is configured: each host is asked which one it has.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +26,7 @@ async fn two_hosts_deploy_per_host_and_roll_back_per_host() {
     );
     // The health check runs on the host; v2 fails it on h2 only.
     let service = format!(
-        "  {name}:\n    target: container\n    host_labels: [web]\n    image: {repo}\n    version: \"1\"\n    runtime: podman\n    runtime_options: {RUNTIME_OPTIONS}\n    run_options: {RUN_OPTIONS}\n    args: [\"/bin/sh\", \"-c\", \"{pick}; exec /bin/busybox httpd -f -p 127.0.0.1:$p -h /www\"]\n    stop_timeout_s: 1\n    timeout_s: 8\n    health:\n      from: remote\n      command: '{pick}; test \"$ADEPLOY_HOST-$ADEPLOY_VERSION\" != h2-2 && /bin/busybox wget -qO- http://127.0.0.1:$p/health | grep -qx \"v$ADEPLOY_VERSION\"'\n      timeout_ms: 2000\n",
+        "  {name}:\n    target: container\n    host_labels: [web]\n    image: {repo}\n    version: \"1\"\n    runtime_options: {RUNTIME_OPTIONS}\n    run_options: {RUN_OPTIONS}\n    args: [\"/bin/sh\", \"-c\", \"{pick}; exec /bin/busybox httpd -f -p 127.0.0.1:$p -h /www\"]\n    stop_timeout_s: 1\n    timeout_s: 8\n    health:\n      from: remote\n      command: '{pick}; test \"$ADEPLOY_HOST-$ADEPLOY_VERSION\" != h2-2 && /bin/busybox wget -qO- http://127.0.0.1:$p/health | grep -qx \"v$ADEPLOY_VERSION\"'\n      timeout_ms: 2000\n",
         repo = images.repo,
     );
     let engine = f.engine(&service, &f.inventory("", "")).await;
