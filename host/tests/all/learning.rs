@@ -587,14 +587,23 @@ async fn adaptive_choice_follows_a_change_in_one_environment_and_keeps_the_other
         // The changed environment recovers within 20 deployments.
         assert!(r.recovered_within.is_some_and(|i| i <= 20), "{report}");
         // The unchanged environments keep their choice (the one made most
-        // often; near-ties may flip on a retraining), and the change is
-        // never acted on there.
+        // often; near-ties may flip on a retraining) or, still learning
+        // there, settle on their best strategy: the change never moves them
+        // away from it, and is never acted on there.
         for env in [Environment::Development, Environment::Staging] {
             let kept = r.before.modal(env);
-            assert_eq!(
-                r.after.modal(env),
-                kept,
-                "{env} changed its choice: {:?}\n{report}",
+            let probs = DRIFT_WORLD
+                .iter()
+                .find(|(e, _)| *e == env)
+                .map(|(_, p)| *p)
+                .unwrap();
+            let best = STRATEGIES[(0..3)
+                .max_by(|a, b| probs[*a].total_cmp(&probs[*b]))
+                .unwrap()];
+            let now = r.after.modal(env);
+            assert!(
+                now == kept || now == best,
+                "{env} moved from {kept} to {now} (best {best}): {:?}\n{report}",
                 r.after.choices[&env]
             );
             assert!(
