@@ -174,11 +174,20 @@ fn sigkill_at_random_moments_leaves_a_consistent_state() {
         "--strategy",
         "conservative",
     ];
+    // Kill moments spread over a whole run as long as it takes on this
+    // machine now (a loaded machine is slower, a fast one would otherwise
+    // finish most runs before the kill).
+    let started = std::time::Instant::now();
+    let first = adeploy(&args, &w, &[]);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first));
+    let whole = u64::try_from(started.elapsed().as_millis())
+        .unwrap()
+        .max(50);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut killed = 0;
     for _ in 0..50 {
         let mut child = spawn(&args, &w, &[]);
-        std::thread::sleep(Duration::from_millis(rng.gen_range(0..1200)));
+        std::thread::sleep(Duration::from_millis(rng.gen_range(0..whole * 6 / 5)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
