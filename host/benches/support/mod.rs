@@ -7,7 +7,7 @@ use adeploy::plugin::{
 
 // The tests' helpers, shared by path: one deployment-context builder for the
 // tests and the benchmarks.
-#[allow(dead_code, unused_imports)]
+#[allow(dead_code, unused_imports, clippy::panic)]
 #[path = "../../tests/all/common.rs"]
 mod common;
 

@@ -811,7 +811,7 @@ mod tests {
                 environment: "staging".into(),
                 success: Some(true),
                 duration_s: Some(60.0),
-                ..DeploymentRecord::running(&format!("deploy_{n}"), Utc::now())
+                ..DeploymentRecord::running(format!("deploy_{n}"), Utc::now())
             })
             .collect();
         let report = Report::build(ReportInput {
