@@ -546,3 +546,52 @@ fn error_messages() {
     }
     golden("cli/errors.txt", &all);
 }
+
+/// docs/JSON.md names every top-level key of every golden `--json`
+/// document (and of the report inside `run --json`) in the section marked
+/// `<!-- golden: NAME.json -->`: a key added to a document without a word in
+/// the docs fails here.
+#[test]
+fn json_docs_name_every_key() {
+    let docs_path = crate::common::golden_dir().join("../../docs/JSON.md");
+    let docs = std::fs::read_to_string(&docs_path).unwrap();
+    let dir = crate::common::golden_dir().join("cli");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if !name.ends_with(".json") {
+            continue;
+        }
+        // run-failed.json is documented with run.json.
+        let documented = name.replace("run-failed", "run");
+        let marker = format!("<!-- golden: {documented} -->");
+        let start = docs
+            .find(&marker)
+            .unwrap_or_else(|| panic!("docs/JSON.md has no section {marker}"));
+        let section = &docs[start..];
+        let section = &section[..section[marker.len()..]
+            .find("\n## ")
+            .map_or(section.len(), |i| i + marker.len())];
+        let doc: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut keys: Vec<String> = doc.as_object().unwrap().keys().cloned().collect();
+        if let Some(report) = doc.get("report").and_then(Value::as_object) {
+            let report_section = &docs[docs.find("<!-- golden: report.json -->").unwrap()..];
+            for k in report.keys() {
+                assert!(
+                    report_section.contains(&format!("`{k}`")),
+                    "docs/JSON.md: the report's key `{k}` ({name}) is not documented"
+                );
+            }
+        }
+        keys.sort();
+        for k in keys {
+            assert!(
+                section.contains(&format!("`{k}`")),
+                "docs/JSON.md: `{k}` of {name} is not documented in its section"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} golden JSON documents");
+}
