@@ -48,6 +48,8 @@ fn run(w: &World, args: &[&str]) -> Ran {
 fn run_in(cwd: &Path, state: &Path, args: &[&str]) -> Ran {
     let o: Output = adeploy_command(cwd, state)
         .env("NO_COLOR", "1")
+        // On GitHub Actions `run` would append to the job's step summary.
+        .env_remove("GITHUB_STEP_SUMMARY")
         .args(args)
         .output()
         .unwrap();
