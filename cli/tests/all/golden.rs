@@ -237,6 +237,7 @@ const SHAPE_ONLY: &[&str] = &[
     "load_average",
     "own_processes",
     "process_usage",
+    "system_impact",
     "failures_by_hour",
     "buckets",
     "volume",
