@@ -238,6 +238,8 @@ const SHAPE_ONLY: &[&str] = &[
     "own_processes",
     "process_usage",
     "system_impact",
+    // What `state export` counted: decisions and samples follow the timing.
+    "records",
     "failures_by_hour",
     "buckets",
     "volume",
@@ -408,6 +410,40 @@ fn a_successful_run_and_what_reads_it() {
         assert!(r.stderr.is_empty(), "{name} --json: {}", r.stderr);
         golden(&format!("cli/{name}.json"), &n.json(&r.stdout));
     }
+
+    // The JSON-only results of commands that change something.
+    let export = w.dir.path().join("history.jsonl");
+    let project = w.dir.path().join("demo-hook");
+    let changes: Vec<(&str, Vec<String>)> = vec![
+        (
+            "state-export",
+            with_config(&["state", "export", "-o", export.to_str().unwrap(), "--json"]),
+        ),
+        ("model-reset", with_config(&["model", "reset", "--json"])),
+        (
+            "plugins-new",
+            [
+                "plugins",
+                "new",
+                "demo-hook",
+                "--kind",
+                "hook",
+                "--lang",
+                "rust",
+                "--dir",
+                project.to_str().unwrap(),
+                "--json",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+    ];
+    for (name, args) in &changes {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let r = run(&w, &args);
+        assert_eq!(r.code, Some(0), "{name}: {}", r.stderr);
+        golden(&format!("cli/{name}.json"), &n.json(&r.stdout));
+    }
 }
 
 /// A run whose second service fails its health check: the failure, the
@@ -502,7 +538,7 @@ fn error_messages() {
     let cfg = cfg.to_str().unwrap().to_string();
     let bad_yaml = write(
         "bad-yaml.yaml",
-        "thresholds:\n  high_cpu: 50\n    critical_memory: 90\n",
+        "thresholds: ]\n",
     );
     let unknown_key = write("unknown-key.yaml", "thresholds:\n  hgih_cpu: 50\n");
     let bad_value = write("bad-value.yaml", "thresholds:\n  high_cpu: lots\n");
@@ -532,6 +568,8 @@ fn error_messages() {
             "--root",
             "/definitely/not/here",
         ],
+        vec!["--config", &cfg, "analyze", "deploy_1_0000"],
+        vec!["--config", &cfg, "model", "retrain"],
     ];
     let mut n = Normaliser::new(dir);
     let mut all = String::new();
