@@ -536,10 +536,7 @@ fn error_messages() {
         p.to_str().unwrap().to_string()
     };
     let cfg = cfg.to_str().unwrap().to_string();
-    let bad_yaml = write(
-        "bad-yaml.yaml",
-        "thresholds: ]\n",
-    );
+    let bad_yaml = write("bad-yaml.yaml", "thresholds: ]\n");
     let unknown_key = write("unknown-key.yaml", "thresholds:\n  hgih_cpu: 50\n");
     let bad_value = write("bad-value.yaml", "thresholds:\n  high_cpu: lots\n");
     let not_wasm = write("not-wasm.wasm", "hello");
