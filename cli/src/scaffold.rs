@@ -13,6 +13,23 @@ use std::path::{Path, PathBuf};
 
 use adeploy::plugin::PluginKind;
 
+/// The SDK's sources, vendored into every Rust project (`adeploy-sdk/src/`),
+/// so that a plugin written outside this repository gets the same traits,
+/// export macros, helpers and typed config as the built-ins. Its bindings
+/// read `../wit`, the project's copy of the WIT.
+const SDK: &[(&str, &str)] = &[
+    ("lib.rs", include_str!("../../sdk/src/lib.rs")),
+    ("config.rs", include_str!("../../sdk/src/config.rs")),
+    ("detector.rs", include_str!("../../sdk/src/detector.rs")),
+    ("hook.rs", include_str!("../../sdk/src/hook.rs")),
+    ("provider.rs", include_str!("../../sdk/src/provider.rs")),
+    ("strategy.rs", include_str!("../../sdk/src/strategy.rs")),
+    ("testing.rs", include_str!("../../sdk/src/testing.rs")),
+];
+
+/// The vendored SDK's manifest: the versions of the workspace's, pinned.
+const SDK_MANIFEST: &str = include_str!("../templates/rust/sdk/Cargo.toml");
+
 /// The WIT package, copied into every project.
 const WIT: &[(&str, &str)] = &[
     ("types.wit", include_str!("../../wit/types.wit")),
@@ -194,7 +211,11 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
     };
     let build_notes = match req.lang {
         Lang::Rust => "It runs `cargo build --release --target wasm32-wasip2` (adding the target \
-                       with rustup when it is missing) and copies the component here."
+                       with rustup when it is missing) and copies the component here. The plugin \
+                       is written with adeploy-sdk, vendored in `adeploy-sdk/` (the sources of \
+                       adeploy's `sdk/` crate: traits, export macros, helpers, typed config; \
+                       `cargo doc --open -p adeploy-sdk` shows them); `cargo test` runs its unit \
+                       tests natively."
             .to_string(),
         Lang::Js => {
             "It installs the pinned jco into `node_modules` on the first run (`npm install`; \
@@ -227,6 +248,18 @@ fn files(req: &ScaffoldRequest) -> Vec<(PathBuf, String, bool)> {
     }
     match req.lang {
         Lang::Rust => {
+            out.push((
+                Path::new("adeploy-sdk").join("Cargo.toml"),
+                SDK_MANIFEST.to_string(),
+                false,
+            ));
+            for (file, text) in SDK {
+                out.push((
+                    Path::new("adeploy-sdk/src").join(file),
+                    (*text).to_string(),
+                    false,
+                ));
+            }
             out.push((
                 "Cargo.toml".into(),
                 fill(include_str!("../templates/rust/Cargo.toml")),
@@ -315,6 +348,49 @@ pub fn scaffold(req: &ScaffoldRequest) -> Result<Scaffolded, ScaffoldError> {
 mod tests {
     use super::*;
 
+    /// The vendored SDK is all of `sdk/src`, with the dependencies of
+    /// `sdk/Cargo.toml` at the workspace's versions.
+    #[test]
+    fn the_vendored_sdk_is_the_whole_sdk_at_the_workspace_versions() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut on_disk: Vec<String> = std::fs::read_dir(root.join("sdk/src"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        on_disk.sort();
+        let mut vendored: Vec<String> = SDK.iter().map(|(f, _)| f.to_string()).collect();
+        vendored.sort();
+        assert_eq!(
+            vendored, on_disk,
+            "cli/src/scaffold.rs SDK lists every file of sdk/src"
+        );
+
+        let sdk = std::fs::read_to_string(root.join("sdk/Cargo.toml")).unwrap();
+        let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let deps = sdk
+            .split("[dependencies]")
+            .nth(1)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap();
+        for line in deps.lines().filter(|l| l.contains(".workspace = true")) {
+            let name = line.split(".workspace").next().unwrap().trim();
+            let pinned = workspace
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} = ")))
+                .unwrap_or_else(|| panic!("{name} is not in [workspace.dependencies]"));
+            let vendored = SDK_MANIFEST
+                .lines()
+                .find(|l| l.starts_with(&format!("{name} = ")))
+                .unwrap_or_else(|| panic!("the vendored SDK manifest lacks {name}"));
+            assert_eq!(
+                vendored, pinned,
+                "cli/templates/rust/sdk/Cargo.toml pins {name} as the workspace does"
+            );
+        }
+    }
+
     #[test]
     fn names_that_suit_every_language() {
         for ok in ["canary", "my-canary2", "a"] {
@@ -361,9 +437,12 @@ mod tests {
                 for (rel, _) in WIT {
                     assert!(dir.join("wit").join(rel).is_file());
                 }
+                // The vendored SDK is copied as it is (its format strings
+                // have braces of their own).
                 let all: String = done
                     .files
                     .iter()
+                    .filter(|f| !f.starts_with("adeploy-sdk"))
                     .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
                     .collect();
                 assert!(!all.contains("{{"), "{lang} {kind}: a placeholder is left");

@@ -45,8 +45,19 @@
 //! # fn main() {}
 //! ```
 //!
-//! `on_progress` has a default (roll back past the failure budget, pause while
-//! the machine is over budget); override it to steer the rollout yourself.
+//! `on_progress` has a default: continue, and pause 10 s while the machine is
+//! over the strategy's budget. Rolling back past the failure budget is not the
+//! plugin's job: the host enforces the plan's `failure` policy
+//! (`max_failures`, `rollback_scope`) whatever `on_progress` answers, so a
+//! strategy overrides `on_progress` only to be stricter (roll back on the
+//! first failure, abort) or to pause.
+//!
+//! ## Config
+//!
+//! [`config::config`] reads the plugin's own settings (`plugins.<name>.config`
+//! in the operator's YAML) into any `serde::Deserialize` type and refuses
+//! unknown keys by name; [`config::strategy_config`] adds the validation keys
+//! every strategy shares ([`config::ValidationSettings`]).
 //!
 //! ## Host imports
 //!
@@ -67,6 +78,7 @@ mod common {
 
 pub use common::adeploy::plugin::{host, types};
 
+pub mod config;
 pub mod detector;
 pub mod hook;
 pub mod provider;

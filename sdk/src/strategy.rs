@@ -31,9 +31,12 @@ pub trait Strategy {
     /// Shapes the deployment into waves. An `Err` refuses the deployment.
     fn plan(ctx: DeploymentContext) -> Result<Rollout, String>;
 
-    /// Decides what happens after each progress event. The default goes on,
-    /// and pauses 10 s while the machine is over the strategy's budget; the host
-    /// enforces the plan's failure policy either way.
+    /// Decides what happens after each progress event. The default goes on
+    /// (a failed step included) and pauses 10 s while the machine is over the
+    /// strategy's budget. It never rolls back by itself: the host enforces the
+    /// plan's failure policy either way (more than `max_failures` failed steps
+    /// fail the deployment and roll back by `rollback_scope`), so the default
+    /// defers to the plan.
     fn on_progress(_ctx: DeploymentContext, event: Progress) -> Decision {
         match event.kind {
             ProgressKind::OverBudget => Decision::Pause(10),
@@ -319,5 +322,53 @@ mod tests {
         assert_eq!(step_label(Some(&fleet)), "api on web-1");
         assert_eq!(step_label(Some(&local)), "api");
         assert_eq!(step_label(None), "a step");
+    }
+}
+
+#[cfg(test)]
+mod default_on_progress {
+    use super::*;
+    use crate::testing::{context, progress, service};
+    use crate::types::{Environment, PluginInfo};
+
+    /// A strategy that keeps the default `on_progress`.
+    struct Plain;
+
+    impl Strategy for Plain {
+        fn describe() -> PluginInfo {
+            crate::info("plain", "0.1.0", "defaults")
+        }
+        fn plan(_: DeploymentContext) -> Result<Rollout, String> {
+            Err("unused".to_string())
+        }
+    }
+
+    /// The default defers failures to the plan's failure policy (the host
+    /// rolls back past `max_failures`) and pauses while over budget.
+    #[test]
+    fn continues_after_a_failure_and_pauses_over_budget() {
+        let ctx = || context(Environment::Production, vec![service("api", &[], &[])], "");
+        let step = Some(Step {
+            service: "api".to_string(),
+            host: None,
+        });
+        assert!(matches!(
+            Plain::on_progress(ctx(), progress(ProgressKind::StepFailed, step.clone())),
+            Decision::Continue
+        ));
+        assert!(matches!(
+            Plain::on_progress(ctx(), progress(ProgressKind::OverBudget, None)),
+            Decision::Pause(10)
+        ));
+        for kind in [
+            ProgressKind::WaveStarted,
+            ProgressKind::StepSucceeded,
+            ProgressKind::WaveFinished,
+        ] {
+            assert!(matches!(
+                Plain::on_progress(ctx(), progress(kind, step.clone())),
+                Decision::Continue
+            ));
+        }
     }
 }

@@ -1,31 +1,26 @@
 //! {{name}}: an adeploy hook. The host calls `run` at every phase of a
 //! deployment; an error before the deployment aborts it, an error for a
 //! service fails that step (see wit/hook.wit).
+//!
+//! It is written with adeploy-sdk (vendored in `adeploy-sdk/`): the trait,
+//! the export macro, the host imports and typed config.
 
-wit_bindgen::generate!({
-    path: "wit",
-    world: "adeploy:plugin/hook-plugin",
-    generate_all,
-});
-
-use adeploy::plugin::host::{LogLevel, log};
-use adeploy::plugin::types::{Detail, PluginInfo};
-use exports::adeploy::plugin::hook::{Guest, HookContext, HookReport, Phase};
+use adeploy_sdk::hook::{Hook, HookContext, HookReport, Phase};
+use adeploy_sdk::types::{Detail, PluginInfo};
 
 struct Plugin;
 
-impl Guest for Plugin {
+impl Hook for Plugin {
     fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "{{name}}".to_string(),
-            version: "0.1.0".to_string(),
-            description: "{{description}}".to_string(),
-        }
+        adeploy_sdk::info("{{name}}", "0.1.0", "{{description}}")
     }
 
     fn run(phase: Phase, ctx: HookContext) -> Result<HookReport, String> {
+        // No settings yet: refuse any, so a typo in the operator's config is
+        // an error rather than ignored.
+        let adeploy_sdk::config::NoKeys {} = adeploy_sdk::config::config(&ctx.deployment)?;
         let what = format!("{phase:?} of {} with {}", ctx.deployment.deployment_id, ctx.strategy);
-        log(LogLevel::Info, &format!("{{name}}: {what}"));
+        adeploy_sdk::log_info(&format!("{{name}}: {what}"));
         Ok(HookReport {
             message: what,
             details: vec![Detail {
@@ -36,4 +31,4 @@ impl Guest for Plugin {
     }
 }
 
-export!(Plugin);
+adeploy_sdk::export_hook!(Plugin);

@@ -3,46 +3,36 @@
 //! (thresholds, comparison with a baseline); `check` validates a query for
 //! `--dry-run` (see wit/metric-provider.wit). This one reads the query text
 //! as a number and returns it at every instant of the window: replace it
-//! with a call to your monitoring system through `http-fetch` (granted by
-//! `plugins.{{name}}.grants.network`).
+//! with a call to your monitoring system through `adeploy_sdk::host::http_fetch`
+//! (granted by `plugins.{{name}}.grants.network`).
+//!
+//! It is written with adeploy-sdk (vendored in `adeploy-sdk/`): the trait,
+//! the export macro, the window's instants and typed config.
 
-wit_bindgen::generate!({
-    path: "wit",
-    world: "adeploy:plugin/metric-provider-plugin",
-    generate_all,
-});
-
-use adeploy::plugin::host::{LogLevel, log};
-use adeploy::plugin::types::{Detail, PluginInfo};
-use exports::adeploy::plugin::metric_provider::{Guest, MetricQuery, ProviderError, Sample};
+use adeploy_sdk::provider::{MetricProvider, MetricQuery, ProviderError, Sample};
+use adeploy_sdk::types::{Detail, PluginInfo};
 
 struct Plugin;
 
 fn value(request: &MetricQuery) -> Result<f64, ProviderError> {
+    // No settings yet: refuse any, naming the key.
+    let adeploy_sdk::config::NoKeys {} =
+        adeploy_sdk::config::from_json(&request.config).map_err(ProviderError::BadConfig)?;
     request.query.trim().parse().map_err(|_| {
         ProviderError::InvalidQuery(format!("{:?} is not a number", request.query))
     })
 }
 
-impl Guest for Plugin {
+impl MetricProvider for Plugin {
     fn describe() -> PluginInfo {
-        PluginInfo {
-            name: "{{name}}".to_string(),
-            version: "0.1.0".to_string(),
-            description: "{{description}}".to_string(),
-        }
+        adeploy_sdk::info("{{name}}", "0.1.0", "{{description}}")
     }
 
     fn query(request: MetricQuery) -> Result<Vec<Sample>, ProviderError> {
         let value = value(&request)?;
-        let w = request.window;
-        log(LogLevel::Debug, &format!("{{name}}: {} = {value}", request.metric));
-        if w.step_ms == 0 {
-            return Ok(vec![Sample { timestamp_ms: w.end_ms, value }]);
-        }
-        let count = (w.end_ms.saturating_sub(w.start_ms) / w.step_ms + 1).min(11_000);
-        Ok((0..count)
-            .map(|i| Sample { timestamp_ms: w.start_ms + i * w.step_ms, value })
+        adeploy_sdk::debug(&format!("{{name}}: {} = {value}", request.metric));
+        Ok(adeploy_sdk::provider::instants(&request.window)
+            .map(|timestamp_ms| Sample { timestamp_ms, value })
             .collect())
     }
 
@@ -52,4 +42,4 @@ impl Guest for Plugin {
     }
 }
 
-export!(Plugin);
+adeploy_sdk::export_metric_provider!(Plugin);

@@ -29,6 +29,27 @@ pub fn adeploy_command(cwd: &Path, state: &Path) -> Command {
     c
 }
 
+/// `adeploy ARGS` on a pseudo-terminal (`script` from util-linux, which
+/// .ci/run installs), otherwise as [`adeploy_command`] runs it: a clean
+/// environment with `PATH`, `TERM=xterm`, the shared component cache and
+/// `state`. Its stdin is the terminal's input.
+pub fn adeploy_on_a_terminal(cwd: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut line = vec![env!("CARGO_BIN_EXE_adeploy").to_string()];
+    line.extend(
+        args.iter()
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''"))),
+    );
+    let mut c = Command::new("script");
+    c.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("TERM", "xterm")
+        .env("ADEPLOY_CACHE_DIR", cache_dir())
+        .env("ADEPLOY_STATE_DIR", state)
+        .args(["-qec", &line.join(" "), "/dev/null"]);
+    c
+}
+
 /// Runs `adeploy ARGS` (see [`adeploy_command`]) to completion.
 pub fn adeploy(args: &[&str], cwd: &Path, state: &Path) -> Output {
     adeploy_command(cwd, state).args(args).output().unwrap()

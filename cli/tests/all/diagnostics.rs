@@ -34,13 +34,9 @@ fn diagnostics_json_round_trips_and_examines_another_root() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     let d: Diagnostics =
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
-    // Exit code follows health.
-    let critical = d
-        .thresholds
-        .iter()
-        .any(|t| t.status == CheckStatus::Critical)
-        || d.state.status == CheckStatus::Critical;
-    assert_eq!(d.healthy, !critical);
+    // The exit code says what the document says (which way is this
+    // machine's business: `diagnostics_health_follows_the_blocking_thresholds`
+    // pins both).
     assert_eq!(
         o.status.code(),
         Some(if d.healthy { 0 } else { 1 }),
@@ -89,6 +85,48 @@ fn diagnostics_json_round_trips_and_examines_another_root() {
     assert_eq!(d.state.deployments, 0);
     assert_eq!(d.model.method, "rules");
     assert!(d.config.services.contains(&"api-service".to_string()));
+}
+
+/// Thresholds no machine can cross, then one every machine crosses (some
+/// disk is always in use): health, the blocking check and the exit code are
+/// known without looking at this machine.
+#[test]
+fn diagnostics_health_follows_the_blocking_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |thresholds: &str| {
+        let cfg = dir.path().join("c.yaml");
+        std::fs::write(&cfg, format!("thresholds: {thresholds}\n")).unwrap();
+        let o = adeploy_command(dir.path(), &dir.path().join("state"))
+            .args(["diagnostics", "--json", "--config", cfg.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let d: Diagnostics = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&o.stderr)));
+        let status = |key: &str| {
+            d.thresholds
+                .iter()
+                .find(|t| t.key == key)
+                .unwrap_or_else(|| panic!("no {key}"))
+                .status
+        };
+        (
+            o.status.code(),
+            d.healthy,
+            status("thresholds.critical_memory"),
+            status("thresholds.min_free_disk_percent"),
+        )
+    };
+    // Memory cannot exceed 100% (within 10 points of it is a caution, not a
+    // block), free disk cannot fall under 0%.
+    let (code, healthy, memory, disk) = run("{critical_memory: 100, min_free_disk_percent: 0}");
+    assert_eq!((code, healthy, disk), (Some(0), true, CheckStatus::Ok));
+    assert_ne!(memory, CheckStatus::Critical);
+    let (code, healthy, memory, disk) = run("{critical_memory: 100, min_free_disk_percent: 100}");
+    assert_eq!(
+        (code, healthy, disk),
+        (Some(1), false, CheckStatus::Critical)
+    );
+    assert_ne!(memory, CheckStatus::Critical);
 }
 
 #[test]

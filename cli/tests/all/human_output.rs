@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{World, adeploy};
+use crate::common::{World, adeploy, adeploy_on_a_terminal};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -121,24 +121,25 @@ fn the_spinner_stays_off_the_interactive_prompt() {
     let w = World::new();
     let cfg = w.write_config(&w.service("api", &[], "{command: 'true'}"));
     let state = w.state();
-    let cmd = format!(
-        "{} --config {} run --services api --environment development --interactive",
-        env!("CARGO_BIN_EXE_adeploy"),
-        cfg.display()
-    );
-    let mut script = std::process::Command::new("script")
-        .current_dir(w.dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("TERM", "xterm")
-        .env("ADEPLOY_CACHE_DIR", crate::common::cache_dir())
-        .env("ADEPLOY_STATE_DIR", &state)
-        .args(["-qec", &cmd, "/dev/null"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("`script` (util-linux) is needed; .ci/run installs bsdutils");
+    let mut script = adeploy_on_a_terminal(
+        w.dir.path(),
+        &state,
+        &[
+            "--config",
+            cfg.to_str().unwrap(),
+            "run",
+            "--services",
+            "api",
+            "--environment",
+            "development",
+            "--interactive",
+        ],
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("`script` (util-linux) is needed; .ci/run installs bsdutils");
     let mut out = script.stdout.take().unwrap();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
     let reader = {

@@ -16,6 +16,7 @@ mod containers;
 mod demo_port;
 mod diagnostics;
 mod examples;
+mod golden;
 mod human_output;
 mod metric_provider;
 #[path = "../../../host/tests/all/prometheus_support.rs"]

@@ -214,6 +214,58 @@ fn plugins_new_scaffolds_every_kind_and_language_that_build_and_load() {
         );
     }
 
+    // The Rust strategy reads its config with the vendored SDK: its own key
+    // works, a misspelt one refuses the deployment, naming the key.
+    let rust_strategy = root.join("my-rust-strategy");
+    assert!(rust_strategy.join("adeploy-sdk/src/config.rs").is_file());
+    for (config, expected) in [
+        ("{first_wave: 2}", Ok("the first 2 step(s), then the rest")),
+        (
+            "{first: 2}",
+            Err("unknown config key `first` (accepted: first_wave, samples, interval_ms, soak_s)"),
+        ),
+    ] {
+        let cfg = w.write_config(&services);
+        let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+            "plugins:\n",
+            &format!("plugins:\n  my-rust-strategy: {{config: {config}}}\n"),
+            1,
+        );
+        std::fs::write(&cfg, text).unwrap();
+        let o = adeploy(
+            &[
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--plugins",
+                rust_strategy.to_str().unwrap(),
+                "--strategy",
+                "my-rust-strategy",
+                "--services",
+                "a",
+                "b",
+                "--environment",
+                "staging",
+                "--dry-run",
+                "--json",
+            ],
+            root,
+            &state,
+        );
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        match expected {
+            Ok(note) => {
+                assert!(o.status.success(), "{config}: {stderr}");
+                let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+                assert_eq!(v["report"]["plan"]["notes"][0], note, "{config}");
+            }
+            Err(message) => {
+                assert_ne!(o.status.code(), Some(0), "{config}");
+                assert!(stderr.contains(message), "{config}: {stderr}");
+            }
+        }
+    }
+
     // Bad input: one line, exit 2, nothing created.
     let existing = projects[0].2.to_str().unwrap();
     for (args, expected) in [

@@ -2,45 +2,28 @@
 //! and a plugin host with an empty world.
 
 use adeploy::plugin::{
-    DeploymentContext, DeploymentSize, EnvSource, HostOptions, HostWorld, Metrics, PluginHost,
-    Service, WitEnvironment, WitResourceLimits,
+    DeploymentContext, EnvSource, HostOptions, HostWorld, PluginHost, WitEnvironment,
 };
 
-/// `n` services, every one after the fourth depending on the one four before.
+// The tests' helpers, shared by path: one deployment-context builder for the
+// tests and the benchmarks.
+#[allow(dead_code, unused_imports, clippy::panic)]
+#[path = "../../tests/all/common.rs"]
+mod common;
+
+/// `n` services, every one after the fourth depending on the one four before,
+/// in the tests' staging context (`common::ctx`) named `deploy_bench`.
 pub fn ctx(n: usize) -> DeploymentContext {
     let services = (0..n)
-        .map(|i| Service {
-            name: format!("svc{i}"),
-            depends_on: if i >= 4 {
-                vec![format!("svc{}", i - 4)]
-            } else {
-                vec![]
-            },
-            hosts: vec![],
-            has_health_check: true,
-            timeout_s: 60,
+        .map(|i| {
+            let dep = (i >= 4).then(|| format!("svc{}", i - 4));
+            let deps: Vec<&str> = dep.iter().map(String::as_str).collect();
+            common::service(&format!("svc{i}"), &deps)
         })
         .collect();
     DeploymentContext {
         deployment_id: "deploy_bench".into(),
-        environment: WitEnvironment::Staging,
-        size: DeploymentSize::Medium,
-        services,
-        metrics: Metrics {
-            cpu_percent: 10.0,
-            memory_percent: 20.0,
-            disk_percent: 30.0,
-            load_per_core: 0.1,
-            network_latency_ms: None,
-        },
-        limits: WitResourceLimits {
-            cpu_limit: 0.7,
-            memory_limit: 0.7,
-            concurrency: 4,
-        },
-        max_time_minutes: None,
-        dry_run: false,
-        config: "{}".into(),
+        ..common::ctx(services, WitEnvironment::Staging)
     }
 }
 

@@ -724,7 +724,11 @@ fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String
         lessons.push("the deployment ran out of time (--max-time) and was rolled back".into());
         recs.push("raise --max-time, or use a faster strategy for this set of services".into());
     }
+    // What the machine and the clock say below does not make a successful
+    // deployment any less clean.
+    let mut about_the_machine = 0;
     if p.duration_performance == "poor" {
+        about_the_machine += 1;
         lessons.push(format!(
             "took {:.2} min against a benchmark of {:.2} min",
             p.actual_duration,
@@ -738,6 +742,7 @@ fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String
     if let Some(own) = &impact.own_processes {
         let machine = impact.cpu_impact_percent.max(impact.memory_impact_percent);
         if impact_level(machine) != "low" && impact.overall_impact == "low" {
+            about_the_machine += 1;
             lessons.push(format!(
                 "the machine's load rose (CPU +{:.1}, memory +{:.1} points), but the deployment's own processes used at most {:.1}% CPU: the load came from elsewhere",
                 impact.cpu_impact_percent, impact.memory_impact_percent, own.peak_cpu_percent
@@ -767,7 +772,7 @@ fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String
             "alert: {alert}; stop and investigate before deploying again (see `adeploy model status` for the failure patterns)"
         ));
     }
-    if i.success && lessons.is_empty() && !i.dry_run {
+    if i.success && lessons.len() == about_the_machine && !i.dry_run {
         lessons.push(format!(
             "{} deployed cleanly with {}",
             i.services.join(", "),
@@ -788,4 +793,55 @@ pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slow but successful deployment is still a clean one: the lesson
+    /// about its speed joins the "deployed cleanly" lesson, it does not
+    /// replace it (nor would one about the machine's load).
+    #[test]
+    fn a_slow_success_is_still_clean() {
+        let services = vec!["api".to_string()];
+        let past: Vec<DeploymentRecord> = (0..3)
+            .map(|n| DeploymentRecord {
+                strategy: "balanced".into(),
+                environment: "staging".into(),
+                success: Some(true),
+                duration_s: Some(60.0),
+                ..DeploymentRecord::running(format!("deploy_{n}"), Utc::now())
+            })
+            .collect();
+        let report = Report::build(ReportInput {
+            id: "deploy_now",
+            started_at: Utc::now(),
+            duration: Duration::from_secs(600),
+            success: true,
+            status: DeploymentStatus::Succeeded,
+            strategy: "balanced",
+            environment: Environment::Staging,
+            services: &services,
+            dry_run: false,
+            decisions: &[],
+            plan: None,
+            steps: &[],
+            samples: &[],
+            past: &past,
+            prediction: None,
+            patterns: &[],
+            alerts: &[],
+            analysis: &[],
+            processes: None,
+        });
+        assert_eq!(report.performance_analysis.duration_performance, "poor");
+        assert_eq!(
+            report.lessons_learned,
+            [
+                "took 10.00 min against a benchmark of 1.00 min",
+                "api deployed cleanly with balanced"
+            ]
+        );
+    }
 }

@@ -137,6 +137,30 @@ impl Drop for HttpServer {
     }
 }
 
+/// The golden files of both test binaries: `tests/golden/` at the
+/// repository's root.
+pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden")
+}
+
+/// Compares `actual` with the golden file `tests/golden/NAME`; with
+/// `BLESS=1` in the environment, writes it instead. Read the diff of a
+/// blessed file before committing it.
+pub fn golden(name: &str, actual: &str) {
+    let path = golden_dir().join(name);
+    if std::env::var_os("BLESS").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 writes it)", path.display()));
+    assert!(
+        expected == actual,
+        "{name} differs from the golden file (BLESS=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}"
+    );
+}
+
 /// A state dir, an order file the commands append to, and a config.
 pub struct World {
     pub dir: tempfile::TempDir,

@@ -546,3 +546,69 @@ async fn over_the_strategy_budget_no_step_starts_until_the_deadline() {
         out.report.decision_process
     );
 }
+
+/// The host, not the strategy, enforces the plan's failure policy: a
+/// strategy whose `on-progress` always answers `continue` (the SDK's default
+/// does too) still has its deployment rolled back once more than
+/// `max-failures` steps failed. The strategy is the hostile fixture in its
+/// harmless mode: one wave, `max_failures: 0`, rollback scope all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_failure_policy_holds_whatever_on_progress_answers() {
+    let w = World::new();
+    let dir = w.dir.path().join("plugins");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(adeploy_fixtures::HOSTILE, dir.join("hostile.wasm")).unwrap();
+    // The fixture's plan runs no health checks: api's deploy itself fails.
+    let order = w.order.display();
+    let api = w.service("api", &["db"], OK).replacen(
+        &format!("deploy: 'echo \"deploy api\" >> {order}'"),
+        &format!("deploy: 'echo \"deploy api\" >> {order}; false'"),
+        1,
+    );
+    assert!(api.contains("; false'"), "{api}");
+    let services = [w.service("db", &[], OK), api].concat();
+    let path = w.write_config(&services);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "plugins:\n",
+        "plugins:\n  hostile: {config: {mode: calm}}\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut options = w.options();
+    options.plugin_dirs = vec![dir];
+    let e = Engine::new(Config::load(Some(&path)).unwrap(), options)
+        .await
+        .unwrap();
+    let out = e
+        .deploy(request(&["db", "api"], "hostile"), None, None)
+        .await
+        .unwrap();
+    assert!(!out.success);
+    assert_eq!(
+        out.report.deployment_summary.status,
+        DeploymentStatus::RolledBack
+    );
+    let answers: Vec<String> = out
+        .report
+        .decision_process
+        .iter()
+        .filter_map(|d| match &d.decision {
+            Decision::StrategyDecision { .. } => Some(d.decision.summary()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        out.report.decision_process.iter().any(|d| matches!(
+            d.decision,
+            Decision::FailurePolicy {
+                failures: 1,
+                max_failures: 0
+            }
+        )),
+        "the host applied the failure policy; the strategy said: {answers:?}"
+    );
+    assert_eq!(
+        w.order(),
+        ["deploy db", "deploy api", "rollback api", "rollback db"]
+    );
+}

@@ -77,7 +77,14 @@ async fn a_trap_in_describe_refuses_the_plugin_at_load() {
         .unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("trap-describe") && msg.contains("describe"),
+        matches!(
+            &err,
+            PluginError::Trap { plugin, function: "describe", .. } if plugin == "trap-describe"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.starts_with("plugin 'trap-describe' trapped in describe"),
         "{msg}"
     );
     assert_still_serves(&host).await;
@@ -232,7 +239,38 @@ async fn a_thousand_hostile_calls_do_not_grow_the_host() {
         async move {
             for i in 0..n {
                 let err = plugins[i % plugins.len()].plan(c).await.unwrap_err();
-                assert!(!err.to_string().is_empty());
+                // Each plugin fails its own way, every time.
+                let expected = match i % plugins.len() {
+                    0 | 3 => matches!(
+                        err,
+                        PluginError::Trap {
+                            function: "plan",
+                            ..
+                        }
+                    ),
+                    1 => matches!(
+                        err,
+                        PluginError::MemoryCap {
+                            function: "plan",
+                            ..
+                        }
+                    ),
+                    2 => matches!(
+                        err,
+                        PluginError::Deadline {
+                            function: "plan",
+                            ..
+                        }
+                    ),
+                    _ => matches!(
+                        err,
+                        PluginError::Malformed {
+                            function: "plan",
+                            ..
+                        }
+                    ),
+                };
+                assert!(expected, "call {i}: {err}");
             }
         }
     };

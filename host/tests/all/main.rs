@@ -28,3 +28,4 @@ mod process_tree;
 mod prometheus_support;
 mod report_render;
 mod sandbox;
+mod wit_contract;

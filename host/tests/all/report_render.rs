@@ -6,7 +6,7 @@
 //!
 //! Artefacts (HTML, screenshots, JUnit, Markdown) go to
 //! `target/test-artifacts/reports/`. `BLESS=1` rewrites the golden files in
-//! `host/tests/all/reports/` and `docs/images/report.png`.
+//! `tests/golden/reports/` and `docs/images/report.png`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,15 +18,16 @@ use adeploy::report::render::{
     self, Document, Format, HistoryOptions, ModelPoint, document::Outcome,
 };
 
-use crate::common::HttpServer;
 use crate::common::World;
+use crate::common::{HttpServer, golden};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The recorded reports and their golden renderings (`tests/golden/reports/`).
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/all/reports")
+    crate::common::golden_dir().join("reports")
 }
 
 fn blessing() -> bool {
@@ -158,21 +159,6 @@ fn assert_valid_junit(file: &Path) {
         "{} is not valid JUnit: {}",
         file.display(),
         String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Compares `actual` with the golden file NAME (rewritten under BLESS=1).
-fn golden(name: &str, actual: &str) {
-    let path = fixtures().join(name);
-    if blessing() {
-        std::fs::write(&path, actual).unwrap();
-        return;
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (BLESS=1 writes it)", path.display()));
-    assert!(
-        expected == actual,
-        "{name} differs from the golden file (BLESS=1 rewrites it):\n--- expected\n{expected}\n--- actual\n{actual}"
     );
 }
 
@@ -398,11 +384,11 @@ fn markdown_and_junit_of_recorded_reports_match_the_golden_files() {
         let text = std::fs::read_to_string(fixtures().join(format!("{name}.json"))).unwrap();
         let doc = Document::from_json(&text).unwrap();
         golden(
-            &format!("{name}.md"),
+            &format!("reports/{name}.md"),
             &render::render_document(&doc, Format::Markdown),
         );
         let xml = render::render_document(&doc, Format::Junit);
-        golden(&format!("{name}.junit.xml"), &xml);
+        golden(&format!("reports/{name}.junit.xml"), &xml);
         let file = artefacts("golden").join(format!("{name}.junit.xml"));
         std::fs::write(&file, &xml).unwrap();
         assert_valid_junit(&file);

@@ -235,6 +235,13 @@ async fn capabilities_outside_the_grant_come_back_as_error_values() {
             .unwrap_or_else(|| panic!("no note for {key}: {:?}", called.value.notes));
         assert!(v.starts_with("err: Denied"), "{key}: {v}");
     }
+    // The granted directory itself is reachable: its missing file is not found,
+    // not denied.
+    assert!(
+        notes["granted-read"].starts_with("err: NotFound"),
+        "{}",
+        notes["granted-read"]
+    );
     let all = called.value.notes.join("\n");
     assert!(
         !all.contains("s3cret") && !all.contains("secret-host") && !all.contains("root:"),
@@ -270,7 +277,7 @@ async fn granted_capabilities_work() {
     let port = listener.local_addr().unwrap().port();
     let grants = Grants {
         env: vec!["ADEPLOY_FIXTURE_*".into()],
-        paths: vec!["/etc/passwd".into()],
+        paths: vec!["/etc/passwd".into(), granted.path().display().to_string()],
         network: vec![format!("127.0.0.1:{port}")],
         hostname: true,
         processes: true,
@@ -283,6 +290,8 @@ async fn granted_capabilities_work() {
     for key in ["env", "passwd-exists", "tcp", "hostname", "processes"] {
         assert!(notes[key].starts_with("ok"), "{key}: {}", notes[key]);
     }
+    // The granted directory's file is read through the grant, content and all.
+    assert_eq!(notes["granted-read"], "ok: hello");
     assert!(notes["env"].contains("visible"));
     assert!(notes["hostname"].contains("plain-box"));
     // Not granted even here: /etc/shadow and `..` traversal.

@@ -10,9 +10,9 @@
 //! Plugin config (JSON, every key optional): `samples`, `interval_ms` and
 //! `soak_s` override the validation policy. Any other key is an error.
 
+use adeploy_sdk::config::ValidationSettings;
 use adeploy_sdk::strategy::{
     self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Strategy,
-    ValidationPolicy,
 };
 use adeploy_sdk::types::{DeploymentContext, PluginInfo};
 
@@ -20,33 +20,15 @@ use adeploy_sdk::types::{DeploymentContext, PluginInfo};
 #[derive(Debug)]
 pub struct Aggressive;
 
-/// The validation settings the plugin config may override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Settings {
-    samples: u32,
-    interval_ms: u32,
-    soak_s: u32,
-}
-
-/// The defaults, overridden by the plugin config.
-fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
-    let mut s = Settings {
+/// The validation policy: the defaults, with the plugin config's
+/// `samples`, `interval_ms` and `soak_s` over them (any other key is an error).
+fn settings(ctx: &DeploymentContext) -> Result<ValidationSettings, String> {
+    ValidationSettings {
         samples: 1,
         interval_ms: 500,
         soak_s: 0,
-    };
-    adeploy_sdk::config_whole_numbers(
-        &ctx.config,
-        &mut [
-            ("samples", &mut s.samples),
-            ("interval_ms", &mut s.interval_ms),
-            ("soak_s", &mut s.soak_s),
-        ],
-    )?;
-    if s.samples == 0 {
-        return Err("config key `samples` must be at least 1".to_string());
     }
-    Ok(s)
+    .with_config(ctx)
 }
 
 impl Strategy for Aggressive {
@@ -79,12 +61,7 @@ impl Strategy for Aggressive {
         Ok(Rollout {
             waves,
             concurrency,
-            validation: ValidationPolicy {
-                health_checks: true,
-                samples: s.samples,
-                interval_ms: s.interval_ms,
-                soak_s: s.soak_s,
-            },
+            validation: s.policy(),
             failure: FailurePolicy {
                 max_failures,
                 rollback_scope: RollbackScope::Failed,

@@ -11,50 +11,46 @@
 //! aim for, default 4), and `samples`, `interval_ms`, `soak_s` to override the
 //! validation policy. Any other key is an error.
 
+use adeploy_sdk::config::{ValidationSettings, strategy_config};
 use adeploy_sdk::strategy::{
     self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Strategy,
-    ValidationPolicy, step_label,
+    step_label,
 };
 use adeploy_sdk::types::{DeploymentContext, Environment, PluginInfo};
+use serde::Deserialize;
 
 /// The strategy; see the crate docs.
 #[derive(Debug)]
 pub struct Balanced;
 
-/// The settings the plugin config may override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Settings {
+/// The plugin config's own key; `samples`, `interval_ms` and `soak_s` are
+/// the SDK's [`ValidationSettings`].
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct Own {
+    /// The number of waves to aim for.
     waves: u32,
-    samples: u32,
-    interval_ms: u32,
-    soak_s: u32,
+}
+
+impl Default for Own {
+    fn default() -> Self {
+        Own { waves: 4 }
+    }
 }
 
 /// The defaults for `ctx`'s environment, overridden by the plugin config.
-fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
+fn settings(ctx: &DeploymentContext) -> Result<(Own, ValidationSettings), String> {
     let production = ctx.environment == Environment::Production;
-    let mut s = Settings {
-        waves: 4,
+    let defaults = ValidationSettings {
         samples: 2,
         interval_ms: 1000,
         soak_s: if production { 5 } else { 0 },
     };
-    adeploy_sdk::config_whole_numbers(
-        &ctx.config,
-        &mut [
-            ("waves", &mut s.waves),
-            ("samples", &mut s.samples),
-            ("interval_ms", &mut s.interval_ms),
-            ("soak_s", &mut s.soak_s),
-        ],
-    )?;
-    if s.waves == 0 {
+    let (own, validation) = strategy_config::<Own>(ctx, defaults)?;
+    if own.waves == 0 {
         return Err("config key `waves` must be at least 1".to_string());
     }
-    if s.samples == 0 {
-        return Err("config key `samples` must be at least 1".to_string());
-    }
-    Ok(s)
+    Ok((own, validation))
 }
 
 impl Strategy for Balanced {
@@ -70,14 +66,14 @@ impl Strategy for Balanced {
         if ctx.services.is_empty() {
             return Err("no services to deploy".to_string());
         }
-        let s = settings(&ctx)?;
-        let wave_size = strategy::step_count(&ctx.services).div_ceil(s.waves as usize);
+        let (own, s) = settings(&ctx)?;
+        let wave_size = strategy::step_count(&ctx.services).div_ceil(own.waves as usize);
         let waves = strategy::waves(&ctx.services, wave_size)?;
         let notes = vec![
             format!(
                 "{} waves of up to {wave_size} steps (aiming for {}); dependencies in earlier waves",
                 waves.len(),
-                s.waves
+                own.waves
             ),
             format!(
                 "each step needs {} healthy samples {} ms apart, then a {} s soak ({})",
@@ -90,12 +86,7 @@ impl Strategy for Balanced {
         Ok(Rollout {
             waves,
             concurrency: ctx.limits.concurrency.max(1),
-            validation: ValidationPolicy {
-                health_checks: true,
-                samples: s.samples,
-                interval_ms: s.interval_ms,
-                soak_s: s.soak_s,
-            },
+            validation: s.policy(),
             failure: FailurePolicy {
                 max_failures: 0,
                 rollback_scope: RollbackScope::All,

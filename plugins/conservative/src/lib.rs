@@ -10,9 +10,10 @@
 //! Plugin config (JSON, every key optional): `samples`, `interval_ms` and
 //! `soak_s` override the validation policy. Any other key is an error.
 
+use adeploy_sdk::config::ValidationSettings;
 use adeploy_sdk::strategy::{
     self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Strategy,
-    ValidationPolicy, step_label,
+    step_label,
 };
 use adeploy_sdk::types::{DeploymentContext, Environment, PluginInfo};
 
@@ -20,34 +21,16 @@ use adeploy_sdk::types::{DeploymentContext, Environment, PluginInfo};
 #[derive(Debug)]
 pub struct Conservative;
 
-/// The validation settings the plugin config may override.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Settings {
-    samples: u32,
-    interval_ms: u32,
-    soak_s: u32,
-}
-
-/// The defaults for `ctx`'s environment, overridden by the plugin config.
-fn settings(ctx: &DeploymentContext) -> Result<Settings, String> {
+/// The validation policy: the defaults, with the plugin config's
+/// `samples`, `interval_ms` and `soak_s` over them (any other key is an error).
+fn settings(ctx: &DeploymentContext) -> Result<ValidationSettings, String> {
     let production = ctx.environment == Environment::Production;
-    let mut s = Settings {
+    ValidationSettings {
         samples: 3,
         interval_ms: 1000,
         soak_s: if production { 15 } else { 5 },
-    };
-    adeploy_sdk::config_whole_numbers(
-        &ctx.config,
-        &mut [
-            ("samples", &mut s.samples),
-            ("interval_ms", &mut s.interval_ms),
-            ("soak_s", &mut s.soak_s),
-        ],
-    )?;
-    if s.samples == 0 {
-        return Err("config key `samples` must be at least 1".to_string());
     }
-    Ok(s)
+    .with_config(ctx)
 }
 
 impl Strategy for Conservative {
@@ -81,12 +64,7 @@ impl Strategy for Conservative {
         Ok(Rollout {
             waves,
             concurrency: ctx.limits.concurrency.max(1),
-            validation: ValidationPolicy {
-                health_checks: true,
-                samples: s.samples,
-                interval_ms: s.interval_ms,
-                soak_s: s.soak_s,
-            },
+            validation: s.policy(),
             failure: FailurePolicy {
                 max_failures: 0,
                 rollback_scope: RollbackScope::All,

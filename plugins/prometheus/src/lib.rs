@@ -51,48 +51,41 @@ struct Settings {
     bearer_token_env: Option<String>,
 }
 
+/// The config as the operator writes it (every key optional); read by the
+/// SDK, which refuses unknown keys and values of the wrong type by name.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Raw {
+    address: Option<String>,
+    timeout_ms: Option<u32>,
+    bearer_token_env: Option<String>,
+}
+
 fn parse_settings(config: &str) -> Result<Settings, ProviderError> {
-    const KEYS: [&str; 3] = ["address", "timeout_ms", "bearer_token_env"];
     let bad = ProviderError::BadConfig;
-    let Value::Object(map) = adeploy_sdk::parse_config(config).map_err(bad)? else {
-        return Err(bad("plugin config must be a JSON object".to_string()));
-    };
-    if let Some(key) = map.keys().find(|k| !KEYS.contains(&k.as_str())) {
-        return Err(bad(format!(
-            "unknown config key `{key}` (accepted: {})",
-            KEYS.join(", ")
-        )));
-    }
-    let string = |key: &str| match map.get(key) {
-        None => Ok(None),
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-        Some(other) => Err(bad(format!(
-            "config key `{key}` must be a non-empty string, got {other}"
+    let raw: Raw = adeploy_sdk::config::from_json(config).map_err(bad)?;
+    let non_empty = |key: &str, v: Option<String>| match v {
+        Some(s) if s.trim().is_empty() => Err(bad(format!(
+            "config key `{key}` must be a non-empty string, got {s:?}"
         ))),
+        other => Ok(other.map(|s| s.trim().to_string())),
     };
-    let address = string("address")?.unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
+    let address = non_empty("address", raw.address)?.unwrap_or_else(|| DEFAULT_ADDRESS.to_string());
     if !(address.starts_with("http://") || address.starts_with("https://")) {
         return Err(bad(format!(
             "config key `address` must be an http:// or https:// URL, got {address:?}"
         )));
     }
-    let timeout_ms = match map.get("timeout_ms") {
-        None => None,
-        Some(v) => Some(
-            v.as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n > 0)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "config key `timeout_ms` must be a whole number of milliseconds above 0, got {v}"
-                    ))
-                })?,
-        ),
-    };
+    if raw.timeout_ms == Some(0) {
+        return Err(bad(
+            "config key `timeout_ms` must be a whole number of milliseconds above 0, got 0"
+                .to_string(),
+        ));
+    }
     Ok(Settings {
         address: address.trim_end_matches('/').to_string(),
-        timeout_ms,
-        bearer_token_env: string("bearer_token_env")?,
+        timeout_ms: raw.timeout_ms,
+        bearer_token_env: non_empty("bearer_token_env", raw.bearer_token_env)?,
     })
 }
 

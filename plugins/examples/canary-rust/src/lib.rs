@@ -19,56 +19,53 @@
 //! - `samples` (default 2), `interval_ms` (default 1000), `soak_s` (default
 //!   0): the validation policy of each step.
 //!
-//! Any other key, or a value that is not a whole number, refuses the plan.
+//! Any other key, or a value that is not a whole number, refuses the plan
+//! (`adeploy_sdk::config::strategy_config` reads and checks them).
 
+use adeploy_sdk::config::{ValidationSettings, strategy_config};
 use adeploy_sdk::strategy::{
     self, Decision, FailurePolicy, Progress, ProgressKind, RollbackScope, Rollout, Step, Strategy,
-    ValidationPolicy, Wave,
+    Wave,
 };
 use adeploy_sdk::types::{DeploymentContext, PluginInfo};
+use serde::Deserialize;
 
 /// The strategy; see the crate docs.
 #[derive(Debug)]
 pub struct Canary;
 
-/// What the plugin config may set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Settings {
+/// The plugin config's own keys; `samples`, `interval_ms` and `soak_s` are
+/// the SDK's [`ValidationSettings`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
+struct Own {
     pause_s: u32,
     max_failed_percent: u32,
-    samples: u32,
-    interval_ms: u32,
-    soak_s: u32,
 }
 
-fn settings(config: &str) -> Result<Settings, String> {
-    let mut s = Settings {
-        pause_s: 30,
-        max_failed_percent: 0,
+impl Default for Own {
+    fn default() -> Self {
+        Own {
+            pause_s: 30,
+            max_failed_percent: 0,
+        }
+    }
+}
+
+fn settings(ctx: &DeploymentContext) -> Result<(Own, ValidationSettings), String> {
+    let defaults = ValidationSettings {
         samples: 2,
         interval_ms: 1000,
         soak_s: 0,
     };
-    adeploy_sdk::config_whole_numbers(
-        config,
-        &mut [
-            ("pause_s", &mut s.pause_s),
-            ("max_failed_percent", &mut s.max_failed_percent),
-            ("samples", &mut s.samples),
-            ("interval_ms", &mut s.interval_ms),
-            ("soak_s", &mut s.soak_s),
-        ],
-    )?;
-    if s.max_failed_percent > 100 {
+    let (own, validation) = strategy_config::<Own>(ctx, defaults)?;
+    if own.max_failed_percent > 100 {
         return Err(format!(
             "config key `max_failed_percent` must be at most 100, got {}",
-            s.max_failed_percent
+            own.max_failed_percent
         ));
     }
-    if s.samples == 0 {
-        return Err("config key `samples` must be at least 1".to_string());
-    }
-    Ok(s)
+    Ok((own, validation))
 }
 
 /// Sizes of the canary waves for `n` steps: 1, a quarter of the rest
@@ -98,7 +95,7 @@ impl Strategy for Canary {
         if ctx.services.is_empty() {
             return Err("no services to deploy".to_string());
         }
-        let s = settings(&ctx.config)?;
+        let (s, validation) = settings(&ctx)?;
         // Dependency order, so a step's dependencies are in its wave or an
         // earlier one (the host honours depends-on inside a wave).
         let steps: Vec<Step> = strategy::dependency_order(&ctx.services)?
@@ -133,12 +130,7 @@ impl Strategy for Canary {
         Ok(Rollout {
             waves,
             concurrency: ctx.limits.concurrency.max(1),
-            validation: ValidationPolicy {
-                health_checks: true,
-                samples: s.samples,
-                interval_ms: s.interval_ms,
-                soak_s: s.soak_s,
-            },
+            validation: validation.policy(),
             failure: FailurePolicy {
                 max_failures: u32::try_from(max_failures).unwrap_or(u32::MAX),
                 rollback_scope: RollbackScope::All,
@@ -148,8 +140,8 @@ impl Strategy for Canary {
     }
 
     fn on_progress(ctx: DeploymentContext, event: Progress) -> Decision {
-        let s = match settings(&ctx.config) {
-            Ok(s) => s,
+        let s = match settings(&ctx) {
+            Ok((s, _)) => s,
             Err(e) => return Decision::Abort(e),
         };
         match event.kind {
