@@ -17,7 +17,7 @@ use adeploy::history::DeploymentRecord;
 use adeploy::report::{Decision, PlanView, Report, step_label};
 
 use crate::Context;
-use crate::output::{CommandOutput, emit, table};
+use crate::output::{CommandOutput, emit, safe, table};
 
 /// `adeploy run`.
 #[derive(Debug, Args)]
@@ -140,7 +140,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     let confirm: Option<adeploy::engine::Confirm> = if args.interactive && !args.dry_run {
         let yes = args.yes;
         Some(Box::new(move |plan: &PlanView| {
-            eprint!("{}", render_plan(plan));
+            crate::output::say_block(&render_plan(plan));
             if yes {
                 return true;
             }
@@ -205,7 +205,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             ),
             Ok(_) => {}
-            Err(e) => eprintln!("warning: retraining the strategy model failed: {e}"),
+            Err(e) => crate::output::say(&format!(
+                "warning: retraining the strategy model failed: {e}"
+            )),
         }
     }
     Ok(if outcome.success {
@@ -218,7 +220,7 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
 fn render_plan(plan: &PlanView) -> String {
     let mut s = format!(
         "plan: {} — {} wave(s), {} at a time, {} health sample(s) {} ms apart, {} s soak, rollback {}\n",
-        plan.strategy,
+        safe(&plan.strategy),
         plan.waves.len(),
         plan.concurrency,
         plan.samples,
@@ -227,13 +229,14 @@ fn render_plan(plan: &PlanView) -> String {
         plan.rollback_scope
     );
     for (i, w) in plan.waves.iter().enumerate() {
-        s.push_str(&format!("  wave {}: {}\n", i + 1, w.join(", ")));
+        let steps: Vec<_> = w.iter().map(|x| safe(x)).collect();
+        s.push_str(&format!("  wave {}: {}\n", i + 1, steps.join(", ")));
     }
     for n in &plan.notes {
-        s.push_str(&format!("  note: {n}\n"));
+        s.push_str(&format!("  note: {}\n", safe(n)));
     }
     for w in &plan.warnings {
-        s.push_str(&format!("  WARNING: {w}\n"));
+        s.push_str(&format!("  WARNING: {}\n", safe(w)));
     }
     s
 }
@@ -247,9 +250,11 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
         pb.enable_steady_tick(Duration::from_millis(120));
         pb
     });
+    // Every line is made safe for the terminal as a whole: a field's
+    // newline or escape sequence is shown escaped, inside its line.
     let say = |line: String| match &bar {
-        Some(pb) => pb.println(line),
-        None if !json => eprintln!("{line}"),
+        Some(pb) => pb.println(safe(&line)),
+        None if !json => crate::output::say(&line),
         None => {}
     };
     let started = Instant::now();
@@ -360,17 +365,20 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
             } else {
                 String::new()
             };
-            pb.set_message(format!(
-                "wave {}/{} · {done}/{total} steps · {} running · {:.0} s elapsed{eta}",
-                wave.0,
-                wave.1,
-                if running.is_empty() {
-                    "none".to_string()
-                } else {
-                    running.join(", ")
-                },
-                started.elapsed().as_secs_f64()
-            ));
+            pb.set_message(
+                safe(&format!(
+                    "wave {}/{} · {done}/{total} steps · {} running · {:.0} s elapsed{eta}",
+                    wave.0,
+                    wave.1,
+                    if running.is_empty() {
+                        "none".to_string()
+                    } else {
+                        running.join(", ")
+                    },
+                    started.elapsed().as_secs_f64()
+                ))
+                .into_owned(),
+            );
         }
     }
     if let Some(pb) = bar {
@@ -430,12 +438,12 @@ impl CommandOutput for ListOutput {
                         .format("%Y-%m-%d %H:%M:%S")
                         .to_string(),
                     d.status.as_str().to_string(),
-                    d.strategy.clone(),
-                    d.environment.clone(),
+                    safe(&d.strategy).into_owned(),
+                    safe(&d.environment).into_owned(),
                     d.duration_s
                         .map(|s| format!("{s:.1}s"))
                         .unwrap_or_else(|| "-".into()),
-                    d.services.join(","),
+                    safe(&d.services.join(",")).into_owned(),
                     adeploy::report::host_results(&d.steps).unwrap_or_else(|| "-".into()),
                 ]
             })
@@ -487,8 +495,8 @@ impl CommandOutput for ReportOutput {
             s.push_str(&format!(
                 "  {} {}: {}\n",
                 d.timestamp.format("%H:%M:%S%.3f"),
-                d.decision.decision_type(),
-                d.decision.details()
+                safe(&d.decision.decision_type()),
+                safe(&d.decision.details().to_string())
             ));
         }
         s

@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            output::say(&format!("error: {err:#}"));
             ExitCode::from(exit_code(&err))
         }
     }
@@ -164,9 +164,12 @@ fn init_tracing(verbose: bool) {
         "warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour codes of the subscriber itself would be escaped by the safe
+    // writer like everyone else's, so it writes plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output::SafeStderr::default)
+        .with_ansi(false)
         .with_target(false)
         .try_init();
 }

@@ -13,7 +13,7 @@ use adeploy::plugin::{
 };
 
 use crate::Context;
-use crate::output::{CommandOutput, emit, table};
+use crate::output::{CommandOutput, emit, safe, table};
 use crate::scaffold::{Lang, ScaffoldRequest, Scaffolded, scaffold};
 
 #[derive(Debug, Subcommand)]
@@ -153,12 +153,12 @@ impl CommandOutput for PluginList {
             .iter()
             .map(|p| {
                 vec![
-                    p.name.clone(),
+                    safe(&p.name).into_owned(),
                     p.kind.to_string(),
-                    p.version.clone(),
-                    p.source.clone(),
+                    safe(&p.version).into_owned(),
+                    safe(&p.source).into_owned(),
                     p.sha256.chars().take(12).collect(),
-                    grants_summary(&p.grants),
+                    safe(&grants_summary(&p.grants)).into_owned(),
                 ]
             })
             .collect();
@@ -169,9 +169,9 @@ impl CommandOutput for PluginList {
         for p in self.plugins.iter().filter(|p| !p.missing_grants.is_empty()) {
             out.push_str(&format!(
                 "{}: its manifest asks for {}, which the config does not grant (denied until plugins.{}.grants lists them)\n",
-                p.name,
-                grants_summary(&p.missing_grants),
-                p.name
+                safe(&p.name),
+                safe(&grants_summary(&p.missing_grants)),
+                safe(&p.name)
             ));
         }
         out
@@ -187,23 +187,29 @@ impl CommandOutput for InspectOutput {
         let i = &self.0;
         let mut s = format!(
             "name:        {}\nkind:        {}\nworld:       {}\nversion:     {}\ndescription: {}\nsha256:      {}\nsize:        {} bytes\n",
-            i.name, i.kind, i.world, i.version, i.description, i.sha256, i.size
+            safe(&i.name),
+            i.kind,
+            i.world,
+            safe(&i.version),
+            safe(&i.description),
+            i.sha256,
+            i.size
         );
         s.push_str("imports:\n");
         for imp in &i.imports {
-            s.push_str(&format!("  {imp}\n"));
+            s.push_str(&format!("  {}\n", safe(imp)));
         }
         s.push_str("exports:\n");
         for exp in &i.exports {
-            s.push_str(&format!("  {exp}\n"));
+            s.push_str(&format!("  {}\n", safe(exp)));
         }
         match &i.manifest {
             Some(m) => s.push_str(&format!(
                 "manifest:    {} (name {}, kind {}, grants asked: {})\n",
-                m.path.display(),
-                m.name,
+                safe(&m.path.display().to_string()),
+                safe(&m.name),
                 m.kind,
-                grants_summary(&m.grants)
+                safe(&grants_summary(&m.grants))
             )),
             None => s.push_str("manifest:    none\n"),
         }

@@ -125,18 +125,7 @@ fn strip_location(message: &str) -> String {
 /// error quoting a user's key or value stays one line: a quoted key such as
 /// `"a\nb"` must not break the message, or forge a second line, in a log.
 pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    crate::terminal::safe(text)
 }
 
 /// Converts a YAML value (a plugin's free-form `config`) to a JSON string.

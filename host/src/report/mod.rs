@@ -328,29 +328,31 @@ impl Report {
 
     /// A few lines for the terminal.
     pub fn human_summary(&self) -> String {
+        use crate::terminal::safe;
         let s = &self.deployment_summary;
+        let services: Vec<_> = s.services.iter().map(|x| safe(x)).collect();
         let mut out = format!(
             "{} {}: {} in {} with {} ({:.2} min){}\n",
-            s.id,
+            safe(&s.id),
             if s.success { "succeeded" } else { "FAILED" },
-            s.services.join(", "),
+            services.join(", "),
             s.environment,
-            s.strategy_used,
+            safe(&s.strategy_used),
             s.duration_minutes,
             if s.dry_run { " [dry run]" } else { "" },
         );
         for st in &self.steps {
             let rb = match (st.rolled_back, &st.rollback_message) {
                 (Some(true), _) => " → rolled back".to_string(),
-                (Some(false), Some(m)) => format!(" → rollback: {m}"),
+                (Some(false), Some(m)) => format!(" → rollback: {}", safe(m)),
                 _ => String::new(),
             };
             out.push_str(&format!(
                 "  wave {} {:<20} {:<10} {}{rb}\n",
                 st.wave,
-                st.label(),
+                safe(&st.label()),
                 format!("{:?}", st.status).to_lowercase(),
-                st.message
+                safe(&st.message)
             ));
         }
         let p = &self.performance_analysis;
@@ -368,10 +370,10 @@ impl Report {
             self.system_impact.memory_impact_percent
         ));
         for l in &self.lessons_learned {
-            out.push_str(&format!("  lesson: {l}\n"));
+            out.push_str(&format!("  lesson: {}\n", safe(l)));
         }
         for r in &self.recommendations {
-            out.push_str(&format!("  recommendation: {r}\n"));
+            out.push_str(&format!("  recommendation: {}\n", safe(r)));
         }
         out
     }
