@@ -54,7 +54,8 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<ExitCode> {
         state_dir: ctx.state_dir.clone(),
         ..EngineOptions::default()
     };
-    let engine = Engine::new(ctx.config()?, options).await?;
+    // The audit log needs no plugins: none are loaded.
+    let engine = Engine::for_queries(ctx.config()?, options)?;
     emit(
         &AuditOutput {
             entries: engine.audit_log(args.limit)?,

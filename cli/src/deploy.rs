@@ -107,6 +107,17 @@ async fn engine(ctx: &Context, plugin_dirs: Vec<PathBuf>) -> anyhow::Result<Engi
     Ok(Engine::new(config, options).await?)
 }
 
+/// An engine for `list` and `report`: they read the history and reports
+/// only, so no plugin is loaded (a config naming a plugin from a
+/// `--plugins` directory, or a broken plugin, does not stop them).
+fn query_engine(ctx: &Context) -> anyhow::Result<Engine> {
+    let options = EngineOptions {
+        state_dir: ctx.state_dir.clone(),
+        ..EngineOptions::default()
+    };
+    Ok(Engine::for_queries(ctx.config()?, options)?)
+}
+
 pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.interactive && !args.yes && !std::io::stdin().is_terminal() {
         return Err(crate::UsageError(
@@ -265,6 +276,24 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
     while let Some(ev) = rx.recv().await {
         match ev {
             DeploymentEvent::Decision(d) => {
+                if let Decision::PluginOverride {
+                    plugin,
+                    kind,
+                    source,
+                    sha256,
+                    grants_withheld,
+                } = &d.decision
+                {
+                    say(format!(
+                        "warning: the built-in {kind} plugin '{plugin}' is replaced by {source} (sha256 {}){}",
+                        sha256.get(..12).unwrap_or(sha256),
+                        grants_withheld
+                            .as_deref()
+                            .map(|w| format!("; it runs without grants: {w}"))
+                            .unwrap_or_default()
+                    ));
+                    continue;
+                }
                 // The decisions that shape the run; the rest stay in the log.
                 let shown = match &d.decision {
                     Decision::SafetyOverride { applied, .. } => *applied != Some(false),
@@ -465,7 +494,7 @@ impl CommandOutput for ListOutput {
 }
 
 pub async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new()).await?;
+    let engine = query_engine(ctx)?;
     emit(
         &ListOutput {
             deployments: engine.list(args.limit)?,
@@ -504,7 +533,7 @@ impl CommandOutput for ReportOutput {
 }
 
 pub async fn report(ctx: &Context, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new()).await?;
+    let engine = query_engine(ctx)?;
     emit(&ReportOutput(engine.report(&args.id)?), ctx.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -116,13 +116,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
             output::say(&format!("error: {err:#}"));
             ExitCode::from(exit_code(&err))
         }
-    }
+    };
+    // The result is out. Whatever a plugin left behind (a host call that
+    // still waits on a blocking thread), the process ends now: dropping the
+    // runtime would wait for every blocking task.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

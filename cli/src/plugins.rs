@@ -78,6 +78,10 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
                         description: p.info().description.clone(),
                         source: p.source().to_string(),
                         builtin: matches!(p.source(), adeploy::plugin::PluginSource::BuiltIn),
+                        overrides: p
+                            .overrides_builtin()
+                            .then(|| format!("built-in {}", p.name())),
+                        grants_withheld: p.grants_withheld().map(String::from),
                         sha256: p.sha256().to_string(),
                         wit_version: p.wit_version().to_string(),
                         grants: p.grants().clone(),
@@ -136,6 +140,10 @@ struct PluginRow {
     /// `built-in` or the component's path.
     source: String,
     builtin: bool,
+    /// What this file replaces (`built-in NAME`), when it replaces a built-in.
+    overrides: Option<String>,
+    /// Why the config's grants for this name were not given to the file.
+    grants_withheld: Option<String>,
     sha256: String,
     wit_version: String,
     grants: Grants,
@@ -166,6 +174,19 @@ impl CommandOutput for PluginList {
             &["NAME", "KIND", "VERSION", "SOURCE", "SHA256", "GRANTS"],
             rows,
         );
+        for p in &self.plugins {
+            if let Some(what) = &p.overrides {
+                out.push_str(&format!(
+                    "{}: {} replaces the {what}{}\n",
+                    safe(&p.name),
+                    safe(&p.source),
+                    p.grants_withheld
+                        .as_deref()
+                        .map(|w| format!("; it runs without grants: {}", safe(w)))
+                        .unwrap_or_default()
+                ));
+            }
+        }
         for p in self.plugins.iter().filter(|p| !p.missing_grants.is_empty()) {
             out.push_str(&format!(
                 "{}: its manifest asks for {}, which the config does not grant (denied until plugins.{}.grants lists them)\n",

@@ -236,10 +236,30 @@ impl Config {
                 ),
             ));
         }
-        if self.plugin_defaults.timeout_ms == 0 || self.plugin_defaults.memory_mb == 0 {
+        let d = &self.environment_detection;
+        let w = &d.weights;
+        if [w.env_var, w.hostname, w.network, w.filesystem, w.process]
+            .iter()
+            .any(|x| !x.is_finite() || *x < 0.0 || *x > 1e6)
+        {
+            return Err(semantic(
+                "environment_detection.weights".to_string(),
+                "weights are numbers from 0 to 1000000".to_string(),
+            ));
+        }
+        if !(d.min_confidence.is_finite() && (0.0..=1.0).contains(&d.min_confidence)) {
+            return Err(semantic(
+                "environment_detection.min_confidence".to_string(),
+                "must be a number from 0 to 1".to_string(),
+            ));
+        }
+        if self.plugin_defaults.timeout_ms == 0
+            || self.plugin_defaults.memory_mb == 0
+            || self.plugin_defaults.deployment_budget_ms == 0
+        {
             return Err(semantic(
                 "plugin_defaults".to_string(),
-                "timeout_ms and memory_mb must be at least 1".to_string(),
+                "timeout_ms, memory_mb and deployment_budget_ms must be at least 1".to_string(),
             ));
         }
         for (name, p) in &self.plugins {

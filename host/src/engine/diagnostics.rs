@@ -100,6 +100,11 @@ impl Engine {
     /// Examines everything a deployment depends on. Samples the machine for
     /// about two seconds (for the trend).
     pub async fn diagnostics(&self) -> Result<Diagnostics, EngineError> {
+        if !self.plugins_loaded {
+            return Err(EngineError::QueriesOnly {
+                what: "run diagnostics",
+            });
+        }
         let environment = EnvironmentDetector::new(&self.plugins, &self.config)
             .detect(None)
             .await?;
