@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{EnvironmentDetection, Environment, Grants};
+use crate::config::{Environment, EnvironmentDetection, Grants};
 use crate::plugin::{EnvSource, HostWorld, PluginKind, PluginSet, Used, detection_rules};
 
 /// Detectors called at the same time.
@@ -135,7 +135,10 @@ impl DetectedEnvironment {
         }
         for e in self.evidence.iter().filter(|e| e.counts()) {
             let by = format!("detector '{}' ({} evidence)", e.detector, e.method);
-            if !out.iter().any(|s| s.environment == e.environment && s.by == by) {
+            if !out
+                .iter()
+                .any(|s| s.environment == e.environment && s.by == by)
+            {
                 out.push(Signal {
                     environment: e.environment,
                     by,
@@ -311,9 +314,17 @@ fn read_env_var(world: &HostWorld, name: &str) -> Option<EnvVarReading> {
 /// used it during the call.
 fn method_allowed(method: &str, grants: &Grants, used: &Used) -> Result<(), String> {
     let (held, did, what) = match method {
-        "env-var" => (!grants.env.is_empty(), used.env, "read an environment variable"),
+        "env-var" => (
+            !grants.env.is_empty(),
+            used.env,
+            "read an environment variable",
+        ),
         "hostname" => (grants.hostname, used.hostname, "read the host name"),
-        "network" => (!grants.network.is_empty(), used.network, "reached the network"),
+        "network" => (
+            !grants.network.is_empty(),
+            used.network,
+            "reached the network",
+        ),
         "filesystem" => (!grants.paths.is_empty(), used.paths, "found or read a path"),
         "process" => (grants.processes, used.processes, "listed the processes"),
         _ => (true, used.any(), "used any granted import"),
@@ -349,14 +360,22 @@ fn method_bound(d: &EnvironmentDetection, method: &str, environment: Environment
             d.filesystem_markers.get(&environment).map_or(0, Vec::len),
         ),
         "process" => (w.process, patterns(&d.process_patterns)),
-        _ => (w.hostname.max(w.network).max(w.filesystem).max(w.process), 1),
+        _ => (
+            w.hostname.max(w.network).max(w.filesystem).max(w.process),
+            1,
+        ),
     }
 }
 
 /// Bounds one detector's evidence by the host's rules (see the module
 /// docs): unheld or unused methods are ignored, weights are capped at the
 /// operator's, and repeats beyond the operator's rules do not count.
-pub fn normalise(evidence: &mut [EvidenceRecord], grants: &Grants, used: &Used, d: &EnvironmentDetection) {
+pub fn normalise(
+    evidence: &mut [EvidenceRecord],
+    grants: &Grants,
+    used: &Used,
+    d: &EnvironmentDetection,
+) {
     let mut counted: BTreeMap<(String, Environment), usize> = BTreeMap::new();
     for e in evidence.iter_mut() {
         if let Err(why) = method_allowed(&e.method, grants, used) {
@@ -366,7 +385,9 @@ pub fn normalise(evidence: &mut [EvidenceRecord], grants: &Grants, used: &Used, 
             continue;
         }
         let (bound, rules) = method_bound(d, &e.method, e.environment);
-        let n = counted.entry((e.method.clone(), e.environment)).or_default();
+        let n = counted
+            .entry((e.method.clone(), e.environment))
+            .or_default();
         if *n >= rules.max(1) {
             e.claimed_weight = Some(e.weight);
             e.weight = 0.0;
@@ -377,7 +398,11 @@ pub fn normalise(evidence: &mut [EvidenceRecord], grants: &Grants, used: &Used, 
             continue;
         }
         *n += 1;
-        let bound = if bound.is_finite() { bound.max(0.0) } else { 0.0 };
+        let bound = if bound.is_finite() {
+            bound.max(0.0)
+        } else {
+            0.0
+        };
         if !e.weight.is_finite() || e.weight > bound {
             e.claimed_weight = Some(e.weight);
             e.weight = bound;
@@ -492,14 +517,24 @@ mod tests {
         let mut e = vec![ev("env-var", Environment::Local, 1e300)];
         normalise(&mut e, &Grants::default(), &Used::default(), &d);
         assert!(!e[0].counts());
-        assert!(e[0].ignored.as_deref().unwrap().contains("without the grant"));
+        assert!(
+            e[0].ignored
+                .as_deref()
+                .unwrap()
+                .contains("without the grant")
+        );
         let grants = Grants {
             hostname: true,
             ..Grants::default()
         };
         let mut e = vec![ev("hostname", Environment::Local, 1.0)];
         normalise(&mut e, &grants, &Used::default(), &d);
-        assert!(e[0].ignored.as_deref().unwrap().contains("never read the host name"));
+        assert!(
+            e[0].ignored
+                .as_deref()
+                .unwrap()
+                .contains("never read the host name")
+        );
         let used = Used {
             hostname: true,
             ..Used::default()

@@ -55,7 +55,9 @@ pub enum EngineError {
     #[error("the deployment's deadline ({limit}) was reached during {phase}; nothing was deployed")]
     OutOfTime { phase: &'static str, limit: String },
     /// The engine was opened for queries only ([`Engine::for_queries`](super::Engine::for_queries)).
-    #[error("this engine was opened for queries only, without plugins; open it with Engine::new to {what}")]
+    #[error(
+        "this engine was opened for queries only, without plugins; open it with Engine::new to {what}"
+    )]
     QueriesOnly { what: &'static str },
     /// `--max-time` is shorter than similar past deployments took.
     #[error(

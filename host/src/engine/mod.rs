@@ -181,8 +181,8 @@ impl Engine {
         // One scope for the whole deployment: every plugin call in it (and
         // in the tasks it spawns) shares the plugin time budget and the
         // deadline, and its output is rate-limited.
-        let deadline = types::deadline_label(&req, &self.config)
-            .map(|(d, _)| std::time::Instant::now() + d);
+        let deadline =
+            types::deadline_label(&req, &self.config).map(|(d, _)| std::time::Instant::now() + d);
         let scope = Arc::new(DeploymentScope::new(
             Duration::from_millis(self.config.plugin_defaults.deployment_budget_ms),
             deadline,

@@ -164,10 +164,7 @@ pub(crate) fn deadline_label(
     config: &crate::config::Config,
 ) -> Option<(Duration, String)> {
     match req.max_time {
-        Some(d) => Some((
-            d,
-            format!("--max-time of {} min", d.as_secs().div_ceil(60)),
-        )),
+        Some(d) => Some((d, format!("--max-time of {} min", d.as_secs().div_ceil(60)))),
         None if config.thresholds.max_deployment_time > 0 => {
             let m = config.thresholds.max_deployment_time;
             Some((

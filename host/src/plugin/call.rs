@@ -160,9 +160,9 @@ impl Plugin {
             Binding::Budget => PluginError::Budget {
                 plugin: self.name.clone(),
                 function,
-                budget_ms: scope
-                    .as_ref()
-                    .map_or(0, |s| u64::try_from(s.budget().as_millis()).unwrap_or(u64::MAX)),
+                budget_ms: scope.as_ref().map_or(0, |s| {
+                    u64::try_from(s.budget().as_millis()).unwrap_or(u64::MAX)
+                }),
             },
             Binding::Deadline => PluginError::DeploymentDeadline {
                 plugin: self.name.clone(),
@@ -187,7 +187,9 @@ impl Plugin {
         let value = match outcome {
             Err(_elapsed) => return Err(out_of_time(allowance.binding)),
             Ok(Err(e)) => {
-                if store.data().deadline_hit || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                if store.data().deadline_hit
+                    || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+                {
                     return Err(out_of_time(allowance.binding));
                 }
                 return Err(self.classify(function, &e, store.data(), lift));
@@ -249,7 +251,12 @@ impl Plugin {
     /// epoch ticker only says when to look, so a ticker slowed by a busy
     /// machine cannot stretch a deadline) and yields to the runtime between
     /// ticks.
-    fn new_store(&self, deadline: Instant, lift: LiftLimit, gate: Arc<OutputGate>) -> Store<PluginState> {
+    fn new_store(
+        &self,
+        deadline: Instant,
+        lift: LiftLimit,
+        gate: Arc<OutputGate>,
+    ) -> Store<PluginState> {
         let mut store = Store::new(
             &self.engine,
             PluginState::new(self.sandbox.clone(), self.memory_bytes, gate),

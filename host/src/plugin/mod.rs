@@ -27,6 +27,7 @@ mod grants;
 mod host;
 mod provider;
 mod registry;
+mod rootfs;
 mod sandbox;
 mod scope;
 mod validate;
@@ -63,8 +64,8 @@ pub use registry::{
 pub use sandbox::{EnvSource, HostWorld, PluginEvent, Used};
 pub use scope::{DeploymentScope, LINES_PER_CALL, LINES_PER_DEPLOYMENT, OutputGate};
 pub use validate::{
-    MAX_DESCRIPTION_BYTES, MAX_DETAILS, MAX_EVIDENCE, MAX_NAME_BYTES, MAX_NOTES,
-    MAX_REASON_BYTES, MAX_TEXT_BYTES,
+    MAX_DESCRIPTION_BYTES, MAX_DETAILS, MAX_EVIDENCE, MAX_NAME_BYTES, MAX_NOTES, MAX_REASON_BYTES,
+    MAX_TEXT_BYTES,
 };
 
 use crate::config::Grants;

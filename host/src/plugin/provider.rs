@@ -165,10 +165,10 @@ impl Plugin {
                 "query",
                 LiftLimit::with(MAX_SAMPLES, std::mem::size_of::<Sample>()),
                 async |store| {
-                let i = pre.instantiate_async(&mut *store).await?;
-                i.adeploy_plugin_metric_provider()
-                    .call_query(store, &own)
-                    .await
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    i.adeploy_plugin_metric_provider()
+                        .call_query(store, &own)
+                        .await
                 },
             )
             .await

@@ -272,14 +272,12 @@ impl PluginSet {
             .iter()
             .filter(|(name, _)| builtin_enabled(config, name) && !found.contains_key(*name))
             .collect();
-        let builtins = builtins
-            .into_iter()
-            .map(|(name, bytes)| async move {
-                let settings = settings_for(config, name, None);
-                host.load(name, PluginSource::BuiltIn, bytes, settings)
-                    .await
-                    .map(|p| ((*name).to_string(), p))
-            });
+        let builtins = builtins.into_iter().map(|(name, bytes)| async move {
+            let settings = settings_for(config, name, None);
+            host.load(name, PluginSource::BuiltIn, bytes, settings)
+                .await
+                .map(|p| ((*name).to_string(), p))
+        });
         let files = found.into_values().map(|f| async move {
             let replaces = builtin_component(&f.name)
                 .is_some()

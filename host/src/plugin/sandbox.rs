@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+
 use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
@@ -230,10 +231,15 @@ impl PluginState {
         HostError::Denied(detail)
     }
 
-    fn check_path(&mut self, capability: &str, path: &str) -> Result<Option<PathBuf>, HostError> {
+    fn check_path(
+        &mut self,
+        capability: &str,
+        path: &str,
+    ) -> Result<Option<super::rootfs::Found>, HostError> {
         match grants::resolve_path(&self.sandbox.grants, &self.sandbox.world.root, path) {
             Ok(p) => Ok(p),
             Err(PathDenial::Invalid(m)) => Err(HostError::Invalid(m)),
+            Err(PathDenial::Failed(m)) => Err(HostError::Failed(m)),
             Err(PathDenial::Denied(m)) => Err(self.deny(capability, m)),
         }
     }
@@ -374,21 +380,24 @@ impl host::Host for PluginState {
     }
 
     async fn read_file(&mut self, path: String, max_bytes: u32) -> Result<Vec<u8>, HostError> {
-        let Some(real) = self.check_path("read-file", &path)? else {
+        let Some(found) = self.check_path("read-file", &path)? else {
             return Err(HostError::NotFound(format!("{path} does not exist")));
         };
+        // A FIFO, socket or device is refused before it is opened for
+        // reading (nothing can block on it); the regular file is read on a
+        // blocking thread, which the call's deadline stops waiting for.
+        if found.file_type() != rustix::fs::FileType::RegularFile {
+            let e = super::rootfs::read_regular(&self.sandbox.world.root, &found, 0)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            return Err(HostError::Invalid(format!("{path}: {e}")));
+        }
         let limit = u64::from(max_bytes.min(MAX_READ));
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            use std::io::Read;
-            let file = std::fs::File::open(&real)?;
-            if !file.metadata()?.is_file() {
-                return Err(std::io::Error::other("not a regular file"));
-            }
-            let mut buf = Vec::new();
-            file.take(limit).read_to_end(&mut buf)?;
-            Ok(buf)
-        })
-        .await;
+        let root = self.sandbox.world.root.clone();
+        let read =
+            tokio::task::spawn_blocking(move || super::rootfs::read_regular(&root, &found, limit))
+                .await;
         match read {
             Ok(Ok(buf)) => {
                 self.used.paths = true;

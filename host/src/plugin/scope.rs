@@ -231,13 +231,13 @@ mod tests {
     #[test]
     fn the_tightest_limit_binds() {
         let s = DeploymentScope::new(Duration::from_secs(3), None);
-        assert_eq!(
-            s.allowance(Duration::from_secs(2)).binding,
-            Binding::Own
-        );
+        assert_eq!(s.allowance(Duration::from_secs(2)).binding, Binding::Own);
         s.charge(Duration::from_secs(2));
         let a = s.allowance(Duration::from_secs(2));
-        assert_eq!((a.binding, a.time), (Binding::Budget, Duration::from_secs(1)));
+        assert_eq!(
+            (a.binding, a.time),
+            (Binding::Budget, Duration::from_secs(1))
+        );
         let s = DeploymentScope::new(
             Duration::from_secs(60),
             Some(Instant::now() + Duration::from_millis(100)),

@@ -118,9 +118,11 @@ impl Execution<'_> {
                     });
                     // The task keeps the deployment's plugin scope (time
                     // budget, deadline, output limits) for its hooks.
-                    running.spawn(crate::plugin::DeploymentScope::propagate(
-                        self.step_task(i, &steps[i], cancel_rx.clone()),
-                    ));
+                    running.spawn(crate::plugin::DeploymentScope::propagate(self.step_task(
+                        i,
+                        &steps[i],
+                        cancel_rx.clone(),
+                    )));
                 }
                 if running.is_empty() {
                     break;
