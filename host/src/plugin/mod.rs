@@ -65,7 +65,7 @@ pub use sandbox::{EnvSource, HostWorld, PluginEvent, Used};
 pub use scope::{DeploymentScope, LINES_PER_CALL, LINES_PER_DEPLOYMENT, OutputGate};
 pub use validate::{
     MAX_DESCRIPTION_BYTES, MAX_DETAILS, MAX_EVIDENCE, MAX_NAME_BYTES, MAX_NOTES, MAX_REASON_BYTES,
-    MAX_TEXT_BYTES,
+    MAX_TEXT_BYTES, MAX_WEIGHT,
 };
 
 use crate::config::Grants;

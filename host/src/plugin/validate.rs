@@ -35,6 +35,10 @@ pub const MAX_EVIDENCE: usize = 64;
 pub const MAX_DETAILS: usize = 64;
 /// Longest name and version `describe` may give.
 pub const MAX_NAME_BYTES: usize = 128;
+/// The largest weight a detector may give one piece of evidence: far above
+/// any operator weight (the host lowers claims to those anyway), far below
+/// where a sum of 64 of them could overflow or lose every smaller weight.
+pub const MAX_WEIGHT: f64 = 1e6;
 /// Longest description `describe` may give.
 pub const MAX_DESCRIPTION_BYTES: usize = 1024;
 
@@ -93,7 +97,8 @@ pub fn plugin_info(info: &PluginInfo) -> Result<(), String> {
 
 /// A detection: at most [`MAX_EVIDENCE`] pieces of evidence and
 /// [`MAX_NOTES`] notes within the text budget, a confidence in 0..1, and
-/// finite, non-negative weights (NaN and infinities refused).
+/// finite, non-negative weights up to [`MAX_WEIGHT`] (NaN, infinities and
+/// overflowing weights refused).
 pub fn detection(d: &mut Detection) -> Result<(), String> {
     count("pieces of evidence", d.evidence.len(), MAX_EVIDENCE)?;
     count("notes", d.notes.len(), MAX_NOTES)?;
@@ -110,10 +115,10 @@ pub fn detection(d: &mut Detection) -> Result<(), String> {
     if let Some(e) = d
         .evidence
         .iter()
-        .find(|e| !e.weight.is_finite() || e.weight < 0.0)
+        .find(|e| !(e.weight.is_finite() && (0.0..=MAX_WEIGHT).contains(&e.weight)))
     {
         return Err(format!(
-            "evidence {} has weight {}; weights are finite and not negative",
+            "evidence {} has weight {:e}; weights are finite, from 0 to {MAX_WEIGHT:e}",
             crate::terminal::safe(&format!("{:?}", e.detail)),
             e.weight
         ));

@@ -10,6 +10,7 @@ mod builtin_detector;
 mod builtin_hook;
 mod builtin_strategies;
 mod common;
+mod containment;
 mod engine;
 mod fleet;
 mod fuzz_regressions;
