@@ -10,6 +10,7 @@ mod cli_run;
 mod common;
 mod diagnostics;
 mod examples;
+mod hostile;
 mod metric_provider;
 mod scaffold;
 mod security;
