@@ -666,3 +666,43 @@ async fn no_plugin_combination_skips_an_approval_the_operator_signal_requires() 
     }
     assert_eq!(checked, 7 * 3 * 2 * 2);
 }
+
+// ---- WASI: what the linker gives a plugin -------------------------------------
+
+#[tokio::test]
+async fn wasi_gives_clocks_and_random_but_no_files_sockets_or_environment() {
+    let root = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let host = host(empty_world(root.path()));
+    let err = hostile_plan(
+        &host,
+        &format!(r#"{{"mode": "wasi-probe", "port": "{port}"}}"#),
+        Grants {
+            // Even a granted path and endpoint are not reachable through
+            // WASI: only through the host imports.
+            paths: vec!["/".into()],
+            network: vec!["127.0.0.1:*".into()],
+            ..Grants::default()
+        },
+        vec![service("api", &[])],
+    )
+    .await
+    .unwrap_err();
+    let PluginError::Refused { message, .. } = err else {
+        panic!("{err:?}")
+    };
+    let got: HashMap<&str, &str> = message
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    for key in ["fs-read", "fs-list", "fs-write", "tcp"] {
+        assert!(got[key].starts_with("err: "), "{key}: {message}");
+    }
+    assert_eq!(got["env"], "0", "{message}");
+    assert_eq!(got["args"], "0", "{message}");
+    assert_eq!(got["wall-clock"], "true", "{message}");
+    assert_eq!(got["sleep"], "true", "{message}");
+    assert_eq!(got["random-seeds-differ"], "true", "{message}");
+    assert!(!Path::new("/tmp/hostile-was-here").exists());
+}

@@ -23,7 +23,10 @@
 //! - `slow-progress`: `on-progress` spins until its deadline;
 //! - `escape`: plan notes and a rollback reason carrying terminal escapes
 //!   (CSI, OSC, C1, bidi overrides);
-//! - `refuse-escape`: `plan` refuses with a message carrying them.
+//! - `refuse-escape`: `plan` refuses with a message carrying them;
+//! - `wasi-probe`: `plan` tries what WASI offers through Rust's std (files,
+//!   sockets, environment, arguments, clocks, random) and refuses with one
+//!   `key=outcome` per line, so a test can check what the linker gives.
 
 use adeploy_sdk::host::{self, HostError, LogLevel};
 use adeploy_sdk::strategy::{self, Decision, Progress, Rollout, Step, Strategy, Wave};
@@ -68,6 +71,63 @@ fn error_text(e: &HostError) -> String {
         HostError::Invalid(m) => format!("Invalid({m:?})"),
         HostError::Failed(m) => format!("Failed({m:?})"),
     }
+}
+
+/// See `wasi-probe` in the crate docs.
+fn wasi_probe(port: &str) -> String {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    let ok_or = |r: Result<String, String>| r.unwrap_or_else(|e| format!("err: {e}"));
+    let mut lines = vec![
+        format!(
+            "fs-read={}",
+            ok_or(
+                std::fs::read("/etc/passwd")
+                    .map(|b| format!("ok: {} bytes", b.len()))
+                    .map_err(|e| e.kind().to_string())
+            )
+        ),
+        format!(
+            "fs-list={}",
+            ok_or(
+                std::fs::read_dir("/")
+                    .map(|d| format!("ok: {} entries", d.count()))
+                    .map_err(|e| e.kind().to_string())
+            )
+        ),
+        format!(
+            "fs-write={}",
+            ok_or(
+                std::fs::write("/tmp/hostile-was-here", "x")
+                    .map(|()| "ok".to_string())
+                    .map_err(|e| e.kind().to_string())
+            )
+        ),
+        format!(
+            "tcp={}",
+            ok_or(
+                std::net::TcpStream::connect(format!("127.0.0.1:{port}"))
+                    .map(|_| "ok".to_string())
+                    .map_err(|e| e.kind().to_string())
+            )
+        ),
+        format!("env={}", std::env::vars().count()),
+        format!("args={}", std::env::args().count()),
+    ];
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() > 1_600_000_000)
+        .unwrap_or(false);
+    lines.push(format!("wall-clock={wall}"));
+    let t = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    lines.push(format!("sleep={}", t.elapsed().as_millis() >= 20));
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    1u8.hash(&mut h);
+    let a = h.finish();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    1u8.hash(&mut h);
+    lines.push(format!("random-seeds-differ={}", a != h.finish()));
+    lines.join("\n")
 }
 
 impl Strategy for Hostile {
@@ -165,6 +225,7 @@ impl Strategy for Hostile {
             }
             "escape" => rollout.notes.push(format!("note {ESCAPES} end")),
             "refuse-escape" => return Err(format!("no {ESCAPES} end")),
+            "wasi-probe" => return Err(wasi_probe(&setting(&ctx, "port"))),
             _ => {}
         }
         Ok(rollout)
