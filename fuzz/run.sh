@@ -15,7 +15,7 @@ set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-60}"
 CARGO_FUZZ_VERSION="0.13.2"
-TARGETS="${TARGETS:-config_yaml manifest history_record}"
+TARGETS="${TARGETS:-config_yaml manifest history_record plugin_answers}"
 SANITIZER="${SANITIZER:-address}"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

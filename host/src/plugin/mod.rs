@@ -30,7 +30,7 @@ mod registry;
 mod rootfs;
 mod sandbox;
 mod scope;
-mod validate;
+pub mod validate;
 
 use std::path::PathBuf;
 use std::sync::Arc;

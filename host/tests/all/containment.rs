@@ -70,6 +70,7 @@ pub fn make_fifo(path: &Path) {
 
 #[tokio::test]
 async fn lists_of_empty_entries_are_refused_while_they_are_lifted() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let host = host(empty_world(root.path()));
     for mode in ["empty-notes", "empty-waves", "many-steps"] {
@@ -692,10 +693,7 @@ async fn wasi_gives_clocks_and_random_but_no_files_sockets_or_environment() {
     let PluginError::Refused { message, .. } = err else {
         panic!("{err:?}")
     };
-    let got: HashMap<&str, &str> = message
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .collect();
+    let got: HashMap<&str, &str> = message.lines().filter_map(|l| l.split_once('=')).collect();
     for key in ["fs-read", "fs-list", "fs-write", "tcp"] {
         assert!(got[key].starts_with("err: "), "{key}: {message}");
     }
