@@ -704,3 +704,56 @@ async fn wasi_gives_clocks_and_random_but_no_files_sockets_or_environment() {
     assert_eq!(got["random-seeds-differ"], "true", "{message}");
     assert!(!Path::new("/tmp/hostile-was-here").exists());
 }
+
+// ---- 7. --max-time covers detection and planning -------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_time_covers_detection_and_planning() {
+    let w = World::new();
+    let mut entries = String::new();
+    for i in 0..12 {
+        entries.push_str(&format!(
+            "  loop{i}: {{path: {}, config: {{mode: loop}}, limits: {{timeout_ms: 30000}}}}\n",
+            adeploy_fixtures::LIAR_DETECTOR
+        ));
+    }
+    let text = w
+        .config_yaml(&w.service("api", &[], "{command: 'true'}"))
+        .replace("plugins:\n", &format!("plugins:\n{entries}"));
+    let path = w.dir.path().join("config.yaml");
+    std::fs::write(&path, text).unwrap();
+    let engine = Engine::new(Config::load(Some(&path)).unwrap(), w.options())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let err = engine
+        .deploy(
+            DeploymentRequest {
+                services: vec!["api".into()],
+                max_time: Some(Duration::from_millis(1500)),
+                ..DeploymentRequest::default()
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap_err();
+    // Detectors that would each loop for 30 s end at the deployment's
+    // deadline; nothing is planned or deployed after it.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            err,
+            EngineError::OutOfTime {
+                phase: "environment detection",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(w.order().is_empty());
+}
