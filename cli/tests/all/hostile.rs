@@ -66,8 +66,10 @@ fn measure(mut cmd: Command) -> Measured {
     let pid = i32::try_from(child.id()).unwrap();
     let (done, watch) = mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        if watch.recv_timeout(Duration::from_secs(60)).is_err() {
-            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        if watch.recv_timeout(Duration::from_secs(60)).is_err()
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
         }
     });
     let mut status = 0;
