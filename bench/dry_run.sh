@@ -11,7 +11,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=${1:-}
 if [ -z "$bin" ]; then
-  cargo build --release -p adeploy --manifest-path "$root/Cargo.toml" >&2
+  cargo build --release -p adeploy-cli --manifest-path "$root/Cargo.toml" >&2
   bin="$root/target/release/adeploy"
 fi
 command -v hyperfine >/dev/null || { echo "hyperfine is missing: apt-get install hyperfine" >&2; exit 2; }
@@ -22,3 +22,10 @@ cd "$work"
 # Warm the component cache (the first run compiles the built-in plugins).
 "$bin" run --services api-service --dry-run > /dev/null 2>&1
 hyperfine -N --warmup 5 --runs 50 "$bin run --services api-service --dry-run"
+# What the CPU figure of the system_metrics decision is (counter and window).
+"$bin" run --services api-service --dry-run --json 2>/dev/null | python3 -c '
+import json, sys
+for d in json.load(sys.stdin)["report"]["decision_process"]:
+    if d["decision_type"] == "system_metrics":
+        print("cpu_basis:", json.dumps(d["details"].get("cpu_basis")))
+'

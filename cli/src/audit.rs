@@ -58,7 +58,7 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<ExitCode> {
     let engine = Engine::for_queries(ctx.config()?, options)?;
     emit(
         &AuditOutput {
-            entries: engine.audit_log(args.limit)?,
+            entries: engine.audit_log(args.limit).await?,
         },
         ctx.json,
     )?;

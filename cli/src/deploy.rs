@@ -1,20 +1,21 @@
 //! `adeploy run`, `adeploy list`, `adeploy report ID`.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Args;
 use serde::Serialize;
 
-use adeploy::config::Environment;
+use adeploy::config::{Environment, VersionOverride};
 use adeploy::engine::{
     Approval, DeploymentEvent, DeploymentRequest, DeploymentSize, Engine, EngineError,
-    EngineOptions,
+    EngineOptions, Question,
 };
 use adeploy::history::DeploymentRecord;
-use adeploy::report::{Decision, PlanView, Report, step_label};
+use adeploy::report::{Decision, Format, PlanView, Report, step_label};
 
 use crate::Context;
 use crate::output::{CommandOutput, emit, safe, table};
@@ -58,6 +59,55 @@ pub struct RunArgs {
     /// A directory of plugin components; repeatable.
     #[arg(long = "plugins", value_name = "DIR")]
     plugin_dirs: Vec<PathBuf>,
+    /// Deploy SERVICE at VERSION (over its `version` in the config):
+    /// exported to its commands as ADEPLOY_VERSION, checked by health
+    /// expectations that use ${ADEPLOY_VERSION}, recorded in the report.
+    /// Repeatable.
+    #[arg(long = "set-version", value_name = "SERVICE=VERSION", value_parser = parse_version)]
+    set_version: Vec<VersionOverride>,
+    /// Also write the report in these formats beside the JSON one
+    /// (comma-separated: html, markdown, junit, text); the paths are printed.
+    #[arg(long, value_name = "FORMATS", value_parser = parse_formats)]
+    report_format: Option<Formats>,
+    /// How long to wait while another run deploys some of the same services
+    /// to the same environment (seconds, or 30s, 10m, 1h; 0 tries once).
+    /// Past it the run exits with 75, naming the holder.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_lock_timeout)]
+    lock_timeout: Duration,
+}
+
+/// `--set-version SERVICE=VERSION` (a malformed one is refused by clap:
+/// exit 2 naming it).
+fn parse_version(s: &str) -> Result<VersionOverride, String> {
+    s.parse()
+}
+
+/// `--report-format html,junit`.
+#[derive(Debug, Clone)]
+pub(crate) struct Formats(Vec<Format>);
+
+fn parse_formats(s: &str) -> Result<Formats, String> {
+    Format::parse_list(s)
+        .map(Formats)
+        .map_err(|e| e.to_string())
+}
+
+/// `--format` of `report`: one format name.
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse::<Format>().map_err(|e| e.to_string())
+}
+
+/// `--lock-timeout`: a number of seconds, or a number and a unit (s, m, h, d, w).
+fn parse_lock_timeout(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    adeploy::config::parse_duration(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not a duration: write seconds (600) or a number and a unit (30s, 10m, 1h)"
+        )
+    })
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -97,11 +147,16 @@ impl From<EnvArg> for Environment {
     }
 }
 
-async fn engine(ctx: &Context, plugin_dirs: Vec<PathBuf>) -> anyhow::Result<Engine> {
+async fn engine(
+    ctx: &Context,
+    plugin_dirs: Vec<PathBuf>,
+    lock_wait: Option<Duration>,
+) -> anyhow::Result<Engine> {
     let config = ctx.config()?;
     let options = EngineOptions {
         state_dir: ctx.state_dir.clone(),
         plugin_dirs,
+        lock_wait,
         ..EngineOptions::default()
     };
     Ok(Engine::new(config, options).await?)
@@ -125,8 +180,20 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let engine = engine(ctx, args.plugin_dirs).await?;
+    let mut versions = BTreeMap::new();
+    for v in args.set_version {
+        if let Some(first) = versions.insert(v.service.clone(), v.version.clone()) {
+            return Err(crate::UsageError(format!(
+                "--set-version {}: given twice ({first} and {})",
+                v.service, v.version
+            ))
+            .into());
+        }
+    }
+    let formats = args.report_format.map(|f| f.0).unwrap_or_default();
+    let engine = engine(ctx, args.plugin_dirs, Some(args.lock_timeout)).await?;
     let req = DeploymentRequest {
+        versions,
         services: args.services,
         strategy: Some(args.strategy),
         environment: args.environment.map(Into::into),
@@ -148,26 +215,47 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
             None
         },
     };
+    // The live status line on a terminal (none with --json or in CI logs).
+    let bar = (std::io::stderr().is_terminal() && !ctx.json).then(|| {
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.enable_steady_tick(Duration::from_millis(120));
+        pb
+    });
     let confirm: Option<adeploy::engine::Confirm> = if args.interactive && !args.dry_run {
         let yes = args.yes;
-        Some(Box::new(move |plan: &PlanView| {
-            crate::output::say_block(&render_plan(plan));
-            if yes {
-                return true;
+        let bar = bar.clone();
+        Some(Box::new(move |question: &Question<'_>| {
+            let ask = || {
+                match question {
+                    Question::Plan(plan) => crate::output::say_block(&render_plan(plan)),
+                    Question::Inconclusive(analysis) => {
+                        crate::output::say_block(&analysis.describe())
+                    }
+                    _ => {}
+                }
+                if yes {
+                    return true;
+                }
+                tokio::task::block_in_place(|| {
+                    dialoguer::Confirm::new()
+                        .with_prompt(question.prompt())
+                        .default(false)
+                        .interact()
+                        .unwrap_or(false)
+                })
+            };
+            // The spinner is hidden (and does not tick) while the plan and
+            // the question are on screen.
+            match &bar {
+                Some(pb) => pb.suspend(ask),
+                None => ask(),
             }
-            tokio::task::block_in_place(|| {
-                dialoguer::Confirm::new()
-                    .with_prompt("Deploy with this plan?")
-                    .default(false)
-                    .interact()
-                    .unwrap_or(false)
-            })
         }))
     } else {
         None
     };
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let renderer = tokio::spawn(render_events(rx, ctx.json));
+    let renderer = tokio::spawn(render_events(rx, ctx.json, bar));
     let outcome = engine.deploy(req, Some(tx), confirm).await;
     let _ = renderer.await;
     let outcome = match outcome {
@@ -178,12 +266,25 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         other => other?,
     };
     let report = &outcome.report;
+    // The rendered reports, and the step summary of a GitHub Actions job:
+    // the deployment happened whatever becomes of them, so a failure to
+    // write one is a warning.
+    let report_files = match engine.write_reports(&outcome, &formats).await {
+        Ok(paths) => paths,
+        Err(e) => {
+            eprintln!("warning: {e}");
+            Vec::new()
+        }
+    };
+    let step_summary = step_summary(report);
     if ctx.json {
         emit(
             &RunOutput {
                 report,
                 report_path: outcome.report_path.clone(),
                 log_path: outcome.log_path.clone(),
+                report_files,
+                step_summary,
             },
             true,
         )?;
@@ -200,6 +301,12 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(p) = &outcome.log_path {
             text.push_str(&format!("  log:    {}\n", p.display()));
+        }
+        for p in &report_files {
+            text.push_str(&format!("  report: {}\n", p.display()));
+        }
+        if let Some(p) = &step_summary {
+            text.push_str(&format!("  step summary appended to {}\n", p.display()));
         }
         emit(&Text(text), false)?;
     }
@@ -228,6 +335,19 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Appends the Markdown summary to `$GITHUB_STEP_SUMMARY` when it is set
+/// (GitHub Actions shows it on the job's page); the file, or `None`.
+fn step_summary(report: &Report) -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("GITHUB_STEP_SUMMARY").filter(|v| !v.is_empty())?);
+    match adeploy::report::render::append_markdown(report, &path) {
+        Ok(()) => Some(path),
+        Err(e) => {
+            eprintln!("warning: GITHUB_STEP_SUMMARY: {e}");
+            None
+        }
+    }
+}
+
 fn render_plan(plan: &PlanView) -> String {
     let mut s = format!(
         "plan: {} — {} wave(s), {} at a time, {} health sample(s) {} ms apart, {} s soak, rollback {}\n",
@@ -249,24 +369,30 @@ fn render_plan(plan: &PlanView) -> String {
     for w in &plan.warnings {
         s.push_str(&format!("  WARNING: {}\n", safe(w)));
     }
+    for a in &plan.analysis {
+        s.push_str(&a.describe());
+    }
     s
 }
 
-/// Live progress on stderr: a redrawing status line on a terminal, plain
-/// lines otherwise. Nothing with `--json` except errors.
-async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEvent>, json: bool) {
-    let terminal = std::io::stderr().is_terminal() && !json;
-    let bar = terminal.then(|| {
-        let pb = indicatif::ProgressBar::new_spinner();
-        pb.enable_steady_tick(Duration::from_millis(120));
-        pb
-    });
+/// Live progress on stderr: a redrawing status line on a terminal (`bar`),
+/// plain lines otherwise. Nothing with `--json` except warnings.
+async fn render_events(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEvent>,
+    json: bool,
+    bar: Option<indicatif::ProgressBar>,
+) {
     // Every line is made safe for the terminal as a whole: a field's
     // newline or escape sequence is shown escaped, inside its line.
     let say = |line: String| match &bar {
         Some(pb) => pb.println(safe(&line)),
         None if !json => crate::output::say(&line),
         None => {}
+    };
+    // Warnings are printed with --json too (on stderr).
+    let warn = |line: String| match &bar {
+        Some(pb) => pb.println(safe(&line)),
+        None => crate::output::say(&line),
     };
     let started = Instant::now();
     let (mut total, mut done, mut step_secs) = (0usize, 0usize, 0.0f64);
@@ -284,7 +410,7 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                     grants_withheld,
                 } = &d.decision
                 {
-                    say(format!(
+                    warn(format!(
                         "warning: the built-in {kind} plugin '{plugin}' is replaced by {source} (sha256 {}){}",
                         sha256.get(..12).unwrap_or(sha256),
                         grants_withheld
@@ -302,15 +428,13 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                     | Decision::StrategySelected { .. }
                     | Decision::MaxTimeCheck(_)
                     | Decision::RollbackPrediction { .. }
+                    | Decision::Exploration(_)
+                    | Decision::DriftDetected(_)
                     | Decision::ModelDiscarded { .. } => true,
                     _ => false,
                 };
                 if shown {
-                    say(format!(
-                        "decision {}: {}",
-                        d.decision.decision_type(),
-                        d.decision.details()
-                    ));
+                    say(format!("decision: {}", d.decision.summary()));
                 }
             }
             DeploymentEvent::Planned {
@@ -367,9 +491,34 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
                 if ok { "rolled back" } else { "ROLLBACK FAILED" }
             )),
             DeploymentEvent::Alert { message } => say(format!("ALERT: {message}")),
+            // Said even with --json (on stderr): the operator should fix it.
+            DeploymentEvent::Warning { message } => match &bar {
+                Some(pb) => pb.println(format!("warning: {message}")),
+                None => eprintln!("warning: {message}"),
+            },
             DeploymentEvent::Scaled { from, to, reason } => {
                 concurrency = to.max(1) as usize;
                 say(format!("  concurrency {from} → {to}: {reason}"))
+            }
+            // Waiting for another run, and records kept locally: shown in
+            // CI logs even with --json (on stderr; stdout stays the document).
+            DeploymentEvent::WaitingForLock(wait) => match &bar {
+                Some(pb) => pb.println(format!("{wait}")),
+                None => eprintln!("{wait}"),
+            },
+            DeploymentEvent::HistoryJournaled {
+                url,
+                pending,
+                journal,
+            } => {
+                let line = format!(
+                    "history: {url} is unreachable; {pending} write(s) wait in {}: the next run that reaches it sends them, or `adeploy state sync`",
+                    journal.display()
+                );
+                match &bar {
+                    Some(pb) => pb.println(line),
+                    None => eprintln!("{line}"),
+                }
             }
             // Hooks that did their job stay in the decision log; failures show.
             DeploymentEvent::Hook {
@@ -394,11 +543,14 @@ async fn render_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<DeploymentEv
             } else {
                 String::new()
             };
+            let stage = if wave.1 == 0 {
+                "preparing".to_string()
+            } else {
+                format!("wave {}/{}", wave.0, wave.1)
+            };
             pb.set_message(
                 safe(&format!(
-                    "wave {}/{} · {done}/{total} steps · {} running · {:.0} s elapsed{eta}",
-                    wave.0,
-                    wave.1,
+                    "{stage} · {done}/{total} steps · {} running · {:.0} s elapsed{eta}",
                     if running.is_empty() {
                         "none".to_string()
                     } else {
@@ -420,6 +572,10 @@ struct RunOutput<'a> {
     report: &'a Report,
     report_path: Option<PathBuf>,
     log_path: Option<PathBuf>,
+    /// The reports `--report-format` wrote beside the JSON one.
+    report_files: Vec<PathBuf>,
+    /// `$GITHUB_STEP_SUMMARY`, when the Markdown summary was appended to it.
+    step_summary: Option<PathBuf>,
 }
 
 impl CommandOutput for RunOutput<'_> {
@@ -474,6 +630,7 @@ impl CommandOutput for ListOutput {
                         .unwrap_or_else(|| "-".into()),
                     safe(&d.services.join(",")).into_owned(),
                     adeploy::report::host_results(&d.steps).unwrap_or_else(|| "-".into()),
+                    result_of(d),
                 ]
             })
             .collect();
@@ -487,9 +644,32 @@ impl CommandOutput for ListOutput {
                 "DURATION",
                 "SERVICES",
                 "HOSTS",
+                "RESULT",
             ],
             rows,
         )
+    }
+}
+
+/// What a failed deployment's first failed step says (`api: analysis failed:
+/// metric 'error-rate' failed: …`), cut to one short line; `-` otherwise.
+fn result_of(d: &DeploymentRecord) -> String {
+    const MOST: usize = 90;
+    if d.success != Some(false) {
+        return "-".into();
+    }
+    let text = d
+        .steps
+        .iter()
+        .find(|s| matches!(s.status, adeploy::report::StepStatus::Failed))
+        .map(|s| format!("{}: {}", s.label(), s.message))
+        .or_else(|| d.summary.clone())
+        .unwrap_or_else(|| "-".into());
+    let text = text.replace('\n', " ");
+    if text.chars().count() > MOST {
+        text.chars().take(MOST - 1).collect::<String>() + "…"
+    } else {
+        text
     }
 }
 
@@ -497,7 +677,7 @@ pub async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
     let engine = query_engine(ctx)?;
     emit(
         &ListOutput {
-            deployments: engine.list(args.limit)?,
+            deployments: engine.list(args.limit).await?,
         },
         ctx.json,
     )?;
@@ -509,6 +689,13 @@ pub async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
 pub struct ReportArgs {
     /// A deployment id from `adeploy list`.
     id: String,
+    /// Render the report as json (the file as written), html (one
+    /// self-contained page), markdown or junit, instead of the summary.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_format)]
+    format: Option<Format>,
+    /// Write the rendering to FILE (atomically) instead of stdout.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
 }
 
 #[derive(Debug, Serialize)]
@@ -522,10 +709,11 @@ impl CommandOutput for ReportOutput {
         s.push_str("decisions:\n");
         for d in &r.decision_process {
             s.push_str(&format!(
-                "  {} {}: {}\n",
-                d.timestamp.format("%H:%M:%S%.3f"),
-                safe(&d.decision.decision_type()),
-                safe(&d.decision.details().to_string())
+                "  {} {}\n",
+                d.timestamp
+                    .with_timezone(&chrono::Local)
+                    .format("%H:%M:%S%.3f"),
+                safe(&d.decision.summary())
             ));
         }
         s
@@ -534,6 +722,49 @@ impl CommandOutput for ReportOutput {
 
 pub async fn report(ctx: &Context, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let engine = query_engine(ctx)?;
-    emit(&ReportOutput(engine.report(&args.id)?), ctx.json)?;
+    let format = match args.format {
+        Some(f) => f,
+        None if args.output.is_some() || ctx.json => Format::Json,
+        None => {
+            emit(&ReportOutput(engine.report(&args.id).await?), false)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let text = match format {
+        // The typed summary, as without --format.
+        Format::Text => ReportOutput(engine.report(&args.id).await?).text(),
+        other => engine.render_report(&args.id, other).await?,
+    };
+    write_or_print(&text, args.output.as_deref(), ctx.json)
+}
+
+/// Writes `text` to `output` (atomically, then says where) or prints it.
+pub(crate) fn write_or_print(
+    text: &str,
+    output: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match output {
+        Some(path) => {
+            adeploy::report::render::write_text(path, text)?;
+            if json {
+                emit(&Written { path }, true)?;
+            } else {
+                emit(&Text(format!("wrote {}\n", path.display())), false)?;
+            }
+        }
+        None => emit(&Text(text.to_string()), false)?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+struct Written<'a> {
+    path: &'a Path,
+}
+
+impl CommandOutput for Written<'_> {
+    fn text(&self) -> String {
+        format!("wrote {}\n", self.path.display())
+    }
 }

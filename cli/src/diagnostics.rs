@@ -150,16 +150,18 @@ impl CommandOutput for Output {
             }
         }
         for t in &d.trends {
+            s.push_str(&format!("  trend {t}\n"));
+        }
+        if d.environment_settings.is_empty() {
             s.push_str(&format!(
-                "  trend {}: {} ({:+.2} points/min over {} samples)\n",
-                t.metric,
-                serde_json::to_value(t.direction)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default(),
-                t.slope_per_min,
-                t.samples
+                "\nenvironment settings: none (environments.{} changes nothing)\n",
+                e.environment
             ));
+        } else {
+            s.push_str(&format!("\nenvironment settings ({}):\n", e.environment));
+            for o in &d.environment_settings {
+                s.push_str(&format!("  {o} — from {}\n", o.source));
+            }
         }
         s.push_str("\nthresholds:\n");
         s.push_str(&table(
@@ -169,7 +171,11 @@ impl CommandOutput for Output {
                 .map(|t| {
                     vec![
                         status(t.status).to_string(),
-                        t.key.clone(),
+                        if t.source.is_empty() || t.source == t.key {
+                            t.key.clone()
+                        } else {
+                            format!("{} ({})", t.key, t.source)
+                        },
                         format!("{:.1}", t.value),
                         format!("{:.1}", t.threshold),
                         t.message.clone(),
@@ -198,11 +204,11 @@ impl CommandOutput for Output {
         ));
         let st = &d.state;
         s.push_str(&format!(
-            "\nstate: {} [{}] {}; database {} ({} bytes){}\n",
+            "\nstate: {} [{}] {}; history: {} ({} bytes){}\n",
             st.state_dir.display(),
             status(st.status),
             st.message,
-            st.database.display(),
+            st.history,
             st.database_bytes,
             st.last_deployment
                 .as_ref()

@@ -37,11 +37,11 @@ async fn engine(ctx: &Context) -> anyhow::Result<Engine> {
 pub async fn run(ctx: &Context, cmd: ModelCommand) -> anyhow::Result<ExitCode> {
     let engine = engine(ctx).await?;
     match cmd {
-        ModelCommand::Status => emit(&Status(engine.model_status()?), ctx.json)?,
+        ModelCommand::Status => emit(&Status(engine.model_status().await?), ctx.json)?,
         ModelCommand::Retrain => emit(&Retrained(engine.retrain_model().await?), ctx.json)?,
         ModelCommand::Reset => emit(
             &Reset {
-                removed: engine.reset_model()?,
+                removed: engine.reset_model().await?,
             },
             ctx.json,
         )?,
@@ -101,6 +101,9 @@ impl CommandOutput for Status {
                 n => format!("deployment {n} from now"),
             }
         );
+        if let Some(h) = &st.history {
+            s.push_str(&format!("history lives in: {h}\n"));
+        }
         if let Some(m) = &st.model {
             s.push_str(&meta_lines(m));
         }
@@ -127,6 +130,45 @@ impl CommandOutput for Status {
                     })
                     .collect(),
             ));
+        }
+        s.push_str(&format!(
+            "\nrecency: an outcome's weight halves every {} (ml_config.half_life_deployments{})\n",
+            match st.half_life_deployments {
+                h if h > 0.0 => format!("{h} newer deployments of its strategy in its environment"),
+                _ => "never".to_string(),
+            },
+            match st.half_life_days {
+                d if d > 0.0 => format!("; and every {d} days, ml_config.half_life_days"),
+                _ => String::new(),
+            }
+        ));
+        if st.drift_p_value <= 0.0 {
+            s.push_str("change detection: off (ml_config.drift_p_value = 0)\n");
+        } else if st.drift_events.is_empty() {
+            s.push_str(&format!(
+                "no changes detected (ml_config.drift_p_value = {})\n",
+                st.drift_p_value
+            ));
+        } else {
+            s.push_str(&format!(
+                "recent changes (newest first; ml_config.drift_p_value = {}):\n",
+                st.drift_p_value
+            ));
+            for d in &st.drift_events {
+                s.push_str(&format!(
+                    "  - {} (since {}, detected by {}; {} deployment(s) in {} since)\n    {}\n",
+                    d.summary,
+                    d.event.since,
+                    d.event.detected_by,
+                    d.deployments_since,
+                    d.event.environment,
+                    if d.active {
+                        format!("active: {}", d.response)
+                    } else {
+                        "no longer acted on".to_string()
+                    }
+                ));
+            }
         }
         if st.failure_patterns.is_empty() {
             s.push_str("\nno failure patterns\n");

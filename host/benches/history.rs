@@ -1,7 +1,9 @@
-//! The history at 100,000 deployments, on both backends: `list` (newest 20),
-//! `report ID` (one deployment with its decisions and samples), the window a
-//! deployment reads when it starts (200 recent records + the aggregates),
-//! and the bytes one deployment costs.
+//! The history at 100,000 deployments, on both backends: `list` (newest 20,
+//! after the check for interrupted deployments), `report ID` (one deployment
+//! with its decisions and samples), what a deployment reads when it starts
+//! (200 recent records + the aggregates + the model blob, turned into the
+//! learning's `Past`; and, once, the whole-history read it replaced), and
+//! the bytes one deployment costs.
 //!
 //! Run: `bench/history.sh` (starts a PostgreSQL 15 on a free loopback port,
 //! passes it as `ADEPLOY_BENCH_PG_URL`, stops it afterwards). Without that
@@ -314,6 +316,11 @@ fn report_compacted(rt: &tokio::runtime::Runtime, store: &HistoryStore, kind: &s
     );
 }
 
+/// Deployments with an outcome among the `n` generated (all finished).
+fn past_total(n: usize) -> usize {
+    n
+}
+
 fn main() {
     let mut c = Criterion::default().configure_from_args();
     let n: usize = std::env::var("ADEPLOY_BENCH_DEPLOYMENTS")
@@ -387,7 +394,32 @@ fn main() {
             b.to_async(&rt)
                 .iter(|| async { black_box(store.window(200).await.unwrap()) })
         });
+        g.bench_function("list_with_recovery", |b| {
+            b.to_async(&rt).iter(|| async {
+                store.recover_abandoned().await.unwrap();
+                black_box(store.list_deployments(20).await.unwrap())
+            })
+        });
+        g.bench_function("start_of_run_read", |b| {
+            b.to_async(&rt).iter(|| async {
+                let window = store.window(200).await.unwrap();
+                let model = store.get_blob("strategy_model").await.unwrap();
+                let past = adeploy::engine::learn::Past::from_window(&window);
+                assert_eq!(past.deployments(), past_total(n));
+                black_box((past, model))
+            })
+        });
         g.finish();
+        // What the start of a deployment read before: every record, decoded
+        // into the learning's outcomes. Once, timed (seconds at 100,000).
+        let t = Instant::now();
+        let all = rt.block_on(store.list_deployments(usize::MAX)).unwrap();
+        let outcomes = adeploy::engine::learn::outcomes(&all);
+        println!(
+            "{kind}: start of a deployment before the window (every record decoded, {} outcomes): {:.0} ms",
+            outcomes.len(),
+            t.elapsed().as_secs_f64() * 1000.0
+        );
     }
     c.final_summary();
 }

@@ -40,6 +40,8 @@ fn context(rng: &mut StdRng) -> FeatureContext {
         success_rate_strategy: rng.gen_range(0.3..1.0),
         recent_failures: f64::from(rng.gen_range(0..5u8)),
         mean_duration_min: rng.gen_range(1.0..30.0),
+        service_success_min: Some(rng.gen_range(0.3..1.0)),
+        service_success_product: Some(rng.gen_range(0.6..1.0)),
     }
 }
 
@@ -66,6 +68,7 @@ fn rows(n: usize) -> Vec<TrainingRow> {
                 success: !rng.gen_bool(f64::min(risk, 0.95)),
                 strategy: STRATEGIES[s].to_string(),
                 duration_min: [12.0, 6.0, 2.0][s] * rng.gen_range(0.8..1.2),
+                weight: 1.0,
                 context,
             }
         })

@@ -59,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = engine.deploy(request, Some(tx), None).await?;
     printer.await?;
     println!("\n{}", outcome.report.human_summary());
-    for d in engine.list(5)? {
+    for d in engine.list(5).await? {
         println!("history   {} {:?} {}", d.id, d.status, d.strategy);
     }
     Ok(())

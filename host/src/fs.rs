@@ -78,16 +78,37 @@ pub fn ensure_state_dir(dir: &Path) -> io::Result<Option<WideStateDir>> {
         path: dir.to_path_buf(),
         mode,
     };
-    static WARNED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
-    let first = WARNED
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .insert(dir.to_path_buf());
-    if first {
+    if first_warning(dir) {
         tracing::warn!("{wide}");
     }
     Ok(Some(wide))
+}
+
+/// True the first time `dir`'s warning is asked for in this process: the
+/// wide-state-dir warning is said once, by whoever meets it first.
+fn first_warning(dir: &Path) -> bool {
+    static WARNED: OnceLock<Mutex<HashSet<PathBuf>>> = OnceLock::new();
+    WARNED
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(dir.to_path_buf())
+}
+
+/// The wide-state-dir warning of an existing `dir`, for a caller that shows
+/// it itself (the engine publishes it as a deployment event, which the CLI
+/// prints): `Some` only the first time in this process, and
+/// [`ensure_state_dir`] stays quiet about `dir` afterwards. Creates and
+/// changes nothing; a missing or unreadable `dir` has no warning.
+pub fn state_dir_warning(dir: &Path) -> Option<WideStateDir> {
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o7777;
+    if mode & 0o077 == 0 || !first_warning(dir) {
+        return None;
+    }
+    Some(WideStateDir {
+        path: dir.to_path_buf(),
+        mode,
+    })
 }
 
 /// Open options whose `create`/`create_new` make a `0600` file. Add the
@@ -216,5 +237,19 @@ mod tests {
             text.ends_with(&format!("run `chmod 700 {}`", state.display())),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_wide_state_dir_warning_is_given_once_and_nothing_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = tmp.path().join("state");
+        assert_eq!(state_dir_warning(&state), None, "missing: no warning");
+        assert!(!state.exists(), "and not created");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::set_permissions(&state, Permissions::from_mode(0o750)).unwrap();
+        let w = state_dir_warning(&state).unwrap();
+        assert_eq!(w.mode, 0o750);
+        assert_eq!(state_dir_warning(&state), None, "said once per process");
+        assert_eq!(mode(&state), 0o750);
     }
 }

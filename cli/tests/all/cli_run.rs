@@ -86,7 +86,9 @@ fn run_list_and_report_with_exit_codes() {
 
     let o = adeploy(&["report", &id], w.dir.path(), &state);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("environment_detected"));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("environment staging (from --environment)")
+    );
     let o = adeploy(&["report", "deploy_0"], w.dir.path(), &state);
     assert_eq!(o.status.code(), Some(2));
     assert!(
@@ -480,6 +482,9 @@ fn list_shows_the_per_host_results_of_fleet_steps() {
         message: String::new(),
         rolled_back,
         rollback_message: None,
+        version: None,
+        previous_version: None,
+        phases: Vec::new(),
     };
     let mut record = DeploymentRecord::running("deploy_1", chrono::Utc::now());
     record.strategy = "conservative".into();
@@ -503,4 +508,97 @@ fn list_shows_the_per_host_results_of_fleet_steps() {
             && text.contains("h1:ok+rolled-back h2:failed+rolled-back h3:skipped"),
         "{text}"
     );
+}
+
+#[test]
+fn model_status_lists_recent_changes() {
+    use adeploy::history::{DeploymentRecord, DeploymentStatus, History};
+    let w = World::new();
+    let history = History::open(&w.state()).unwrap();
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(2);
+    // Conservative in production: 11 successes, then 3 failures.
+    for i in 0..14 {
+        let at = t0 + chrono::Duration::minutes(i);
+        let mut r = DeploymentRecord::running(format!("deploy_{i:02}"), at);
+        r.strategy = "conservative".into();
+        r.environment = "production".into();
+        r.deployment_size = "medium".into();
+        r.services = vec!["api".into()];
+        let status = if i < 11 {
+            DeploymentStatus::Succeeded
+        } else {
+            DeploymentStatus::RolledBack
+        };
+        r.finish(status, at + chrono::Duration::seconds(5));
+        history.put_deployment(&r).unwrap();
+    }
+    let (cwd, st) = (w.dir.path(), w.state());
+
+    let o = adeploy(&["model", "status"], cwd, &st);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("recent changes (newest first; ml_config.drift_p_value = 0.01):")
+            && text.contains(
+                "success rate of conservative in production dropped: 0 of the last 3 succeeded, 11 of 11 before"
+            )
+            && text.contains("since deploy_11, detected by deploy_13; 0 deployment(s) in production since")
+            && text.contains(
+                "active: production falls back to the safest strategy by current evidence"
+            ),
+        "{text}"
+    );
+
+    let o = adeploy(&["model", "status", "--json"], cwd, &st);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let e = &v["drift_events"][0];
+    assert_eq!(e["strategy"], "conservative", "{v}");
+    assert_eq!(e["environment"], "production");
+    assert_eq!(e["direction"], "dropped");
+    assert_eq!(e["since"], "deploy_11");
+    assert_eq!(e["detected_by"], "deploy_13");
+    assert_eq!(
+        (
+            e["recent_successes"].as_u64(),
+            e["recent_deployments"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+    assert_eq!(e["active"], true);
+    assert!(e["p_value"].as_f64().unwrap() < 0.01);
+    assert_eq!(v["half_life_deployments"], 20.0);
+}
+
+#[test]
+fn a_misspelt_feature_weight_is_refused_with_its_position() {
+    let w = World::new();
+    let cfg = w.write_config_with(
+        &w.service("api", &[], "{command: 'true'}"),
+        "ml_config:\n  feature_weights:\n    system_cpu: 1.5\n    sytem_memory: 2\n",
+    );
+    let o = adeploy(
+        &[
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--services",
+            "api",
+            "--dry-run",
+        ],
+        w.dir.path(),
+        &w.state(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.contains("sytem_memory"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.contains("config.yaml:")
+            && line.contains(":5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, cpu_percent"),
+        "{err}"
+    );
+    assert!(!w.state().exists(), "bad input leaves no trace");
 }

@@ -14,7 +14,7 @@ pub use shared::*;
 
 /// The `adeploy` binary as a user runs it from `cwd` with state dir `state`:
 /// the shared component cache, no inherited `ADEPLOY_CONFIG`,
-/// `DEPLOYMENT_ENVIRONMENT` or `RUST_LOG`, no stdin. Add arguments,
+/// `ADEPLOY_HISTORY_URL`, `DEPLOYMENT_ENVIRONMENT` or `RUST_LOG`, no stdin. Add arguments,
 /// environment and output handling as the test needs.
 pub fn adeploy_command(cwd: &Path, state: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_adeploy"));
@@ -22,6 +22,7 @@ pub fn adeploy_command(cwd: &Path, state: &Path) -> Command {
         .env("ADEPLOY_CACHE_DIR", cache_dir())
         .env("ADEPLOY_STATE_DIR", state)
         .env_remove("ADEPLOY_CONFIG")
+        .env_remove("ADEPLOY_HISTORY_URL")
         .env_remove("DEPLOYMENT_ENVIRONMENT")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());

@@ -470,6 +470,59 @@ async fn canary_switch_installs_the_builtin_canary() {
     assert_eq!(out.report.deployment_summary.strategy_used, "canary");
 }
 
+/// Turned on for one environment (`environments.development.experimental`),
+/// the canary is installed, offered to the adaptive choice there, and
+/// neither offered nor accepted as `--strategy` elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_on_in_one_environment_is_offered_only_there() {
+    use adeploy::config::{Config, Environment};
+    use adeploy::engine::{DeploymentRequest, Engine, EngineError};
+
+    let w = World::new();
+    let plugins = "  canary: {config: {pause_s: 0, samples: 1, interval_ms: 50}}\n";
+    let services = five(&w, None);
+    let path = config(&w, plugins, &services);
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "environments:\n  development:\n    experimental: {enable_canary_deployments: true}\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let mut engine = Engine::new(Config::load(Some(&path)).unwrap(), w.options())
+        .await
+        .unwrap();
+    assert!(engine.strategies().contains(&"canary".to_string()));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    engine.set_selector(Box::new(Recording(seen.clone())));
+    let request = |environment, strategy: Option<&str>| DeploymentRequest {
+        services: vec!["a".into()],
+        strategy: strategy.map(String::from),
+        environment: Some(environment),
+        dry_run: true,
+        ..DeploymentRequest::default()
+    };
+    engine
+        .deploy(request(Environment::Development, None), None, None)
+        .await
+        .unwrap();
+    assert!(seen.lock().unwrap().contains(&"canary".to_string()));
+    // Staging: not a candidate (the recording selector answers `canary`
+    // whatever it is offered; what matters is what it was offered).
+    let _ = engine
+        .deploy(request(Environment::Staging, None), None, None)
+        .await;
+    let offered = seen.lock().unwrap().clone();
+    assert!(!offered.contains(&"canary".to_string()), "{offered:?}");
+    assert!(offered.contains(&"balanced".to_string()), "{offered:?}");
+    let err = engine
+        .deploy(request(Environment::Staging, Some("canary")), None, None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EngineError::StrategyNotEnabled { .. }) && err.is_bad_input(),
+        "{err}"
+    );
+}
+
 /// A selector that records the candidates it was offered and picks `canary`.
 #[derive(Debug)]
 struct Recording(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
@@ -482,7 +535,7 @@ impl adeploy::engine::StrategySelector for Recording {
             confidence: 1.0,
             method: "test".into(),
             reasons: vec![],
-            scores: vec![],
+            ..Default::default()
         }
     }
 }

@@ -5,12 +5,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod analysis_flow;
 mod cli;
 mod cli_run;
 mod common;
+mod demo_port;
 mod diagnostics;
 mod examples;
 mod hostile;
+mod human_output;
 mod metric_provider;
+#[path = "../../../host/tests/all/prometheus_support.rs"]
+mod prometheus_support;
+mod reports;
 mod scaffold;
 mod security;
+mod seed_commands;
+mod shared_history;

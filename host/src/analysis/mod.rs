@@ -131,6 +131,48 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// The rule in words, one line (`max 0.05, 1 of 5 samples may be out of
+    /// bounds; vs baseline: an increase over 10 % at confidence 0.98 fails`).
+    pub fn describe(&self, samples: u32) -> String {
+        let mut parts = Vec::new();
+        if let Some(t) = &self.threshold {
+            let mut p = match (t.min, t.max) {
+                (Some(min), Some(max)) => format!("within {}..{}", number(min), number(max)),
+                (Some(min), None) => format!("min {}", number(min)),
+                (None, Some(max)) => format!("max {}", number(max)),
+                (None, None) => "no bounds".to_string(),
+            };
+            if t.failure_limit > 0 {
+                p.push_str(&format!(
+                    ", {} of {samples} samples may be out of bounds",
+                    t.failure_limit
+                ));
+            }
+            if let Some(n) = t.consecutive_successes {
+                p.push_str(&format!(", the last {n} within"));
+            }
+            parts.push(p);
+        }
+        if let Some(c) = &self.comparison {
+            let change = match c.direction {
+                Direction::Increase => "an increase",
+                Direction::Decrease => "a decrease",
+                Direction::Either => "a change",
+            };
+            let mut tolerance = format!("{} %", number(c.tolerance * 100.0));
+            if c.absolute_tolerance > 0.0 {
+                tolerance.push_str(&format!(" and {}", number(c.absolute_tolerance)));
+            }
+            parts.push(format!(
+                "vs baseline: {change} over {tolerance} at confidence {} fails",
+                number(c.confidence)
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
 /// The relative change of the median a comparison tolerates by default.
 pub const DEFAULT_TOLERANCE: f64 = 0.10;
 
@@ -206,6 +248,10 @@ pub struct MetricVerdict {
     pub comparison: Option<ComparisonOutcome>,
     /// Why there is no data, when a query failed (the provider's error).
     pub error: Option<String>,
+    /// The rule it was judged by (what `adeploy analyze` compares a new
+    /// config's rule with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Rule>,
 }
 
 /// Which metric of which step a verdict is about, and what was asked.
@@ -244,7 +290,15 @@ impl MetricVerdict {
             threshold: j.threshold,
             comparison: j.comparison,
             error: None,
+            rule: Some(*rule),
         }
+    }
+
+    /// The same verdict, noting the rule it stands for (a verdict without
+    /// data was judged by none).
+    pub fn with_rule(mut self, rule: &Rule) -> MetricVerdict {
+        self.rule = Some(*rule);
+        self
     }
 
     /// An inconclusive verdict for a metric whose query failed: `error` says
@@ -265,6 +319,7 @@ impl MetricVerdict {
             threshold: None,
             comparison: None,
             error: Some(error),
+            rule: None,
         }
     }
 }

@@ -69,6 +69,21 @@ impl std::fmt::Display for Override {
     }
 }
 
+impl EffectiveSettings {
+    /// `config` with these settings in place of its top-level `thresholds`,
+    /// `resource_limits`, `experimental`, `alerts` and `hooks`: what a
+    /// deployment to [`EffectiveSettings::environment`] reads, so every
+    /// reader of those sections sees the environment's values without
+    /// knowing about environments.
+    pub fn apply_to(&self, config: &mut Config) {
+        config.thresholds = self.thresholds.clone();
+        config.resource_limits = self.resource_limits.clone();
+        config.experimental = self.experimental.clone();
+        config.alerts = self.alerts.clone();
+        config.hooks = self.hooks.clone();
+    }
+}
+
 /// Records `value` over `*slot` when given, with the override it makes.
 fn apply<T: Clone + Serialize>(
     slot: &mut T,

@@ -23,12 +23,11 @@ mod history;
 pub mod placeholders;
 mod schema;
 pub mod secret;
-mod template;
 pub use analysis::DEFAULT_CONFIDENCE;
 pub use environments::{EffectiveSettings, Override};
 pub use history::*;
+pub use placeholders::{PLACEHOLDERS, PlaceholderError, Template};
 pub use schema::*;
-pub use template::{HEALTH_VARIABLES, Template};
 
 /// The documented default configuration, compiled into the binary.
 pub const DEFAULT_CONFIG_YAML: &str = include_str!("../../../config/deployment_config.yaml");
@@ -213,8 +212,10 @@ impl Config {
             }
         }
         let ml = &self.ml_config;
+        self.validate_ml(path, text)?;
         for (field, v) in [
             ("exploration_rate", ml.exploration_rate),
+            ("drift_exploration_rate", ml.drift_exploration_rate),
             (
                 "rollback_prediction_threshold",
                 ml.rollback_prediction_threshold,
@@ -285,6 +286,64 @@ impl Config {
 }
 
 impl Config {
+    /// `ml_config`: feature weights name known features and are weights;
+    /// half-lives and the drift p-value are in range. Errors point at the
+    /// key when the user's file has it.
+    fn validate_ml(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let ml = &self.ml_config;
+        let err = |keys: &[&str], message: String| error_at(path, text, keys, message);
+        for (key, w) in &ml.feature_weights {
+            if !crate::ml::KNOWN_WEIGHT_KEYS.contains(&key.as_str()) {
+                return Err(err(
+                    &["ml_config", "feature_weights", key],
+                    format!(
+                        "unknown feature {:?}; the known ones are {}",
+                        one_line(key),
+                        crate::ml::KNOWN_WEIGHT_KEYS.join(", ")
+                    ),
+                ));
+            }
+            if !(w.is_finite() && *w >= 0.0) {
+                return Err(err(
+                    &["ml_config", "feature_weights", key],
+                    format!(
+                        "must be a weight of 0 or more (0 keeps the feature out of the model), got {w}"
+                    ),
+                ));
+            }
+        }
+        if crate::ml::column_weights(&ml.feature_weights)
+            .iter()
+            .all(|w| *w == 0.0)
+        {
+            return Err(err(
+                &["ml_config", "feature_weights"],
+                "every feature weighs 0: the model would have nothing to learn from".to_string(),
+            ));
+        }
+        for (field, v) in [
+            ("half_life_deployments", ml.half_life_deployments),
+            ("half_life_days", ml.half_life_days),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(err(
+                    &["ml_config", field],
+                    format!("must be 0 (no decay) or more, got {v}"),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&ml.drift_p_value) {
+            return Err(err(
+                &["ml_config", "drift_p_value"],
+                format!(
+                    "must be in [0, 1) (0 turns change detection off; e.g. 0.01), got {}",
+                    ml.drift_p_value
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Every service has a deploy command, a well-formed health check, and
     /// dependencies on defined services without cycles. Errors point at the
     /// line of the offending key when the user's file has it.
@@ -529,10 +588,10 @@ fn validate_expectations(
                 "is empty (every body contains it)".to_string(),
             ));
         }
-        Template::parse(body).map_err(|m| err(&["expect_body"], m))?;
+        Template::parse(body).map_err(|m| err(&["expect_body"], m.to_string()))?;
     }
     if let Some(re) = &h.expect_body_regex {
-        let t = Template::parse(re).map_err(|m| err(&["expect_body_regex"], m))?;
+        let t = Template::parse(re).map_err(|m| err(&["expect_body_regex"], m.to_string()))?;
         let sample = t
             .render(|_| Some("x".to_string()), regex::escape)
             .unwrap_or_default();
@@ -550,7 +609,7 @@ fn validate_expectations(
                 format!("{:?} is not an HTTP header name", one_line(name)),
             ));
         }
-        Template::parse(value).map_err(|m| err(&["expect_headers", name], m))?;
+        Template::parse(value).map_err(|m| err(&["expect_headers", name], m.to_string()))?;
     }
     Ok(())
 }
@@ -905,6 +964,59 @@ mod tests {
     }
 
     #[test]
+    fn feature_weights_refuse_unknown_keys_and_non_weights() {
+        let err = |text: &str| {
+            Config::from_layers(text, Path::new("my.yaml"))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err("ml_config:\n  feature_weights:\n    system_cpu: 2\n    sytem_memory: 3\n");
+        assert!(
+            e.starts_with(
+                "my.yaml:4:5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, cpu_percent,"
+            ),
+            "{e}"
+        );
+        let e = err("ml_config:\n  feature_weights:\n    hour: -1\n");
+        assert!(
+            e.starts_with(
+                "my.yaml:3:5: ml_config.feature_weights.hour: must be a weight of 0 or more"
+            ),
+            "{e}"
+        );
+        let e = err("ml_config:\n  half_life_deployments: -3\n");
+        assert!(
+            e.starts_with(
+                "my.yaml:2:3: ml_config.half_life_deployments: must be 0 (no decay) or more"
+            ),
+            "{e}"
+        );
+        let e = err("ml_config:\n  drift_p_value: 1.5\n");
+        assert!(
+            e.starts_with("my.yaml:2:3: ml_config.drift_p_value: must be in [0, 1)"),
+            "{e}"
+        );
+        let all_off: String = crate::ml::FEATURE_NAMES
+            .iter()
+            .map(|n| format!("    {n}: 0\n"))
+            .collect();
+        let e = err(&format!(
+            "ml_config:\n  feature_weights:\n    system_cpu: 0\n    historical_success_rate: 0\n    environment_type: 0\n{all_off}"
+        ));
+        assert!(e.contains("every feature weighs 0"), "{e}");
+        let cfg = Config::from_layers(
+            "ml_config:\n  feature_weights:\n    service_history: 2\n    hour: 0\n",
+            Path::new("ok.yaml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.ml_config.feature_weights["service_history"], 2.0);
+        assert_eq!(
+            cfg.ml_config.feature_weights["system_cpu"], 1.0,
+            "the defaults' keys stay"
+        );
+    }
+
+    #[test]
     fn type_error_names_the_key() {
         let err = Config::from_layers(
             "plugins:\n  detector:\n    grants:\n      hostname: sometimes\n",
@@ -979,7 +1091,7 @@ mod tests {
                     "",
                 ),
                 "expect_body",
-                "services.api.health.expect_body: unknown variable ${ADEPLOY_VERISON} (known: ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_VERSION}, ${ADEPLOY_SERVICE})",
+                "services.api.health.expect_body: unknown placeholder ${ADEPLOY_VERISON} (known: ${ADEPLOY_SERVICE}, ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_ENVIRONMENT}, ${ADEPLOY_VERSION}, ${ADEPLOY_PREVIOUS_VERSION}, ${ADEPLOY_HOST})",
             ),
             (
                 service(

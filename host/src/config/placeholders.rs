@@ -1,12 +1,18 @@
-//! `${ADEPLOY_...}` placeholders in config text (metric queries today):
-//! which names exist, which a text uses, and substituting their values.
+//! `${ADEPLOY_...}` placeholders in config text: metric queries and
+//! baselines (`services.<svc>.analysis`) and health-check expectations
+//! (`expect_body`, `expect_body_regex`, `expect_headers`). Which names
+//! exist, which a text uses, and substituting their values.
 //!
-//! Why one function: a query, a baseline query and whatever text gains
-//! placeholders next must agree on the syntax and on what an unknown or
-//! unset name does. The syntax is deliberately narrow: only `${ADEPLOY_` +
-//! capitals, digits and `_` + `}` is a placeholder, so PromQL braces,
-//! shell `$VARS` and other templating (`${var}` of a dashboard tool) pass
-//! through untouched.
+//! Why one module: a query, a baseline query and a health expectation must
+//! agree on the syntax and on what an unknown or unset name does, or the same
+//! `${ADEPLOY_VERSION}` would mean different things in two places of one
+//! config. The syntax is deliberately narrow: only `${ADEPLOY_` + capitals,
+//! digits and `_` + `}` is a placeholder, so PromQL braces, shell `$VARS`
+//! and other templating (`${var}` of a dashboard tool) pass through
+//! untouched; a typo in a name (`${ADEPLOY_VERISON}`) is a config error, not
+//! a literal that can never match. The values are those of the step's
+//! command environment (`exec::command_env`), so what a command sees, what a
+//! health check expects and what a query asks for cannot drift apart.
 
 /// The placeholders adeploy fills in, with what they stand for.
 pub const PLACEHOLDERS: &[(&str, &str)] = &[
@@ -20,7 +26,7 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
     ("ADEPLOY_PREVIOUS_VERSION", "the version it replaces"),
     (
         "ADEPLOY_HOST",
-        "the fleet host of the step (empty for a local service)",
+        "the fleet host of the step (`localhost` for a local service)",
     ),
 ];
 
@@ -120,6 +126,68 @@ pub fn substitute<'v>(
     Ok(out)
 }
 
+/// A text with placeholders, checked once (at config load) and rendered per
+/// step: the form health expectations use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pieces: Vec<Owned>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owned {
+    Text(String),
+    Name(&'static str),
+}
+
+impl Template {
+    /// Parses `text`; an error names an unknown or malformed placeholder.
+    pub fn parse(text: &str) -> Result<Template, PlaceholderError> {
+        let pieces = pieces(text)?
+            .into_iter()
+            .filter_map(|p| match p {
+                Piece::Text("") => None,
+                Piece::Text(t) => Some(Owned::Text(t.to_string())),
+                Piece::Name(n) => PLACEHOLDERS
+                    .iter()
+                    .find(|(k, _)| *k == n)
+                    .map(|(k, _)| Owned::Name(k)),
+            })
+            .collect();
+        Ok(Template { pieces })
+    }
+
+    /// The placeholder names used, in order of first use.
+    pub fn variables(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for p in &self.pieces {
+            if let Owned::Name(n) = p
+                && !out.contains(n)
+            {
+                out.push(n);
+            }
+        }
+        out
+    }
+
+    /// The text with every placeholder replaced by `lookup(name)` passed
+    /// through `escape` (identity for plain text, `regex::escape` for a
+    /// regular expression). `Err(name)` for a placeholder without a value.
+    pub fn render(
+        &self,
+        lookup: impl Fn(&str) -> Option<String>,
+        escape: impl Fn(&str) -> String,
+    ) -> Result<String, &'static str> {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Owned::Text(t) => out.push_str(t),
+                Owned::Name(n) => out.push_str(&escape(&lookup(n).ok_or(*n)?)),
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +243,41 @@ mod tests {
                 name: "ADEPLOY_PREVIOUS_VERSION".into()
             }
         );
+    }
+
+    #[test]
+    fn templates_render_with_escaping_and_name_what_is_missing() {
+        let env = |name: &str| match name {
+            "ADEPLOY_DEPLOYMENT_ID" => Some("deploy_1".to_string()),
+            "ADEPLOY_VERSION" => Some("1.2.3".to_string()),
+            _ => None,
+        };
+        let t = Template::parse("v=${ADEPLOY_VERSION} id=${ADEPLOY_DEPLOYMENT_ID} $x {y} ${other}")
+            .unwrap();
+        assert_eq!(t.variables(), ["ADEPLOY_VERSION", "ADEPLOY_DEPLOYMENT_ID"]);
+        assert_eq!(
+            t.render(env, str::to_string).unwrap(),
+            "v=1.2.3 id=deploy_1 $x {y} ${other}"
+        );
+        assert_eq!(
+            t.render(env, |v| v.replace('.', "\\.")).unwrap(),
+            "v=1\\.2\\.3 id=deploy_1 $x {y} ${other}"
+        );
+        let needs = Template::parse("${ADEPLOY_PREVIOUS_VERSION}").unwrap();
+        assert_eq!(
+            needs.render(env, str::to_string),
+            Err("ADEPLOY_PREVIOUS_VERSION")
+        );
+        assert!(
+            Template::parse("v=${ADEPLOY_VERISON}")
+                .unwrap_err()
+                .to_string()
+                .starts_with("unknown placeholder ${ADEPLOY_VERISON} (known: ")
+        );
+        assert!(matches!(
+            Template::parse("${ADEPLOY_VERSION"),
+            Err(PlaceholderError::Unclosed { at: 0 })
+        ));
+        assert_eq!(Template::parse("").unwrap().variables(), Vec::<&str>::new());
     }
 }

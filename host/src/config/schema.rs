@@ -108,8 +108,22 @@ pub struct MlConfig {
     pub retrain_frequency: u32,
     /// Below this many deployments, transparent rules decide.
     pub min_training_samples: u32,
-    /// Multipliers applied to features.
+    /// Each feature's share of the forest's attention: how likely it is to
+    /// be among the columns a tree sees (0: never). Keys: the feature names
+    /// and aliases of `ml::KNOWN_WEIGHT_KEYS`; others are refused.
     pub feature_weights: BTreeMap<String, f64>,
+    /// An outcome's weight halves with every this many newer outcomes of
+    /// the same strategy in the same environment (0: no decay).
+    pub half_life_deployments: f64,
+    /// An outcome's weight halves with every this many days of age (0: no
+    /// decay).
+    pub half_life_days: f64,
+    /// Change detection: the corrected p-value below which a strategy's
+    /// success rate in an environment has changed (0: detection off).
+    pub drift_p_value: f64,
+    /// After a change outside production, the share of adaptive
+    /// deployments there that re-check the candidates, 0..1.
+    pub drift_exploration_rate: f64,
     /// Share of adaptive deployments (outside production) that try a
     /// strategy with fewer than `min_strategy_samples` deployments, 0..1.
     pub exploration_rate: f64,

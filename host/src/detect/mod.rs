@@ -27,6 +27,15 @@
 //! operator's, the variable's, and counted evidence); the engine requires an
 //! approval when any of them names an environment in
 //! `approvals.required_for`, whatever won.
+//!
+//! How evidence maps to confidence ([`confidence`]): the winner's share of
+//! the counted evidence weight (*agreement*: what `min_confidence` is
+//! compared with) times how much evidence there is for it (*support*: its
+//! weight against one piece of evidence from every method, capped at 1).
+//! One weak marker that nothing contradicts is unanimous but thin:
+//! agreement 1, support 1/8 with the default weights, confidence 0.125. The
+//! operator and the variable give 1.0; a fallback to the default
+//! environment gives 0.
 
 use std::collections::BTreeMap;
 
@@ -91,7 +100,8 @@ pub struct EnvVarReading {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DetectedEnvironment {
     pub environment: Environment,
-    /// 0..1: the winner's share of the evidence weight (1.0 from the operator).
+    /// 0..1: agreement × support of the evidence ([`confidence`]); 1.0 from
+    /// the operator or the variable, 0 for the default environment.
     pub confidence: f64,
     pub source: DetectionSource,
     pub evidence: Vec<EvidenceRecord>,
@@ -455,7 +465,7 @@ fn combine(
         {
             DetectedEnvironment {
                 environment,
-                confidence: w / total,
+                confidence: confidence(w, total, &d.weights),
                 source: DetectionSource::Evidence,
                 evidence,
                 notes,
@@ -489,9 +499,50 @@ fn combine(
     }
 }
 
+/// How sure the evidence makes a detection, 0..1: agreement × support.
+///
+/// - *agreement*: `winner` (the summed weight of the winning environment's
+///   evidence) as a share of `total` (all the evidence's weight);
+/// - *support*: `winner` against one piece of evidence from every method
+///   (the sum of the configured `weights` of hostname, network, filesystem
+///   and process), capped at 1: the more independent evidence agrees, the
+///   surer the detection.
+///
+/// ```
+/// use adeploy::config::MethodWeights;
+/// use adeploy::detect::confidence;
+///
+/// let w = MethodWeights { env_var: 10.0, hostname: 3.0, network: 2.0, filesystem: 2.0, process: 1.0 };
+/// assert_eq!(confidence(1.0, 1.0, &w), 0.125); // one process marker, nothing against it
+/// assert_eq!(confidence(8.0, 8.0, &w), 1.0); // every method agrees
+/// assert!((confidence(3.0, 5.0, &w) - 0.225).abs() < 1e-12); // hostname against a marker
+/// ```
+pub fn confidence(winner: f64, total: f64, weights: &crate::config::MethodWeights) -> f64 {
+    if !(winner > 0.0 && total > 0.0) {
+        return 0.0;
+    }
+    let agreement = (winner / total).min(1.0);
+    let reference: f64 = [
+        weights.hostname,
+        weights.network,
+        weights.filesystem,
+        weights.process,
+    ]
+    .iter()
+    .map(|w| w.max(0.0))
+    .sum();
+    let support = if reference > 0.0 {
+        (winner / reference).min(1.0)
+    } else {
+        1.0
+    };
+    agreement * support
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MethodWeights;
 
     fn config() -> EnvironmentDetection {
         crate::config::Config::embedded()
@@ -569,5 +620,51 @@ mod tests {
         assert_eq!(parse_environment(" PROD "), Some(Environment::Production));
         assert_eq!(parse_environment("stg"), Some(Environment::Staging));
         assert_eq!(parse_environment("prodution"), None);
+    }
+
+    fn defaults() -> MethodWeights {
+        MethodWeights {
+            env_var: 10.0,
+            hostname: 3.0,
+            network: 2.0,
+            filesystem: 2.0,
+            process: 1.0,
+        }
+    }
+
+    #[test]
+    fn one_weak_marker_is_not_certainty() {
+        let c = confidence(1.0, 1.0, &defaults());
+        assert!(c < 0.2, "{c}");
+    }
+
+    #[test]
+    fn more_agreeing_evidence_is_surer_and_disagreement_lowers_it() {
+        let w = defaults();
+        let hostname = confidence(3.0, 3.0, &w);
+        let and_marker = confidence(5.0, 5.0, &w);
+        let all = confidence(8.0, 8.0, &w);
+        assert!(
+            hostname < and_marker && and_marker < all,
+            "{hostname} {and_marker} {all}"
+        );
+        assert_eq!(all, 1.0);
+        assert_eq!(confidence(16.0, 16.0, &w), 1.0, "capped");
+        let contested = confidence(5.0, 7.0, &w);
+        assert!(contested < and_marker, "{contested}");
+        assert!((contested - 5.0 / 7.0 * 5.0 / 8.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn no_evidence_is_no_confidence() {
+        assert_eq!(confidence(0.0, 0.0, &defaults()), 0.0);
+        let zero = MethodWeights {
+            env_var: 0.0,
+            hostname: 0.0,
+            network: 0.0,
+            filesystem: 0.0,
+            process: 0.0,
+        };
+        assert_eq!(confidence(2.0, 4.0, &zero), 0.5, "agreement alone");
     }
 }

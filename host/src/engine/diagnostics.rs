@@ -11,9 +11,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Engine, EngineError};
+use crate::config::{Override, Thresholds};
 use crate::detect::{DetectedEnvironment, EnvironmentDetector};
-use crate::history::{DeploymentStatus, History};
-use crate::monitor::{self, EndpointLatency, Snapshot, SystemDetail, Trend};
+use crate::history::{DeploymentRecord, DeploymentStatus, HistoryBackend, HistoryLocation};
+use crate::monitor::{self, EndpointLatency, Snapshot, SystemDetail, TrendReport, TrendWindow};
 use crate::plugin::{LoadOutcome, PluginKind};
 
 /// ok, caution (a deployment goes through, more carefully), critical (it is blocked).
@@ -30,6 +31,10 @@ pub enum CheckStatus {
 pub struct ThresholdCheck {
     /// The config key, e.g. `thresholds.critical_memory`.
     pub key: String,
+    /// Where the threshold in force is set: the key itself, or the detected
+    /// environment's override (`environments.production.thresholds.high_cpu`).
+    #[serde(default)]
+    pub source: String,
     pub value: f64,
     pub threshold: f64,
     pub status: CheckStatus,
@@ -50,7 +55,11 @@ pub struct PluginCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StateCheck {
     pub state_dir: PathBuf,
+    /// The embedded database file, or the PostgreSQL URL (password redacted).
     pub database: PathBuf,
+    /// Where the history lives (and, for PostgreSQL, how many writes wait in
+    /// the local journal).
+    pub history: HistoryLocation,
     pub status: CheckStatus,
     pub deployments: u64,
     pub last_deployment: Option<String>,
@@ -84,7 +93,14 @@ pub struct Diagnostics {
     pub environment: DetectedEnvironment,
     pub system: SystemDetail,
     pub latency: Vec<EndpointLatency>,
-    pub trends: Vec<Trend>,
+    /// Each metric's trend over `monitoring.trend_window_s`: the samples the
+    /// history stored in that window plus a few live ones, or "not enough
+    /// data" below `trend_min_samples` / `trend_min_span_s`.
+    pub trends: Vec<TrendReport>,
+    /// What `environments.<env>` changes for the detected environment (the
+    /// thresholds below are judged with it).
+    #[serde(default)]
+    pub environment_settings: Vec<Override>,
     pub thresholds: Vec<ThresholdCheck>,
     pub plugins: Vec<PluginCheck>,
     pub state: StateCheck,
@@ -92,13 +108,15 @@ pub struct Diagnostics {
     pub config: ConfigCheck,
 }
 
-/// How long diagnostics samples the machine for its trend.
+/// The live samples diagnostics adds to the history's for the trends (two
+/// seconds: not a trend by themselves, see [`TrendWindow`]).
 const TREND_SAMPLES: usize = 8;
 const TREND_INTERVAL: Duration = Duration::from_millis(250);
 
 impl Engine {
     /// Examines everything a deployment depends on. Samples the machine for
-    /// about two seconds (for the trend).
+    /// about two seconds; the trends add the samples the history stored
+    /// over `monitoring.trend_window_s`.
     pub async fn diagnostics(&self) -> Result<Diagnostics, EngineError> {
         if !self.plugins_loaded {
             return Err(EngineError::QueriesOnly {
@@ -108,6 +126,7 @@ impl Engine {
         let environment = EnvironmentDetector::new(&self.plugins, &self.config)
             .detect(None)
             .await?;
+        let effective = self.config.for_environment(environment.environment);
         let m = &self.config.monitoring;
         let latency = monitor::measure_latency(
             &m.latency_endpoints,
@@ -125,7 +144,10 @@ impl Engine {
             }
             samples.push(self.sample_metrics().await);
         }
-        let trends = monitor::trends(&samples, Duration::from_secs(m.trend_window_s.max(1)));
+        let window = TrendWindow::from_config(m);
+        let mut series = self.stored_samples(&window).await;
+        series.extend(samples.iter().copied());
+        let trends = monitor::assess_all(&series, &window);
         let monitor = self.monitor().clone();
         let mut system = tokio::task::spawn_blocking(move || monitor.detailed())
             .await
@@ -141,8 +163,13 @@ impl Engine {
         }
         system.snapshot.network_latency_ms = monitor::median_latency(&latency);
 
-        let state = self.state_check();
-        let thresholds = self.threshold_checks(&system.snapshot, &state);
+        let (state, recent) = self.state_check().await;
+        let thresholds = self.threshold_checks(
+            &effective.thresholds,
+            &effective.overrides,
+            &system.snapshot,
+            &recent,
+        );
         let plugins = self
             .plugins
             .iter()
@@ -162,10 +189,11 @@ impl Engine {
             system,
             latency,
             trends,
+            environment_settings: effective.overrides,
             thresholds,
             plugins,
             state,
-            model: self.model_check(),
+            model: self.model_check().await,
             config: ConfigCheck {
                 source: self.config.source.clone(),
                 valid: true,
@@ -174,9 +202,9 @@ impl Engine {
         })
     }
 
-    fn model_check(&self) -> ModelCheck {
+    async fn model_check(&self) -> ModelCheck {
         let ml = &self.config.ml_config;
-        match self.model_status() {
+        match self.model_status().await {
             Ok(st) if st.decides == "model" => ModelCheck {
                 method: "model".to_string(),
                 detail: match &st.model {
@@ -209,11 +237,21 @@ impl Engine {
         }
     }
 
-    fn state_check(&self) -> StateCheck {
+    /// The history's state, and its newest 50 deployments.
+    async fn state_check(&self) -> (StateCheck, Vec<DeploymentRecord>) {
         let database = crate::history::database_path(&self.state_dir);
         let mut check = StateCheck {
             state_dir: self.state_dir.clone(),
             database: database.clone(),
+            history: match self.config.history.effective_url() {
+                Some(url) => HistoryLocation::Postgres {
+                    url: url.redacted(),
+                    journal_pending: 0,
+                },
+                None => HistoryLocation::Redb {
+                    path: database.clone(),
+                },
+            },
             status: CheckStatus::Ok,
             deployments: 0,
             last_deployment: None,
@@ -221,28 +259,81 @@ impl Engine {
             database_bytes: 0,
             message: String::new(),
         };
-        if !database.exists() {
-            check.message = "no history yet: the first deployment creates it".to_string();
-            return check;
-        }
-        match History::open(&self.state_dir).and_then(|h| h.stats()) {
-            Ok(stats) => {
+        let history = match self.existing_history().await {
+            Ok(Some(history)) => history,
+            Ok(None) => {
+                check.message = "no history yet: the first deployment creates it".to_string();
+                return (check, Vec::new());
+            }
+            Err(e) => {
+                check.status = CheckStatus::Critical;
+                check.message = e.to_string();
+                return (check, Vec::new());
+            }
+        };
+        check.history = history.location();
+        let read = async {
+            Ok::<_, crate::history::HistoryError>((
+                history.stats().await?,
+                history.list_deployments(50).await?,
+            ))
+        };
+        match read.await {
+            Ok((stats, recent)) => {
+                check.database = stats.path;
                 check.deployments = stats.deployments;
                 check.database_bytes = stats.db_bytes;
                 check.last_status = stats.last.as_ref().map(|d| d.status);
                 check.last_deployment = stats.last.map(|d| d.id);
                 check.message = format!("{} deployment(s) recorded", check.deployments);
+                if let HistoryLocation::Postgres {
+                    journal_pending, ..
+                } = &check.history
+                    && *journal_pending > 0
+                {
+                    check.status = CheckStatus::Caution;
+                    check.message.push_str(&format!(
+                        "; {journal_pending} write(s) wait in the local journal: `adeploy state sync` sends them"
+                    ));
+                }
+                (check, recent)
             }
             Err(e) => {
                 check.status = CheckStatus::Critical;
                 check.message = e.to_string();
+                (check, Vec::new())
             }
         }
-        check
     }
 
-    fn threshold_checks(&self, s: &Snapshot, state: &StateCheck) -> Vec<ThresholdCheck> {
-        let t = &self.config.thresholds;
+    /// The machine's samples the history stored within the trend window
+    /// (none without a history, or when it cannot be read: the trends then
+    /// say how little they rest on).
+    async fn stored_samples(&self, window: &TrendWindow) -> Vec<Snapshot> {
+        let read = async {
+            match self.existing_history().await? {
+                Some(history) => {
+                    Ok(monitor::recent_samples(history, window.window, chrono::Utc::now()).await?)
+                }
+                None => Ok::<_, EngineError>(Vec::new()),
+            }
+        };
+        match read.await {
+            Ok(samples) => samples,
+            Err(e) => {
+                tracing::warn!("trends without the history's samples: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn threshold_checks(
+        &self,
+        t: &Thresholds,
+        overrides: &[Override],
+        s: &Snapshot,
+        recent: &[DeploymentRecord],
+    ) -> Vec<ThresholdCheck> {
         let mut checks = Vec::new();
         let cpu_status = if s.cpu_percent > t.high_cpu {
             CheckStatus::Caution
@@ -251,6 +342,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.high_cpu".into(),
+            source: source_of(overrides, "thresholds.high_cpu"),
             value: s.cpu_percent,
             threshold: t.high_cpu,
             status: cpu_status,
@@ -271,6 +363,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.critical_memory".into(),
+            source: source_of(overrides, "thresholds.critical_memory"),
             value: s.memory_percent,
             threshold: t.critical_memory,
             status: mem_status,
@@ -299,6 +392,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.min_free_disk_percent".into(),
+            source: source_of(overrides, "thresholds.min_free_disk_percent"),
             value: free,
             threshold: t.min_free_disk_percent,
             status: disk_status,
@@ -317,12 +411,10 @@ impl Engine {
                 ),
             },
         });
-        let longest = self
-            .history()
-            .ok()
-            .filter(|_| state.deployments > 0)
-            .and_then(|h| h.list_deployments(50).ok())
-            .and_then(|v| v.iter().filter_map(|d| d.duration_s).reduce(f64::max))
+        let longest = recent
+            .iter()
+            .filter_map(|d| d.duration_s)
+            .reduce(f64::max)
             .map(|s| s / 60.0)
             .unwrap_or(0.0);
         let max = f64::from(t.max_deployment_time);
@@ -333,6 +425,7 @@ impl Engine {
         };
         checks.push(ThresholdCheck {
             key: "thresholds.max_deployment_time".into(),
+            source: source_of(overrides, "thresholds.max_deployment_time"),
             value: longest,
             threshold: max,
             status: time_status,
@@ -342,4 +435,13 @@ impl Engine {
         });
         checks
     }
+}
+
+/// Where the value of `key` in force is set: an environment's override, or
+/// the key itself.
+fn source_of(overrides: &[Override], key: &str) -> String {
+    overrides
+        .iter()
+        .find(|o| o.key == key)
+        .map_or_else(|| key.to_string(), |o| o.source.clone())
 }

@@ -5,12 +5,13 @@
 
 use std::path::PathBuf;
 
-use crate::config::Environment;
 use crate::config::secret::SecretError;
+use crate::config::{ConfigError, Environment};
 use crate::history::{DeploymentStatus, HistoryError};
 use crate::ml::DurationEstimate;
 use crate::monitor::MonitorError;
 use crate::plugin::PluginError;
+use crate::report::RenderError;
 
 use super::learn::LearnError;
 
@@ -96,7 +97,8 @@ pub enum EngineError {
     #[error("no deployment '{id}' in {}; `adeploy list` shows the ids", state_dir.display())]
     UnknownDeployment { id: String, state_dir: PathBuf },
     #[error(
-        "deployment '{id}' has no report (status {status:?}); see its log {}",
+        "deployment '{id}' has no report (status {}); see its log {}",
+        status.as_str(),
         log.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
     )]
     NoReport {
@@ -104,8 +106,25 @@ pub enum EngineError {
         status: DeploymentStatus,
         log: Option<PathBuf>,
     },
+    #[error(
+        "deployment '{id}' has no metric analysis to re-run (its services had no `analysis`, or it stopped before any step was analysed)"
+    )]
+    NoAnalysis { id: String },
     #[error("{} is not a valid report ({reason}); it may be from another version", path.display())]
     InvalidReport { path: PathBuf, reason: String },
+    /// A metric of a service's analysis cannot be used: its provider rejects
+    /// the query, refuses its config or grants, or is not a loaded
+    /// metric-provider plugin; or the query needs a placeholder this
+    /// deployment has no value for. Checked before anything runs.
+    #[error("services.{service}.analysis: {message}")]
+    Analysis {
+        service: String,
+        metric: String,
+        message: String,
+        /// The operator must fix the config (exit 2), rather than a
+        /// provider that failed (exit 1).
+        bad_input: bool,
+    },
     #[error(transparent)]
     Plugin(#[from] PluginError),
     #[error(transparent)]
@@ -131,6 +150,32 @@ pub enum EngineError {
     /// The operator declined the plan (`--interactive`).
     #[error("deployment cancelled at the confirmation prompt")]
     Declined,
+    /// The request does not fit the config: `--set-version` of a service the
+    /// config does not define, or a health expectation that needs a version
+    /// the service does not have.
+    #[error(transparent)]
+    Config {
+        #[from]
+        source: ConfigError,
+    },
+    /// A report could not be rendered or written (an unknown format name is
+    /// bad input).
+    #[error(transparent)]
+    Render {
+        #[from]
+        source: RenderError,
+    },
+    /// An experimental built-in strategy named with `--strategy` in an
+    /// environment where its switch is off.
+    #[error(
+        "strategy '{name}' is experimental and off in {environment} ({switch}); turn it on under environments.{environment}.experimental, or choose another strategy"
+    )]
+    StrategyNotEnabled {
+        name: String,
+        environment: Environment,
+        /// The config key that turns it on.
+        switch: String,
+    },
 }
 
 impl EngineError {
@@ -151,18 +196,36 @@ impl EngineError {
             | EngineError::ResourcesTooHigh { .. }
             | EngineError::UnknownDeployment { .. }
             | EngineError::NoReport { .. }
+            | EngineError::NoAnalysis { .. }
             | EngineError::InvalidReport { .. }
+            | EngineError::Config { .. }
+            | EngineError::StrategyNotEnabled { .. }
             | EngineError::Learn {
                 source: LearnError::TooFewSamples { .. },
             } => true,
+            EngineError::Analysis { bad_input, .. } => *bad_input,
             EngineError::Plugin(p) => p.is_bad_input(),
-            // Corrupted or foreign state, or a state dir another run holds.
-            EngineError::History(
-                HistoryError::Corrupt { .. }
-                | HistoryError::Incompatible { .. }
-                | HistoryError::Busy { .. }
-                | HistoryError::Locked { .. },
-            ) => true,
+            EngineError::Render {
+                source: RenderError::UnknownFormat { .. },
+            } => true,
+            // Corrupted, foreign or newer state, an unreachable or
+            // misconfigured shared history, a lock another run holds.
+            EngineError::History(h) => h.needs_operator(),
+            _ => self.is_busy(),
+        }
+    }
+
+    /// True when another run holds what this one needs (the deployment lock
+    /// of its services, the state directory, the model's retraining) and the
+    /// wait for it ran out: nothing was attempted, and trying again later
+    /// may succeed. The CLI exits with 75 (`EX_TEMPFAIL`) for these, so a CI
+    /// job can retry exactly this case.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            EngineError::History(h) => h.is_busy(),
+            EngineError::Learn {
+                source: LearnError::RetrainBusy { .. },
+            } => true,
             _ => false,
         }
     }

@@ -74,4 +74,27 @@ pub enum DeploymentEvent {
         to: u32,
         reason: String,
     },
+    /// Something the operator should fix that does not stop the deployment
+    /// (a state directory other users can enter). Published once per
+    /// process for each cause.
+    Warning {
+        message: String,
+    },
+    /// Another run deploys some of the same services to the same
+    /// environment: this one waits for the deployment lock (sent when the
+    /// wait starts and whenever the holder changes; its `Display` is the
+    /// one-line message: "waiting for the lock of web held by deployment …
+    /// of alice on runner-3 (pid …) since …").
+    WaitingForLock(crate::history::LockWait),
+    /// The shared history's database could not be reached: this
+    /// deployment's records wait in the local journal (in the state
+    /// directory) until the next run reaches the database, or `adeploy
+    /// state sync`.
+    HistoryJournaled {
+        /// The history, password redacted.
+        url: String,
+        /// Writes waiting in the journal.
+        pending: usize,
+        journal: std::path::PathBuf,
+    },
 }

@@ -10,20 +10,33 @@
 //! deployments it was trained on about where they live. A blob that cannot be
 //! read (damaged, or written by another format version) is *discarded*, not
 //! fatal: rules decide until the retraining this triggers has finished.
+//!
+//! What the history teaches is read once per run into an [`Evidence`]: the
+//! regimes (detected changes, `ml::drift`) and every outcome's weight
+//! (`ml::recency`). Training, the selector's posterior, the service features
+//! and `model status` all read that one value, so they agree on what counts.
+//!
+//! Isolation: every history feature of a [`FeatureContext`] is computed over
+//! the deployment's own environment, so failures in production do not move
+//! what is predicted for development.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::time::{Duration, Instant};
 
-use chrono::{Datelike, Local, Timelike, Utc};
+use chrono::{DateTime, Datelike, Local, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Environment, MlConfig};
-use crate::history::{DeploymentRecord, History, HistoryError, StepStatus};
+use crate::history::{
+    DeploymentRecord, HistoryBackend, HistoryError, HistoryStore, RetrainLock, StepStatus,
+};
 use crate::ml::{
-    FeatureContext, ForestParams, MlError, ModelMeta, Outcome, StrategyModel, TrainingRow,
+    DriftDirection, DriftEvent, DriftParams, FeatureContext, ForestParams, MlError, ModelMeta,
+    Outcome, Recency, Regimes, StrategyModel, TrainingRow,
 };
 use crate::monitor::Snapshot;
 
+pub use super::past::Past;
 use super::types::DeploymentSize;
 
 /// Name of the history blob that holds the strategy model.
@@ -68,6 +81,13 @@ pub enum LearnError {
     /// The background task that trained ended without a result.
     #[error("the training task failed: {reason}")]
     Task { reason: String },
+    /// Another process (on this machine or, with a shared history, another
+    /// runner) kept retraining the model for longer than the wait.
+    #[error(
+        "another adeploy process is retraining the strategy model of {location} (waited {:.0} s); its model is stored when it finishes: run `adeploy model status` then, or retry",
+        waited.as_secs_f64()
+    )]
+    RetrainBusy { location: String, waited: Duration },
 }
 
 /// A history record as a learning [`Outcome`]; `None` for dry runs and for
@@ -106,16 +126,99 @@ pub fn outcomes(records: &[DeploymentRecord]) -> Vec<Outcome> {
     records.iter().filter_map(outcome_of).collect()
 }
 
-/// Training rows: outcomes with recorded features.
-pub fn training_rows(outcomes: &[Outcome]) -> Vec<TrainingRow> {
+/// What the history says, read once per run: the detected changes and how
+/// much each outcome counts.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    /// Changes of success rate per strategy × environment.
+    pub regimes: Regimes,
+    /// The weight of each outcome (aligned with the outcomes it was built
+    /// from, newest first): recency × (a left regime's [`crate::ml::STALE_WEIGHT`]).
+    pub weights: Vec<f64>,
+    pub recency: Recency,
+}
+
+/// The change-detection parameters of `ml`.
+pub fn drift_params(ml: &MlConfig) -> DriftParams {
+    DriftParams {
+        p_value: ml.drift_p_value,
+        ..DriftParams::default()
+    }
+}
+
+impl Evidence {
+    /// The evidence of `outcomes` (newest first) as of `now`.
+    pub fn new(outcomes: &[Outcome], ml: &MlConfig, now: DateTime<Utc>) -> Evidence {
+        let regimes = Regimes::new(outcomes, &drift_params(ml));
+        let recency = Recency::from_config(ml);
+        let weights = recency.weights(outcomes, &regimes, now);
+        Evidence {
+            regimes,
+            weights,
+            recency,
+        }
+    }
+
+    /// The weight of outcome `i` (1 when unknown).
+    pub fn weight(&self, i: usize) -> f64 {
+        self.weights.get(i).copied().unwrap_or(1.0)
+    }
+
+    /// Weighted `(successes, deployments)` of the outcomes `pick` selects
+    /// (`outcomes` as this evidence was built from).
+    pub fn count(&self, outcomes: &[Outcome], pick: impl Fn(&Outcome) -> bool) -> (f64, f64) {
+        let mut weights = self.weights.clone();
+        weights.resize(outcomes.len(), 1.0);
+        crate::ml::weighted_count(outcomes, &weights, pick)
+    }
+
+    /// The change in `environment` the engine still acts on: the latest
+    /// one, while fewer than `ml_config.min_strategy_samples` deployments
+    /// there have been recorded since it was detected (the new regime is
+    /// being learned). With the deployments since.
+    pub fn unsettled<'a>(
+        &'a self,
+        outcomes: &[Outcome],
+        environment: Environment,
+        ml: &MlConfig,
+    ) -> Option<(&'a DriftEvent, usize)> {
+        let e = self.regimes.latest_in(environment)?;
+        let since = deployments_since(outcomes, e);
+        (since < settle(ml)).then_some((e, since))
+    }
+}
+
+/// Deployments an environment needs after a change before it is considered
+/// learned.
+fn settle(ml: &MlConfig) -> usize {
+    ml.min_strategy_samples.max(1) as usize
+}
+
+/// Deployments in the event's environment recorded after the one that
+/// detected it.
+fn deployments_since(outcomes: &[Outcome], e: &DriftEvent) -> usize {
     outcomes
         .iter()
-        .filter_map(|o| {
+        .filter(|o| {
+            o.environment == e.environment
+                && (o.started_at, o.id.as_str()) > (e.detected_at, e.detected_by.as_str())
+        })
+        .count()
+}
+
+/// Training rows: outcomes with recorded features, each with its weight
+/// (`weights` aligned with `outcomes`; missing weights count 1).
+pub fn training_rows(outcomes: &[Outcome], weights: &[f64]) -> Vec<TrainingRow> {
+    outcomes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| {
             o.features.as_ref().map(|f| TrainingRow {
                 context: f.clone(),
                 strategy: o.strategy.clone(),
                 success: o.success,
                 duration_min: o.duration_min,
+                weight: weights.get(i).copied().unwrap_or(1.0),
             })
         })
         .collect()
@@ -129,33 +232,27 @@ fn size_ordinal(size: DeploymentSize) -> f64 {
     }
 }
 
-fn rate(outcomes: &[&Outcome]) -> f64 {
-    if outcomes.is_empty() {
-        // No evidence either way.
-        0.5
-    } else {
-        outcomes.iter().filter(|o| o.success).count() as f64 / outcomes.len() as f64
-    }
-}
-
 /// The feature context of a deployment about to start: the machine's load,
-/// the request, the time, and what the history says (`past` newest first).
+/// the request, the time, and what the history of this environment says
+/// (rates and the mean duration over its whole history, from the
+/// aggregates; recent failures and each service's record from the newest
+/// outcomes; other environments' outcomes are ignored).
 /// `success_rate_strategy` is for `strategy`; see [`for_strategy`].
 pub fn feature_context(
     metrics: &Snapshot,
     environment: Environment,
     size: DeploymentSize,
-    service_count: usize,
-    past: &[Outcome],
+    services: &[String],
+    past: &Past,
+    recency: &Recency,
     strategy: &str,
 ) -> FeatureContext {
     let now = Local::now();
-    let all: Vec<&Outcome> = past.iter().collect();
-    let durations: Vec<f64> = past
+    let here: Vec<&Outcome> = past
         .iter()
-        .map(|o| o.duration_min)
-        .filter(|d| d.is_finite())
+        .filter(|o| o.environment == environment)
         .collect();
+    let (service_min, service_product) = service_rates(services, &here, recency);
     let ctx = FeatureContext {
         cpu_percent: metrics.cpu_percent,
         memory_percent: metrics.memory_percent,
@@ -164,43 +261,70 @@ pub fn feature_context(
         network_latency_ms: metrics.network_latency_ms,
         environment,
         size_ordinal: size_ordinal(size),
-        service_count: service_count as f64,
+        service_count: services.len() as f64,
         hour: f64::from(now.hour()),
         weekday: f64::from(now.weekday().num_days_from_monday()),
-        success_rate_overall: rate(&all),
+        // No evidence either way: 0.5.
+        success_rate_overall: past.in_environment(environment).1.unwrap_or(0.5),
         success_rate_strategy: 0.5,
-        recent_failures: past.iter().take(RECENT).filter(|o| !o.success).count() as f64,
-        mean_duration_min: if durations.is_empty() {
-            0.0
-        } else {
-            durations.iter().sum::<f64>() / durations.len() as f64
-        },
+        recent_failures: here.iter().take(RECENT).filter(|o| !o.success).count() as f64,
+        mean_duration_min: past.mean_duration_in(environment).unwrap_or(0.0),
+        service_success_min: Some(service_min),
+        service_success_product: Some(service_product),
     };
     for_strategy(&ctx, past, strategy)
 }
 
-/// `ctx` with `success_rate_strategy` set for `strategy`.
-pub fn for_strategy(ctx: &FeatureContext, past: &[Outcome], strategy: &str) -> FeatureContext {
-    let mine: Vec<&Outcome> = past.iter().filter(|o| o.strategy == strategy).collect();
+/// Each requested service's own record in `here` (one environment's
+/// outcomes, newest first): deployments that included it, weighted by
+/// recency (the half-life counts that service's newer deployments), and
+/// those in which its step did not fail; smoothed to (ok + 1) / (n + 2).
+/// The lowest and the product over the request.
+fn service_rates(services: &[String], here: &[&Outcome], recency: &Recency) -> (f64, f64) {
+    if services.is_empty() {
+        return (
+            crate::ml::features::NO_EVIDENCE,
+            crate::ml::features::NO_EVIDENCE,
+        );
+    }
+    let rates: Vec<f64> = services
+        .iter()
+        .map(|s| {
+            let (mut ok, mut n) = (0.0, 0.0);
+            for (k, o) in here.iter().filter(|o| o.services.contains(s)).enumerate() {
+                let w = recency.by_count(k);
+                n += w;
+                if !o.failed_services.contains(s) {
+                    ok += w;
+                }
+            }
+            (ok + 1.0) / (n + 2.0)
+        })
+        .collect();
+    let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
+    (min, rates.iter().product())
+}
+
+/// `ctx` with `success_rate_strategy` set for `strategy` (in `ctx`'s
+/// environment).
+pub fn for_strategy(ctx: &FeatureContext, past: &Past, strategy: &str) -> FeatureContext {
     FeatureContext {
-        success_rate_strategy: rate(&mine),
+        success_rate_strategy: past
+            .success_rate_of_in(strategy, ctx.environment)
+            .unwrap_or(0.5),
         ..ctx.clone()
     }
 }
 
 /// Deployments recorded per strategy.
-pub fn samples_per_strategy(past: &[Outcome]) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for o in past {
-        *m.entry(o.strategy.clone()).or_insert(0) += 1;
-    }
-    m
+pub fn samples_per_strategy(past: &Past) -> BTreeMap<String, usize> {
+    past.per_strategy()
 }
 
 /// Reads the stored model. A damaged or foreign blob is [`ModelState::Discarded`]
 /// (and logged), never an error.
-pub fn load_model(history: &History) -> Result<ModelState, HistoryError> {
-    let Some(bytes) = history.get_blob(MODEL_BLOB)? else {
+pub async fn load_model(history: &HistoryStore) -> Result<ModelState, HistoryError> {
+    let Some(bytes) = history.get_blob(MODEL_BLOB).await? else {
         return Ok(ModelState::Missing);
     };
     Ok(match StrategyModel::from_bytes(&bytes) {
@@ -208,7 +332,7 @@ pub fn load_model(history: &History) -> Result<ModelState, HistoryError> {
         Err(e) => {
             let reason = format!(
                 "the stored strategy model in {} cannot be used ({e}); it is discarded and retrained",
-                history.path().display()
+                history.location()
             );
             tracing::warn!("{reason}");
             ModelState::Discarded(reason)
@@ -216,12 +340,43 @@ pub fn load_model(history: &History) -> Result<ModelState, HistoryError> {
     })
 }
 
+/// The changes the outcome of deployment `id` completed the evidence for
+/// (`outcomes` newest first, that deployment's included).
+pub fn drift_detected_by(outcomes: &[Outcome], id: &str, ml: &MlConfig) -> Vec<DriftEvent> {
+    let Some(last) = outcomes.iter().find(|o| o.id == id) else {
+        return Vec::new();
+    };
+    // Only the deployment's own context can have changed with its outcome.
+    let context: Vec<Outcome> = outcomes
+        .iter()
+        .filter(|o| o.strategy == last.strategy && o.environment == last.environment)
+        .cloned()
+        .collect();
+    crate::ml::drift::detect(&context, &drift_params(ml))
+        .into_iter()
+        .filter(|e| e.detected_by == id)
+        .collect()
+}
+
 /// Why the model should be retrained now, if it should: `rows` is the
-/// number of deployments with recorded features.
-pub fn retrain_due(rows: usize, state: &ModelState, ml: &MlConfig) -> Option<String> {
+/// number of deployments with recorded features; `drift` the changes this
+/// deployment's outcome revealed (a change retrains at once, whatever the
+/// cadence, once there is a model or enough data for one).
+pub fn retrain_due(
+    rows: usize,
+    state: &ModelState,
+    ml: &MlConfig,
+    drift: &[DriftEvent],
+) -> Option<String> {
     let need = ml.min_training_samples.max(1) as usize;
     if rows < need {
         return None;
+    }
+    if let Some(e) = drift.first() {
+        return Some(format!(
+            "a change was detected ({}): the model learns the new regime now",
+            e.summary()
+        ));
     }
     match state {
         ModelState::Missing => Some(format!(
@@ -241,11 +396,16 @@ pub fn retrain_due(rows: usize, state: &ModelState, ml: &MlConfig) -> Option<Str
     }
 }
 
-/// Trains a model on every finished deployment of `state_dir` and stores it.
-/// Blocking (seconds at 10,000 deployments): run it with `spawn_blocking`.
-pub fn retrain(state_dir: &Path, ml: &MlConfig) -> Result<ModelMeta, LearnError> {
-    let history = History::open(state_dir)?;
-    let rows = training_rows(&outcomes(&history.all_deployments()?));
+/// Trains a model on every finished deployment of `history` and stores it.
+/// Reading every record is what training needs; the training itself (seconds
+/// at 10,000 deployments) runs on tokio's blocking pool. The caller holds
+/// the retraining lock (see [`retrain_exclusive`], [`retrain_if_due`]).
+pub async fn retrain(history: &HistoryStore, ml: &MlConfig) -> Result<ModelMeta, LearnError> {
+    // Newest first, as the evidence expects.
+    let mut past = outcomes(&history.all_deployments().await?);
+    past.reverse();
+    let evidence = Evidence::new(&past, ml, Utc::now());
+    let rows = training_rows(&past, &evidence.weights);
     let need = ml.min_training_samples.max(1) as usize;
     if rows.len() < need {
         return Err(LearnError::TooFewSamples {
@@ -253,18 +413,50 @@ pub fn retrain(state_dir: &Path, ml: &MlConfig) -> Result<ModelMeta, LearnError>
             need,
         });
     }
-    let model = StrategyModel::train(&rows, &ml.feature_weights, &ForestParams::default())?;
-    history.put_blob(MODEL_BLOB, &model.to_bytes()?)?;
+    let weights = ml.feature_weights.clone();
+    let model = tokio::task::spawn_blocking(move || {
+        StrategyModel::train(&rows, &weights, &ForestParams::default())
+    })
+    .await
+    .map_err(|e| LearnError::Task {
+        reason: e.to_string(),
+    })??;
+    history.put_blob(MODEL_BLOB, &model.to_bytes()?).await?;
     Ok(model.meta().clone())
+}
+
+/// [`retrain`] holding the history's retraining lock, waiting up to `wait`
+/// for another process's retraining to finish (`adeploy model retrain`).
+pub async fn retrain_exclusive(
+    history: &HistoryStore,
+    ml: &MlConfig,
+    wait: Duration,
+) -> Result<ModelMeta, LearnError> {
+    let _lock = retrain_lock(history, wait).await?;
+    retrain(history, ml).await
+}
+
+async fn retrain_lock(history: &HistoryStore, wait: Duration) -> Result<RetrainLock, LearnError> {
+    let start = Instant::now();
+    loop {
+        if let Some(lock) = history.try_lock_retrain().await? {
+            return Ok(lock);
+        }
+        let waited = start.elapsed();
+        if waited >= wait {
+            return Err(LearnError::RetrainBusy {
+                location: history.location().to_string(),
+                waited,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200).min(wait - waited)).await;
+    }
 }
 
 /// Deletes the stored model (the seed's "delete the model files to
 /// retrain"); the next deployment with enough history retrains.
-pub fn reset(state_dir: &Path) -> Result<bool, HistoryError> {
-    if !crate::history::database_path(state_dir).exists() {
-        return Ok(false);
-    }
-    History::open(state_dir)?.delete_blob(MODEL_BLOB)
+pub async fn reset(history: &HistoryStore) -> Result<bool, HistoryError> {
+    history.delete_blob(MODEL_BLOB).await
 }
 
 /// A retraining started in the background after a deployment.
@@ -278,10 +470,50 @@ pub struct Retrained {
     pub seconds: f64,
 }
 
-/// Runs [`retrain`] and describes the result; logs it either way.
-pub fn retrain_logged(state_dir: &Path, ml: &MlConfig, after: String, reason: String) -> Retrained {
-    let t = std::time::Instant::now();
-    let result = retrain(state_dir, ml).map_err(|e| e.to_string());
+/// The retraining a deployment found due: only one process retrains at a
+/// time (the history's retraining lock; with a shared history, one runner),
+/// and only while the decision still stands once the lock is held: if the
+/// stored model is no longer the one the deployment saw (`seen`: when that
+/// one was trained, `None` without one), another process retrained
+/// meanwhile and its model is used. `None` when skipped for either reason;
+/// otherwise what training did, logged either way.
+pub async fn retrain_if_due(
+    history: &HistoryStore,
+    ml: &MlConfig,
+    after: String,
+    reason: String,
+    seen: Option<DateTime<Utc>>,
+) -> Option<Retrained> {
+    let t = Instant::now();
+    let lock = match history.try_lock_retrain().await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            tracing::info!(
+                "another adeploy process is retraining the strategy model; it is used once stored"
+            );
+            return None;
+        }
+        Err(e) => {
+            return Some(Retrained {
+                after,
+                reason,
+                result: Err(e.to_string()),
+                seconds: t.elapsed().as_secs_f64(),
+            });
+        }
+    };
+    let stored = load_model(history)
+        .await
+        .map(|state| state.model().map(|m| m.meta().trained_at));
+    let result = match stored {
+        Ok(Some(trained_at)) if Some(trained_at) != seen => {
+            tracing::info!("the strategy model was retrained by another process meanwhile");
+            return None;
+        }
+        Ok(_) => retrain(history, ml).await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    drop(lock);
     match &result {
         Ok(m) => tracing::info!(
             samples = m.samples,
@@ -290,12 +522,12 @@ pub fn retrain_logged(state_dir: &Path, ml: &MlConfig, after: String, reason: St
         ),
         Err(e) => tracing::warn!("retraining the strategy model failed: {e}"),
     }
-    Retrained {
+    Some(Retrained {
         after,
         reason,
         result,
         seconds: t.elapsed().as_secs_f64(),
-    }
+    })
 }
 
 /// When the model was trained, for messages.
@@ -333,17 +565,75 @@ pub struct ModelStatus {
     pub failure_patterns: Vec<crate::ml::FailurePattern>,
     pub lessons: Vec<String>,
     pub recommendations: Vec<String>,
+    /// Where the history (and the model) lives; `None` before the first
+    /// deployment creates the embedded one.
+    #[serde(default)]
+    pub history: Option<crate::history::HistoryLocation>,
+    /// `ml_config.half_life_deployments` and `half_life_days` (0: off).
+    pub half_life_deployments: f64,
+    pub half_life_days: f64,
+    /// `ml_config.drift_p_value` (0: change detection off).
+    pub drift_p_value: f64,
+    /// The most recent changes detected, newest first (at most
+    /// [`RECENT_DRIFT`]).
+    pub drift_events: Vec<DriftStatus>,
 }
 
-/// The model and what the history says, for `adeploy model status`.
-pub fn status(state_dir: &Path, ml: &MlConfig) -> Result<ModelStatus, HistoryError> {
-    let (past, state) = if crate::history::database_path(state_dir).exists() {
-        let history = History::open(state_dir)?;
-        (outcomes(&history.all_deployments()?), load_model(&history)?)
-    } else {
-        (Vec::new(), ModelState::Missing)
+/// How many drift events `model status` lists.
+pub const RECENT_DRIFT: usize = 10;
+
+/// A detected change as `model status` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DriftStatus {
+    #[serde(flatten)]
+    pub event: DriftEvent,
+    /// The evidence in one line.
+    pub summary: String,
+    /// Deployments in its environment since it was detected.
+    pub deployments_since: usize,
+    /// Whether the engine still acts on it: the latest change in its
+    /// environment, and fewer than `ml_config.min_strategy_samples`
+    /// deployments there since (production falls back to the safest
+    /// strategy after a drop; elsewhere the candidates are re-checked).
+    pub active: bool,
+    /// What the engine does about it while active.
+    pub response: String,
+}
+
+/// What the engine does while a change in `environment` is unsettled.
+pub fn drift_response(e: &DriftEvent) -> String {
+    match (e.environment, e.direction) {
+        (Environment::Production, DriftDirection::Dropped) => {
+            "production falls back to the safest strategy by current evidence".to_string()
+        }
+        (Environment::Production, DriftDirection::Rose) => {
+            "the model decides with the new regime's outcomes (no exploration in production)"
+                .to_string()
+        }
+        _ => format!(
+            "adaptive deployments in {} re-check the candidates (ml_config.drift_exploration_rate)",
+            e.environment
+        ),
+    }
+}
+
+/// The model and what the history says, for `adeploy model status`: counts
+/// and success rates over the whole history (from its aggregates), failure
+/// patterns over the newest `window` deployments. `None`: no history yet.
+pub async fn status(
+    history: Option<&HistoryStore>,
+    window: usize,
+    ml: &MlConfig,
+) -> Result<ModelStatus, HistoryError> {
+    let (past, state, location) = match history {
+        Some(h) => (
+            Past::from_window(&h.window(window).await?),
+            load_model(h).await?,
+            Some(h.location()),
+        ),
+        None => (Past::default(), ModelState::Missing, None),
     };
-    let training_samples = past.iter().filter(|o| o.features.is_some()).count();
+    let training_samples = past.training_samples();
     let need = ml.min_training_samples.max(1) as usize;
     let every = ml.retrain_frequency.max(1) as usize;
     // Counting the deployment that triggers it: 1 is the next one.
@@ -358,8 +648,27 @@ pub fn status(state_dir: &Path, ml: &MlConfig) -> Result<ModelStatus, HistoryErr
         "rules"
     };
     // Newest first, as the analyses expect.
-    let newest_first: Vec<Outcome> = past.iter().rev().cloned().collect();
-    let failure_patterns = crate::ml::failure_patterns(&newest_first);
+    let newest_first: &[Outcome] = past.recent();
+    let failure_patterns = crate::ml::failure_patterns(newest_first);
+    let evidence = Evidence::new(newest_first, ml, Utc::now());
+    let drift_events = evidence
+        .regimes
+        .events()
+        .iter()
+        .rev()
+        .take(RECENT_DRIFT)
+        .map(|e| {
+            let deployments_since = deployments_since(newest_first, e);
+            let latest = evidence.regimes.latest_in(e.environment) == Some(e);
+            DriftStatus {
+                event: e.clone(),
+                summary: e.summary(),
+                deployments_since,
+                active: latest && deployments_since < settle(ml),
+                response: drift_response(e),
+            }
+        })
+        .collect();
     Ok(ModelStatus {
         state: match &state {
             ModelState::Ready(_) => "trained",
@@ -372,18 +681,23 @@ pub fn status(state_dir: &Path, ml: &MlConfig) -> Result<ModelStatus, HistoryErr
             _ => None,
         },
         decides: decides.to_string(),
-        deployments: past.len(),
+        deployments: past.deployments(),
         training_samples,
         min_training_samples: ml.min_training_samples,
         retrain_frequency: ml.retrain_frequency,
         next_retrain_in,
         model: state.model().map(|m| m.meta().clone()),
-        success_rates: crate::ml::success_rates(&newest_first),
+        success_rates: past.success_rates(),
+        history: location,
         lessons: failure_patterns.iter().map(|p| p.lesson()).collect(),
         recommendations: failure_patterns
             .iter()
             .map(|p| p.recommendation())
             .collect(),
         failure_patterns,
+        half_life_deployments: ml.half_life_deployments,
+        half_life_days: ml.half_life_days,
+        drift_p_value: ml.drift_p_value,
+        drift_events,
     })
 }

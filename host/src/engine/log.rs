@@ -1,14 +1,13 @@
 //! What a deployment writes down as it goes: the decision log (each entry
 //! also published as an event) and the audit log.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::Utc;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::secret::Redactor;
-use crate::history::{AuditEntry, DecisionRecord, History};
+use crate::history::{AuditEntry, DecisionRecord, HistoryBackend, HistoryStore};
 use crate::report::{Decision, DecisionEntry};
 
 use super::event::DeploymentEvent;
@@ -49,6 +48,16 @@ impl DecisionLog {
         }
     }
 
+    /// A warning for the operator: a [`DeploymentEvent::Warning`] when
+    /// someone listens, else a `tracing` warning (an embedding without an
+    /// event channel still sees it in its logs).
+    pub fn warn(&self, message: String) {
+        match &self.events {
+            Some(_) => self.emit(DeploymentEvent::Warning { message }),
+            None => tracing::warn!("{message}"),
+        }
+    }
+
     /// Every entry so far, oldest first.
     pub fn entries(&self) -> &[DecisionEntry] {
         &self.entries
@@ -69,16 +78,16 @@ impl DecisionLog {
     }
 }
 
-/// Appends to the audit log of `state_dir`; a failure to do so is a
+/// Appends to the audit log of `history`; a failure to do so is a
 /// warning, since the action itself already happened.
-pub(crate) fn audit(state_dir: &Path, action: &str, details: serde_json::Value) {
+pub(crate) async fn audit(history: &HistoryStore, action: &str, details: serde_json::Value) {
     let entry = AuditEntry {
         timestamp: Utc::now(),
         user: crate::history::current_user(),
         action: action.to_string(),
         details,
     };
-    if let Err(e) = History::open(state_dir).and_then(|h| h.append_audit(&entry)) {
+    if let Err(e) = history.append_audit(&entry).await {
         tracing::warn!("cannot write the audit log: {e}");
     }
 }

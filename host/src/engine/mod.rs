@@ -29,6 +29,7 @@
 //! beneath import nothing from this file; the phases and queries import only
 //! [`Engine`].
 
+mod analysis;
 mod context;
 pub mod diagnostics;
 mod error;
@@ -36,9 +37,12 @@ mod event;
 mod execute;
 pub mod learn;
 mod log;
+mod past;
 mod preflight;
 mod query;
+mod reanalysis;
 mod record;
+mod reports;
 pub mod select;
 mod types;
 
@@ -49,19 +53,24 @@ use std::time::Duration;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Config;
+use crate::history::HistoryStore;
 use crate::monitor::{Snapshot, SystemMonitor};
 use crate::plugin::{DeploymentScope, HostOptions, PluginHost, PluginKind, PluginSet};
 
 pub use crate::report::{
-    Approval, CandidateScore, Decision, DecisionEntry, StepRecord, StepStatus,
+    Approval, CandidateScore, Decision, DecisionEntry, DriftDetection, Exploration, StepRecord,
+    StepStatus,
 };
 pub use error::EngineError;
 pub use event::DeploymentEvent;
+pub use reanalysis::{ReanalysedMetric, Reanalysis};
+pub use reports::HistoryReport;
 pub use select::{
     AdaptiveSelector, LearningContext, RuleSelector, Selection, SelectionContext, StrategySelector,
 };
 pub use types::{
-    Confirm, DeploymentOutcome, DeploymentRequest, DeploymentSize, EngineOptions, MetricsSource,
+    Confirm, DeploymentOutcome, DeploymentRequest, DeploymentSize, EngineOptions,
+    InconclusiveAnalysis, MetricsSource, Question,
 };
 
 use execute::{Executed, Settings};
@@ -96,8 +105,13 @@ pub struct Engine {
     metering: Metering,
     selector: Box<dyn StrategySelector>,
     lock_wait: Duration,
-    /// Model retrainings running in the background.
-    learning: Mutex<Vec<tokio::task::JoinHandle<learn::Retrained>>>,
+    /// The history (`history:` settings: redb in the state directory, or
+    /// PostgreSQL), opened on first use and then shared by every call.
+    history: tokio::sync::OnceCell<HistoryStore>,
+    /// Model retrainings (and downsampling) running in the background.
+    learning: Mutex<Vec<tokio::task::JoinHandle<Option<learn::Retrained>>>>,
+    /// The exploration draws (seeded by `EngineOptions::exploration_seed`).
+    draws: Mutex<rand::rngs::StdRng>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -113,6 +127,9 @@ impl Engine {
     /// written until a deployment starts).
     pub async fn new(config: Config, options: EngineOptions) -> Result<Engine, EngineError> {
         let state_dir = Engine::state_dir_of(&config, &options);
+        // The monitor first: it takes its first CPU reading now, so the
+        // window the first figure needs passes while the plugins load.
+        let monitor = Engine::monitor_for(&state_dir)?;
         let host = PluginHost::new(
             options
                 .host
@@ -120,7 +137,7 @@ impl Engine {
                 .unwrap_or_else(|| HostOptions::for_config(&config)),
         )?;
         let plugins = PluginSet::load(&host, &config, &options.plugin_dirs).await?;
-        Engine::assemble(config, options, state_dir, plugins, Some(host))
+        Engine::assemble(config, options, state_dir, monitor, plugins, Some(host))
     }
 
     /// An engine for the queries only (`list`, `report`, `audit_log`,
@@ -130,7 +147,15 @@ impl Engine {
     /// refuse with [`EngineError::QueriesOnly`].
     pub fn for_queries(config: Config, options: EngineOptions) -> Result<Engine, EngineError> {
         let state_dir = Engine::state_dir_of(&config, &options);
-        Engine::assemble(config, options, state_dir, PluginSet::default(), None)
+        let monitor = Engine::monitor_for(&state_dir)?;
+        Engine::assemble(
+            config,
+            options,
+            state_dir,
+            monitor,
+            PluginSet::default(),
+            None,
+        )
     }
 
     fn state_dir_of(config: &Config, options: &EngineOptions) -> PathBuf {
@@ -144,16 +169,20 @@ impl Engine {
         })
     }
 
+    fn monitor_for(state_dir: &Path) -> Result<Arc<SystemMonitor>, EngineError> {
+        Ok(Arc::new(SystemMonitor::new(
+            state_dir.parent().unwrap_or(Path::new("/")),
+        )?))
+    }
+
     fn assemble(
         config: Config,
         options: EngineOptions,
         state_dir: PathBuf,
+        monitor: Arc<SystemMonitor>,
         plugins: PluginSet,
         host: Option<PluginHost>,
     ) -> Result<Engine, EngineError> {
-        let monitor = Arc::new(SystemMonitor::new(
-            state_dir.parent().unwrap_or(Path::new("/")),
-        )?);
         Ok(Engine {
             config,
             state_dir,
@@ -163,8 +192,21 @@ impl Engine {
             metering: Metering::new(options.metrics_source, options.fixed_metrics, monitor),
             selector: Box::new(AdaptiveSelector),
             lock_wait: options.lock_wait.unwrap_or(Duration::from_secs(10)),
+            history: tokio::sync::OnceCell::new(),
             learning: Mutex::new(Vec::new()),
+            draws: Mutex::new(match options.exploration_seed {
+                Some(seed) => rand::SeedableRng::seed_from_u64(seed),
+                None => rand::SeedableRng::from_entropy(),
+            }),
         })
+    }
+
+    /// A uniform draw in [0, 1) for the adaptive choice's exploration.
+    pub(crate) fn draw(&self) -> f64 {
+        match self.draws.lock() {
+            Ok(mut rng) => rand::Rng::r#gen(&mut *rng),
+            Err(_) => rand::random(),
+        }
     }
 
     /// Runs one deployment through the whole decision flow. `events` receives
@@ -192,7 +234,7 @@ impl Engine {
             .within(async {
                 let planned = self.preflight(req, events, confirm).await?;
                 let executed = self.execute(planned).await?;
-                self.record(executed)
+                self.record(executed).await
             })
             .await;
         scope.gate().summarize("this deployment");
@@ -201,8 +243,18 @@ impl Engine {
 
     /// Phase two (see [`execute`]): what execution may use of the engine.
     async fn execute(&self, planned: Planned) -> Result<Executed, EngineError> {
+        // The deployment's own config: its versions and its environment's
+        // settings (`environments.<env>`).
+        let config = planned.config.clone();
+        // A dry run writes nothing, so it needs no history opened for writing.
+        let history = if planned.req.dry_run {
+            None
+        } else {
+            Some(self.history().await?)
+        };
         let settings = Settings {
-            config: &self.config,
+            history,
+            config: &config,
             state_dir: &self.state_dir,
             hooks: self.plugins.of_kind(PluginKind::Hook).cloned().collect(),
             metering: &self.metering,
@@ -246,8 +298,9 @@ impl Engine {
             .collect()
     }
 
-    /// Waits for the model retrainings started by earlier deployments and
-    /// returns what they did. A CLI run calls this after printing its result;
+    /// Waits for the model retrainings (and the history's downsampling of
+    /// old metric samples) started by earlier deployments and returns what
+    /// the retrainings did. A CLI run calls this after printing its result;
     /// a long-running embedding may call it whenever it likes (or never: the
     /// tasks finish on their own while the runtime lives).
     pub async fn wait_for_learning(&self) -> Vec<learn::Retrained> {
@@ -257,7 +310,7 @@ impl Engine {
         };
         let mut done = Vec::new();
         for t in tasks {
-            if let Ok(r) = t.await {
+            if let Ok(Some(r)) = t.await {
                 done.push(r);
             }
         }

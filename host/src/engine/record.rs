@@ -1,28 +1,34 @@
 //! Phase three of a deployment: [`Engine::record`] turns an [`Executed`]
 //! deployment into its [`DeploymentOutcome`]: the last decisions, alerts,
 //! the report file, the history record, and a retraining of the strategy
-//! model when it is due (in the background, after the run lock is released).
-//! A dry run gets its report and writes nothing.
+//! model when it is due (in the background, after the deployment lock is
+//! released, under the history's retraining lock). A dry run gets its
+//! report and writes nothing.
 
 use chrono::{Local, Timelike, Utc};
+use serde_json::json;
 
 use crate::config::Environment;
-use crate::ml::{FailurePattern, Outcome};
+use crate::history::{HistoryBackend, HistoryLocation, HistoryStore};
+use crate::ml::FailurePattern;
 use crate::monitor::Snapshot;
-use crate::report::{self, Decision, Report, ReportInput};
+use crate::report::{self, Decision, OwnProcesses, Report, ReportInput};
 
 use super::Engine;
 use super::error::EngineError;
 use super::event::DeploymentEvent;
 use super::execute::{Executed, Run};
-use super::learn;
-use super::log::DecisionLog;
+use super::learn::{self, Past};
+use super::log::{DecisionLog, audit};
 use super::preflight::Planned;
 use super::types::DeploymentOutcome;
 
 impl Engine {
     /// Writes what happened and returns the outcome.
-    pub(super) fn record(&self, executed: Executed) -> Result<DeploymentOutcome, EngineError> {
+    pub(super) async fn record(
+        &self,
+        executed: Executed,
+    ) -> Result<DeploymentOutcome, EngineError> {
         let Executed { mut planned, run } = executed;
         let Some(run) = run else {
             return Ok(dry_run_outcome(&planned));
@@ -35,6 +41,9 @@ impl Engine {
             log_path,
             result,
             samples,
+            processes,
+            tracking,
+            memory_total_bytes,
         } = run;
         let p = &mut planned;
         let (success, status) = (result.success, result.status);
@@ -53,13 +62,30 @@ impl Engine {
         // Learn: this outcome joins the history the analyses read.
         let mut outcomes = std::mem::take(&mut p.outcomes);
         if let Some(o) = learn::outcome_of(&record) {
-            outcomes.insert(0, o);
+            outcomes.push_newest(o);
         }
-        let alerts = self.alerts(&outcomes, p.environment, &p.req.services, &mut p.log);
+        let alerts = self.alerts(
+            p.config.alerts.consecutive_failures,
+            &outcomes,
+            p.environment,
+            &p.req.services,
+            &mut p.log,
+        );
+        let drift = learn::drift_detected_by(&outcomes, &p.id, &self.config.ml_config);
+        for e in &drift {
+            tracing::warn!("change detected: {}", e.summary());
+            p.log
+                .record(Decision::DriftDetected(report::DriftDetection {
+                    summary: e.summary(),
+                    response: learn::drift_response(e),
+                    event: e.clone(),
+                }));
+        }
         let retrain = learn::retrain_due(
             p.training_samples + 1,
             &p.model_state,
             &self.config.ml_config,
+            &drift,
         );
         if let Some(reason) = &retrain {
             p.log.record(Decision::ModelRetraining {
@@ -77,6 +103,12 @@ impl Engine {
             samples: &samples,
             patterns: &patterns,
             alerts: &alerts,
+            analysis: &result.analysis,
+            processes: Some(OwnProcesses {
+                tracking: &tracking,
+                samples: &processes,
+                memory_total_bytes,
+            }),
             ..report_base(p)
         }));
         let report_path = self
@@ -88,20 +120,53 @@ impl Engine {
             source,
         })?;
         record.report_path = Some(report_path.clone());
-        history.append_decisions(&p.id, &p.log.records_from(flushed))?;
-        history.append_samples(&p.id, &samples.iter().map(Into::into).collect::<Vec<_>>())?;
+        history
+            .append_decisions(&p.id, &p.log.records_from(flushed))
+            .await?;
+        history
+            .append_samples(&p.id, &samples.iter().map(Into::into).collect::<Vec<_>>())
+            .await?;
         let record = p.log.redactor().redact_value(&record);
-        history.put_deployment(&record)?;
-        drop(lock);
-        if let Some(reason) = retrain {
+        history.put_deployment(&record).await?;
+        lock.release().await;
+        let offline = journaled(&history, &p.log);
+        if offline && retrain.is_some() {
+            // Training reads the whole history, which is out of reach now;
+            // the next deployment that reaches it retrains.
+            tracing::warn!("the strategy model is not retrained while the history is unreachable");
+        }
+        if !offline {
+            self.keep_samples_compact(&history, &p.id);
+        }
+        if let Some(reason) = retrain.filter(|_| !offline) {
             // Training takes up to seconds; the deployment is finished and
             // recorded, so it runs beside whatever the caller does next.
-            // `wait_for_learning` collects it.
-            let state_dir = self.state_dir.clone();
+            // `wait_for_learning` collects it. Only one process retrains
+            // at a time (the history's retraining lock).
             let ml = self.config.ml_config.clone();
             let after = p.id.clone();
-            let task = tokio::task::spawn_blocking(move || {
-                learn::retrain_logged(&state_dir, &ml, after, reason)
+            let seen = p.model_state.model().map(|m| m.meta().trained_at);
+            let task = tokio::spawn(async move {
+                let r = learn::retrain_if_due(&history, &ml, after, reason, seen).await?;
+                if let Ok(meta) = &r.result {
+                    // Every retraining is in the audit log, so the history
+                    // page plots the model's accuracy without reading every
+                    // deployment's decisions.
+                    audit(
+                        &history,
+                        "model_retrain",
+                        json!({
+                            "trained_at": meta.trained_at,
+                            "samples": meta.samples,
+                            "oob_accuracy": meta.oob_accuracy,
+                            "trigger": "background",
+                            "after": r.after,
+                            "reason": r.reason,
+                        }),
+                    )
+                    .await;
+                }
+                Some(r)
             });
             if let Ok(mut tasks) = self.learning.lock() {
                 tasks.push(task);
@@ -117,18 +182,56 @@ impl Engine {
         })
     }
 
+    /// `history.retention`: metric samples of deployments older than it are
+    /// downsampled to `history.downsampled_samples`. It scans the history,
+    /// so it runs after one deployment in [`DOWNSAMPLE_EVERY`] (chosen by
+    /// the deployment id, so runners on a shared history take turns), not
+    /// after each.
+    /// It runs in the background beside a retraining (`wait_for_learning`
+    /// collects both); cut short, it resumes next time (each deployment's
+    /// samples are replaced in one transaction).
+    fn keep_samples_compact(&self, history: &HistoryStore, id: &str) {
+        if !downsample_turn(id) {
+            return;
+        }
+        let settings = &self.config.history;
+        let Some(before) = chrono::Duration::from_std(settings.retention())
+            .ok()
+            .and_then(|d| Utc::now().checked_sub_signed(d))
+        else {
+            return;
+        };
+        let keep = settings.downsampled_samples.max(1) as usize;
+        let history = history.clone();
+        let task = tokio::spawn(async move {
+            match history.downsample(before, keep).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    deployments = n,
+                    "downsampled the metric samples of deployments older than history.retention"
+                ),
+                Err(e) => tracing::warn!("cannot downsample old metric samples: {e}"),
+            }
+            None
+        });
+        if let Ok(mut tasks) = self.learning.lock() {
+            tasks.push(task);
+        }
+    }
+
     /// Consecutive failures of a service or in the environment (newest
     /// outcome first, this deployment included) at or over
-    /// `alerts.consecutive_failures`: a warning, a decision, and the
-    /// messages the report recommends on.
+    /// `alerts.consecutive_failures` (`threshold`, the environment's): a
+    /// warning, a decision, and the messages the report recommends on.
     fn alerts(
         &self,
-        outcomes: &[Outcome],
+        threshold: u32,
+        outcomes: &Past,
         environment: Environment,
         services: &[String],
         log: &mut DecisionLog,
     ) -> Vec<String> {
-        let n = self.config.alerts.consecutive_failures as usize;
+        let n = threshold as usize;
         if n == 0 {
             return Vec::new();
         }
@@ -157,6 +260,39 @@ impl Engine {
             });
         }
         alerts
+    }
+}
+
+/// One deployment in this many downsamples old metric samples.
+const DOWNSAMPLE_EVERY: u64 = 50;
+
+fn downsample_turn(id: &str) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish().is_multiple_of(DOWNSAMPLE_EVERY)
+}
+
+/// Whether this deployment's records went to the local journal (the shared
+/// history's database out of reach); if so, says so on the event channel.
+fn journaled(history: &HistoryStore, log: &DecisionLog) -> bool {
+    match history.location() {
+        HistoryLocation::Postgres {
+            url,
+            journal_pending,
+        } if journal_pending > 0 => {
+            let journal = history
+                .as_postgres()
+                .map(|pg| pg.journal_path())
+                .unwrap_or_default();
+            log.emit(DeploymentEvent::HistoryJournaled {
+                url,
+                pending: journal_pending,
+                journal,
+            });
+            true
+        }
+        _ => false,
     }
 }
 
@@ -202,11 +338,13 @@ fn report_base(p: &Planned) -> ReportInput<'_> {
         prediction: p.prediction.as_ref(),
         patterns: &[],
         alerts: &[],
+        analysis: &[],
+        processes: None,
     }
 }
 
 /// The failure patterns of `outcomes` that match this deployment.
-fn relevant_patterns(outcomes: &[Outcome], p: &Planned, metrics: &Snapshot) -> Vec<FailurePattern> {
+fn relevant_patterns(outcomes: &Past, p: &Planned, metrics: &Snapshot) -> Vec<FailurePattern> {
     let all = crate::ml::failure_patterns(outcomes);
     crate::ml::relevant(
         &all,

@@ -1,6 +1,7 @@
 //! What goes into a deployment and what comes out: the request, the engine's
 //! options, the outcome, and how the machine's load is read.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,13 @@ pub struct DeploymentRequest {
     /// How the operator approves this deployment, for environments in
     /// `approvals.required_for`.
     pub approval: Option<Approval>,
+    /// `--set-version SERVICE=VERSION`: the version each named service
+    /// deploys, over its `services.<name>.version` (exported to its
+    /// commands as `ADEPLOY_VERSION`, checked by health expectations that
+    /// use `${ADEPLOY_VERSION}`, recorded in the report). A service not in
+    /// the config, or a malformed version, is refused as bad input before
+    /// anything is written.
+    pub versions: BTreeMap<String, String>,
 }
 
 /// How a deployment ended.
@@ -67,8 +75,60 @@ pub struct DeploymentOutcome {
     pub log_path: Option<PathBuf>,
 }
 
-/// Called with the plan before execution (`--interactive`); `false` declines.
-pub type Confirm = Box<dyn Fn(&report::PlanView) -> bool + Send + Sync>;
+/// Asks the operator (`--interactive`): the plan before execution (`false`
+/// declines the deployment), and whether an inconclusive analysis may pass
+/// where the environment's policy is `ask` (`false` fails the step). Called
+/// from the engine's tasks, one question at a time; it may block.
+pub type Confirm = Box<dyn Fn(&Question<'_>) -> bool + Send + Sync>;
+
+/// What [`Confirm`] is asked.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Question<'a> {
+    /// Deploy with this plan?
+    Plan(&'a report::PlanView),
+    /// A step's analysis had no data to judge by and
+    /// `environments.<env>.analysis.inconclusive` is `ask`: go on as if it
+    /// passed?
+    Inconclusive(&'a InconclusiveAnalysis),
+}
+
+impl Question<'_> {
+    /// The yes/no question, one line (`Deploy with this plan?`).
+    pub fn prompt(&self) -> String {
+        match self {
+            Question::Plan(_) => "Deploy with this plan?".to_string(),
+            Question::Inconclusive(q) => format!(
+                "The analysis of {} is inconclusive: go on as if it passed (no fails the step)?",
+                q.step
+            ),
+        }
+    }
+}
+
+/// The inconclusive analysis of one step, for [`Question::Inconclusive`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InconclusiveAnalysis {
+    /// `service` or `service@host`.
+    pub step: String,
+    pub environment: Environment,
+    /// The metrics without a verdict, each with why.
+    pub verdicts: Vec<crate::analysis::MetricVerdict>,
+}
+
+impl InconclusiveAnalysis {
+    /// What to show above the prompt: one line per metric.
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "analysis of {} in {}: inconclusive\n",
+            self.step, self.environment
+        );
+        for v in &self.verdicts {
+            out.push_str(&format!("  {}: {}\n", v.metric, v.reason));
+        }
+        out
+    }
+}
 
 /// Where the engine keeps its state and finds its plugins.
 #[derive(Clone, Default)]
@@ -88,6 +148,9 @@ pub struct EngineOptions {
     /// (wins over `fixed_metrics`): for an embedding tool with its own
     /// monitoring, and for simulations of changing load.
     pub metrics_source: Option<MetricsSource>,
+    /// Seeds the draws that decide whether an adaptive deployment explores
+    /// (simulations and tests that must repeat); `None`: from the OS.
+    pub exploration_seed: Option<u64>,
 }
 
 impl std::fmt::Debug for EngineOptions {
@@ -99,6 +162,7 @@ impl std::fmt::Debug for EngineOptions {
             .field("lock_wait", &self.lock_wait)
             .field("fixed_metrics", &self.fixed_metrics)
             .field("metrics_source", &self.metrics_source.is_some())
+            .field("exploration_seed", &self.exploration_seed)
             .finish()
     }
 }

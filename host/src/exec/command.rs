@@ -142,11 +142,12 @@ pub async fn run_command(
     spec: &CommandSpec,
     opts: &RunOptions<'_>,
 ) -> Result<CommandOutcome, ExecError> {
-    run_command_tracked(spec, opts, None).await
+    run_command_tracked(spec, opts, opts.tracker).await
 }
 
 /// [`run_command`], with the command (and everything it starts) counted as
-/// the deployment's own by `tracker` (see [`ProcessTracker`]).
+/// the deployment's own by `tracker` (see [`ProcessTracker`]) instead of
+/// `opts.tracker`.
 pub async fn run_command_tracked(
     spec: &CommandSpec,
     opts: &RunOptions<'_>,

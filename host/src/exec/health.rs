@@ -7,9 +7,10 @@
 //!
 //! An `http` check can also expect a body (`expect_body`, a substring;
 //! `expect_body_regex`, a regular expression) and headers (`expect_headers`,
-//! name → substring of the value), with `${ADEPLOY_DEPLOYMENT_ID}`,
-//! `${ADEPLOY_VERSION}` and `${ADEPLOY_SERVICE}` replaced by the values in
-//! the run's environment ([`RunOptions::env`]). That is what proves the
+//! name → substring of the value), with the `${ADEPLOY_*}` placeholders
+//! (`config::placeholders`: `${ADEPLOY_DEPLOYMENT_ID}`, `${ADEPLOY_VERSION}`,
+//! `${ADEPLOY_SERVICE}`, …) replaced by the values in the run's environment
+//! ([`RunOptions::env`]). That is what proves the
 //! *new* instance answers: an old server still holding the port answers 200
 //! too, but not with this deployment's id or version. A mismatch is an
 //! unhealthy sample whose detail says what was expected and what came (the
@@ -37,6 +38,7 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -101,6 +103,21 @@ pub struct HealthOutcome {
     pub message: String,
     /// From the first probe to the verdict.
     pub duration: Duration,
+    /// Every probe, in order: when, whether healthy, and in which phase.
+    pub probes: Vec<ProbeRecord>,
+    /// When the soak began (none: no soak, or the samples never passed).
+    pub soak_started_at: Option<DateTime<Utc>>,
+}
+
+/// One probe of [`validate`], as a report's timeline shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeRecord {
+    pub timestamp: DateTime<Utc>,
+    pub healthy: bool,
+    /// What was observed (see [`ProbeResult::detail`]).
+    pub detail: String,
+    /// Taken during the soak, after the consecutive samples passed.
+    pub soak: bool,
 }
 
 /// Checks that `spec` names exactly one usable check, without probing.
@@ -137,6 +154,8 @@ pub async fn validate(
         started,
         taken: 0,
         last_logged: None,
+        probes: Vec::new(),
+        soak_started_at: None,
     };
     opts.log.line(
         opts.label,
@@ -193,6 +212,7 @@ pub async fn validate(
     // Phase 2: soak; the first unhealthy sample is the verdict.
     if !policy.soak.is_zero() {
         let soak_start = Instant::now();
+        run.soak_started_at = Some(Utc::now());
         let soak_end = soak_start + policy.soak;
         let until = soak_end.min(deadline);
         loop {
@@ -238,6 +258,8 @@ struct Run<'o, 'a> {
     taken: u32,
     /// The last sample written to the log: only changes are logged.
     last_logged: Option<(bool, String)>,
+    probes: Vec<ProbeRecord>,
+    soak_started_at: Option<DateTime<Utc>>,
 }
 
 impl Run<'_, '_> {
@@ -247,11 +269,18 @@ impl Run<'_, '_> {
         prober: &mut Prober<'_>,
         deadline: Instant,
     ) -> Result<Option<ProbeResult>, ExecError> {
+        let at = Utc::now();
         let result = tokio::select! {
             result = prober.sample(self.opts, Some(deadline)) => result?,
             () = self.opts.cancelled() => return Ok(None),
         };
         self.taken += 1;
+        self.probes.push(ProbeRecord {
+            timestamp: at,
+            healthy: result.healthy,
+            detail: result.detail.clone(),
+            soak: self.soak_started_at.is_some(),
+        });
         let key = (result.healthy, result.detail.clone());
         if self.last_logged.as_ref() != Some(&key) {
             self.opts.log.line(
@@ -281,7 +310,7 @@ impl Run<'_, '_> {
         }
     }
 
-    fn finish(&self, healthy: bool, cancelled: bool, message: String) -> HealthOutcome {
+    fn finish(&mut self, healthy: bool, cancelled: bool, message: String) -> HealthOutcome {
         self.opts.log.line(
             self.opts.label,
             &format!(
@@ -293,20 +322,22 @@ impl Run<'_, '_> {
             healthy,
             cancelled,
             samples_taken: self.taken,
+            probes: std::mem::take(&mut self.probes),
+            soak_started_at: self.soak_started_at,
             message,
             duration: self.started.elapsed(),
         }
     }
 
-    fn healthy(&self, message: String) -> HealthOutcome {
+    fn healthy(&mut self, message: String) -> HealthOutcome {
         self.finish(true, false, message)
     }
 
-    fn unhealthy(&self, message: String) -> HealthOutcome {
+    fn unhealthy(&mut self, message: String) -> HealthOutcome {
         self.finish(false, false, message)
     }
 
-    fn cancelled(&self) -> HealthOutcome {
+    fn cancelled(&mut self) -> HealthOutcome {
         self.finish(false, true, "cancelled".to_string())
     }
 }
@@ -1045,7 +1076,7 @@ mod tests {
             check_spec(&typo, "api")
                 .unwrap_err()
                 .to_string()
-                .contains("unknown variable ${ADEPLOY_ID}")
+                .contains("unknown placeholder ${ADEPLOY_ID}")
         );
         let on_tcp = HealthSpec {
             tcp: Some("127.0.0.1:9".into()),

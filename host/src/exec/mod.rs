@@ -44,9 +44,13 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::monitor::ProcessTracker;
+
 pub use command::{CommandOutcome, run_command, run_command_tracked};
 pub use env::{CommandContext, command_env};
-pub use health::{HealthOutcome, HealthPolicy, ProbeResult, check_spec, probe, validate};
+pub use health::{
+    HealthOutcome, HealthPolicy, ProbeRecord, ProbeResult, check_spec, probe, validate,
+};
 pub use log::DeploymentLog;
 
 /// Everything [`run_command`], [`probe`] and [`validate`] need besides the
@@ -67,6 +71,9 @@ pub struct RunOptions<'a> {
     pub log: &'a DeploymentLog,
     /// Becomes `true` when the deployment is cancelled.
     pub cancel: Option<&'a watch::Receiver<bool>>,
+    /// Counts the command (and all it starts) as the deployment's own (see
+    /// [`ProcessTracker`]); health commands run with these options too.
+    pub tracker: Option<&'a ProcessTracker>,
 }
 
 impl<'a> RunOptions<'a> {
@@ -79,6 +86,7 @@ impl<'a> RunOptions<'a> {
             timeout: Duration::from_secs(60),
             log,
             cancel: None,
+            tracker: None,
         }
     }
 

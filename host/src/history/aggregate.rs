@@ -35,6 +35,10 @@ pub struct StrategyStats {
     pub duration_s_total: f64,
     /// Start of the newest of them.
     pub last_started_at: Option<DateTime<Utc>>,
+    /// Those whose record holds the feature context they were chosen in:
+    /// the rows the strategy model can train on.
+    #[serde(default)]
+    pub with_features: u64,
 }
 
 impl StrategyStats {
@@ -87,6 +91,11 @@ impl Aggregates {
     pub fn successes(&self) -> u64 {
         self.by_strategy.iter().map(|s| s.successes).sum()
     }
+
+    /// Deployments with recorded features (the model's training rows).
+    pub fn with_features(&self) -> u64 {
+        self.by_strategy.iter().map(|s| s.with_features).sum()
+    }
 }
 
 /// What the start of a deployment reads: the newest records and the aggregates.
@@ -107,6 +116,7 @@ pub(crate) struct Contribution {
     pub(crate) success: bool,
     pub(crate) duration_s: f64,
     pub(crate) started_ms: i64,
+    pub(crate) has_features: bool,
 }
 
 impl Contribution {
@@ -126,6 +136,7 @@ impl Contribution {
             success,
             duration_s: record.duration_s.filter(|d| d.is_finite()).unwrap_or(0.0),
             started_ms: record.started_at.timestamp_millis(),
+            has_features: record.features.is_some(),
         })
     }
 }
@@ -145,16 +156,21 @@ pub(crate) fn apply_strategy(
         successes: 0,
         duration_s_total: 0.0,
         last_started_at: None,
+        with_features: 0,
     });
     if let Some(old) = old {
         row.deployments = row.deployments.saturating_sub(1);
         row.successes = row.successes.saturating_sub(u64::from(old.success));
         row.duration_s_total = (row.duration_s_total - old.duration_s).max(0.0);
+        row.with_features = row
+            .with_features
+            .saturating_sub(u64::from(old.has_features));
     }
     if let Some(new) = new {
         row.deployments += 1;
         row.successes += u64::from(new.success);
         row.duration_s_total += new.duration_s;
+        row.with_features += u64::from(new.has_features);
         row.last_started_at = newest(row.last_started_at, new.started_ms);
     }
     row

@@ -18,7 +18,7 @@ use super::aggregate::{
 use super::codec::{self, ChunkKind};
 use super::store::{
     self, AGG_SERVICE, AGG_STRATEGY, AUDIT, BLOBS, CHUNKS, ChunkKey, ChunkValue, DEPLOYMENTS,
-    DEPLOYMENTS_BY_START, Failure, Store, decode, decode_or_skip, read_table,
+    DEPLOYMENTS_BY_START, Failure, RUNNING, Store, decode, decode_or_skip, read_table,
 };
 use super::transfer::{ExportSink, Item};
 use super::{
@@ -393,19 +393,25 @@ impl History {
     /// `running` deployment.
     pub fn recover_interrupted(&self, lock: &RunLock) -> Result<Vec<String>, HistoryError> {
         self.check_lock(lock)?;
+        // The `running` index, not every record: recovery runs at the start
+        // of every deployment and in every `list`.
         let running: Vec<DeploymentRecord> = self.store().read(|txn| {
-            let Some(table) = read_table(txn, DEPLOYMENTS)? else {
+            let (Some(index), Some(table)) =
+                (read_table(txn, RUNNING)?, read_table(txn, DEPLOYMENTS)?)
+            else {
                 return Ok(Vec::new());
             };
             let mut out = Vec::new();
-            for entry in table.iter()? {
-                let (key, value) = entry?;
+            for entry in index.iter()? {
+                let (key, _) = entry?;
                 let id = key.value();
-                if let Some(record) = decode_or_skip::<DeploymentRecord>(
-                    &self.path,
-                    &deployment_key(id),
-                    value.value(),
-                ) && record.status == DeploymentStatus::Running
+                if let Some(value) = table.get(id)?
+                    && let Some(record) = decode_or_skip::<DeploymentRecord>(
+                        &self.path,
+                        &deployment_key(id),
+                        value.value(),
+                    )
+                    && record.status == DeploymentStatus::Running
                 {
                     out.push(record);
                 }
@@ -744,6 +750,12 @@ fn put_deployment_in(
     let stored = codec::compress(json);
     deployments.insert(id, stored.as_slice())?;
     by_start.insert((record.started_at.timestamp_millis(), id), ())?;
+    let mut running = txn.open_table(RUNNING)?;
+    if record.status == DeploymentStatus::Running {
+        running.insert(id, ())?;
+    } else {
+        running.remove(id)?;
+    }
     let new_contribution = Contribution::of(record);
     if old_contribution != new_contribution {
         update_aggregates(

@@ -199,6 +199,18 @@ impl HistoryError {
     }
 }
 
+impl HistoryError {
+    /// Whether another run holds the lock this one asked for, and the wait
+    /// ran out ([`HistoryError::Busy`], [`HistoryError::DeploymentBusy`]):
+    /// nothing was attempted, and a later try may succeed.
+    pub fn is_busy(&self) -> bool {
+        matches!(
+            self,
+            HistoryError::Busy { .. } | HistoryError::DeploymentBusy { .. }
+        )
+    }
+}
+
 fn holder(pid: Option<u32>) -> String {
     pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 }

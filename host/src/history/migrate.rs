@@ -1,11 +1,16 @@
-//! Migration of a redb history from schema version 1 to 2, inside the write
-//! transaction that finds version 1 (so it happens whole or not at all).
+//! Migrations of a redb history, inside the write transaction that finds the
+//! old version (so each happens whole or not at all).
 //!
 //! Version 1 stored plain JSON, one row per decision and per sample. Version
 //! 2 compresses every value, groups each deployment's decisions and samples
 //! into one chunk per series, and maintains the aggregates. Record JSON is
 //! kept byte for byte; a record that is not JSON at all stays where it was
 //! (deployments) or is left out with a warning (a chunk must be a JSON array).
+//! Version 3 counts, per strategy and environment, the deployments whose
+//! record holds its feature context (`with_features`: what the model trains
+//! on), so the start of a deployment knows it without reading every record,
+//! and indexes the `running` deployments, so recovery finds them without
+//! reading every record; both are rebuilt from the records.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,10 +20,10 @@ use redb::{ReadableTable, WriteTransaction};
 use super::aggregate::{self, Contribution};
 use super::codec::{self, ChunkKind};
 use super::store::{
-    AGG_SERVICE, AGG_STRATEGY, AUDIT, BLOBS, CHUNKS, DEPLOYMENTS, Failure, V1_DECISIONS,
+    AGG_SERVICE, AGG_STRATEGY, AUDIT, BLOBS, CHUNKS, DEPLOYMENTS, Failure, RUNNING, V1_DECISIONS,
     V1_SAMPLES, create_tables,
 };
-use super::{DeploymentRecord, HistoryError};
+use super::{DeploymentRecord, DeploymentStatus, HistoryError};
 
 /// Records with their sequence numbers.
 type Numbered = Vec<(u64, Vec<u8>)>;
@@ -30,8 +35,7 @@ pub(super) fn v1_to_v2(txn: &WriteTransaction, path: &Path) -> Result<(), Failur
     };
     create_tables(txn)?;
 
-    // Deployments: compress in place, and collect the aggregates.
-    let mut contributions = Vec::new();
+    // Deployments: compress in place.
     {
         let mut table = txn.open_table(DEPLOYMENTS)?;
         let rows: Vec<(String, Vec<u8>)> = table
@@ -39,11 +43,6 @@ pub(super) fn v1_to_v2(txn: &WriteTransaction, path: &Path) -> Result<(), Failur
             .map(|e| e.map(|(k, v)| (k.value().to_owned(), v.value().to_vec())))
             .collect::<Result<_, _>>()?;
         for (id, json) in rows {
-            if let Ok(record) = serde_json::from_slice::<DeploymentRecord>(&json)
-                && let Some(c) = Contribution::of(&record)
-            {
-                contributions.push(c);
-            }
             table.insert(id.as_str(), codec::compress(&json).as_slice())?;
         }
     }
@@ -128,7 +127,46 @@ pub(super) fn v1_to_v2(txn: &WriteTransaction, path: &Path) -> Result<(), Failur
         }
     }
 
-    // Aggregates, in start order so that the streaks come out right.
+    rebuild_derived(txn, path)
+}
+
+/// Version 2 to 3: the aggregates gain `with_features`, and the `running`
+/// index appears; both rebuilt from the records.
+pub(super) fn v2_to_v3(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
+    create_tables(txn)?;
+    rebuild_derived(txn, path)
+}
+
+/// Replaces both aggregate tables and the `running` index with what the
+/// stored (compressed) deployment records say.
+fn rebuild_derived(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
+    let mut contributions = Vec::new();
+    let mut running = Vec::new();
+    {
+        let table = txn.open_table(DEPLOYMENTS)?;
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            if let Ok(record) = codec::decode_record::<DeploymentRecord>(value.value()) {
+                if record.status == DeploymentStatus::Running {
+                    running.push(key.value().to_owned());
+                }
+                if let Some(c) = Contribution::of(&record) {
+                    contributions.push(c);
+                }
+            }
+        }
+    }
+    {
+        let mut index = txn.open_table(RUNNING)?;
+        index.retain(|_, _| false)?;
+        for id in &running {
+            index.insert(id.as_str(), ())?;
+        }
+    }
+    txn.open_table(AGG_STRATEGY)?.retain(|_, _| false)?;
+    txn.open_table(AGG_SERVICE)?.retain(|_, _| false)?;
+
+    // In start order, so that the streaks come out right.
     contributions.sort_by_key(|c| c.started_ms);
     let mut by_strategy = BTreeMap::new();
     let mut by_service = BTreeMap::new();

@@ -135,7 +135,8 @@ pub use locking::{DeploymentLock, LockHolder, LockRequest, LockWait, RetrainLock
 pub use postgres::{PG_SCHEMA_VERSION, PgHistory};
 pub use records::{
     AuditEntry, DecisionRecord, DeploymentRecord, DeploymentStatus, FeatureContext, HistoryStats,
-    MetricSample, StepRecord, StepStatus, step_label, steps_of_any_version,
+    MetricSample, PhaseKind, PhaseStatus, ProbeMark, StepPhase, StepRecord, StepStatus, step_label,
+    steps_of_any_version,
 };
 pub use store::SCHEMA_VERSION;
 pub use transfer::{EXPORT_FORMAT, EXPORT_VERSION, TransferSummary};
@@ -162,6 +163,23 @@ pub fn data_dir(state_dir: &Path) -> PathBuf {
 /// `<state_dir>/deployment_data/deployment_history.db`.
 pub fn database_path(state_dir: &Path) -> PathBuf {
     data_dir(state_dir).join(DB_FILE)
+}
+
+/// Reads JSON Lines written by an export without storing anything: what
+/// an import would store, or the first bad line it would stop at (an import
+/// stores in batches, so checking first keeps a bad file from being half
+/// imported).
+pub async fn check_import(
+    input: &mut (dyn BufRead + Send),
+    name: &str,
+) -> Result<TransferSummary, HistoryError> {
+    transfer::import_lines(input, name, |_items| async { Ok(()) }).await
+}
+
+/// Writes waiting in the local journal of `state_dir` for a PostgreSQL
+/// history to come back (0 without a journal).
+pub fn journal_pending(state_dir: &Path) -> usize {
+    journal::Journal::new(state_dir).pending_items()
 }
 
 /// One deployment with its decision log and metric samples: what

@@ -31,6 +31,9 @@ pub enum DeploymentStatus {
     Failed,
     /// A failure, rolled back.
     RolledBack,
+    /// A failure whose rollback failed for at least one step: something is
+    /// left deployed (the report says what). A failure to the learning.
+    RollbackFailed,
     /// Stopped on purpose: validation refused it, the operator declined, or `--max-time`.
     Aborted,
     /// The adeploy process stopped (crash, kill, power loss) before the deployment finished.
@@ -50,6 +53,7 @@ impl DeploymentStatus {
             DeploymentStatus::Succeeded => "succeeded",
             DeploymentStatus::Failed => "failed",
             DeploymentStatus::RolledBack => "rolled_back",
+            DeploymentStatus::RollbackFailed => "rollback_failed",
             DeploymentStatus::Aborted => "aborted",
             DeploymentStatus::Interrupted => "interrupted",
         }
@@ -248,9 +252,99 @@ pub struct StepRecord {
     /// Whether it was rolled back (none: not attempted).
     pub rolled_back: Option<bool>,
     pub rollback_message: Option<String>,
+    /// The version this step put out (`services.<name>.version` or the
+    /// request's override), when the service declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The version the history says was last deployed successfully: what a
+    /// rollback returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_version: Option<String>,
+    /// The step's timed parts (deploy, health, soak, analysis, rollback), in
+    /// the order they ran; empty in records of versions before phases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<StepPhase>,
+}
+
+/// A timed part of a step: the report's timeline draws one bar per phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepPhase {
+    pub kind: PhaseKind,
+    pub started_at: DateTime<Utc>,
+    pub seconds: f64,
+    pub status: PhaseStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Health probes (or metric reads) within the phase: when, and whether
+    /// each passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<ProbeMark>,
+}
+
+/// What a [`StepPhase`] was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseKind {
+    /// The deploy command.
+    Deploy,
+    /// Health samples until enough consecutive ones were healthy.
+    Health,
+    /// The health soak: every sample must stay healthy.
+    Soak,
+    /// Metric analysis during the soak.
+    Analysis,
+    /// The rollback command.
+    Rollback,
+    /// A kind a newer version wrote.
+    #[serde(other)]
+    Other,
+}
+
+/// How a [`StepPhase`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseStatus {
+    Succeeded,
+    Failed,
+    /// Stopped by the deadline.
+    Cancelled,
+    /// An analysis without enough data to tell.
+    Inconclusive,
+    RolledBack,
+    RollbackFailed,
+    /// A status a newer version wrote.
+    #[serde(other)]
+    Other,
+}
+
+/// One probe within a [`StepPhase`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeMark {
+    pub timestamp: DateTime<Utc>,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl StepRecord {
+    /// A step that has not started.
+    pub fn pending(service: impl Into<String>, host: Option<String>, wave: u32) -> StepRecord {
+        StepRecord {
+            service: service.into(),
+            host,
+            wave,
+            status: StepStatus::Pending,
+            started_at: None,
+            seconds: 0.0,
+            message: String::new(),
+            rolled_back: None,
+            rollback_message: None,
+            version: None,
+            previous_version: None,
+            phases: Vec::new(),
+        }
+    }
+
     /// The deploy command ran (fully or partly): rollback may be needed.
     pub fn deployed(&self) -> bool {
         matches!(
@@ -307,14 +401,26 @@ pub struct FeatureContext {
     pub hour: f64,
     /// Day of week, 0 (Monday) – 6.
     pub weekday: f64,
-    /// Share of past deployments that succeeded, 0–1.
+    /// Share of past deployments in this environment that succeeded, 0–1.
+    /// (Records written before adeploy 0.1.x kept every environment's.)
     pub success_rate_overall: f64,
-    /// Share of past deployments with this strategy that succeeded, 0–1.
+    /// Share of past deployments with this strategy in this environment
+    /// that succeeded, 0–1.
     pub success_rate_strategy: f64,
-    /// Failures among the most recent deployments.
+    /// Failures among the most recent deployments in this environment.
     pub recent_failures: f64,
-    /// Mean duration of past deployments, minutes.
+    /// Mean duration of past deployments in this environment, minutes.
     pub mean_duration_min: f64,
+    /// The requested services' own records in this environment: the lowest
+    /// of their recency-weighted success rates, (successes + 1) /
+    /// (deployments + 2), so 0.5 without history. `None` in records written
+    /// before it was kept (read as 0.5: no evidence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_success_min: Option<f64>,
+    /// The product of the same rates: the chance that every requested
+    /// service succeeds, if they fail independently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_success_product: Option<f64>,
 }
 
 /// One entry of a deployment's decision log ("every arrow is recorded as a

@@ -26,8 +26,10 @@ use super::HistoryError;
 /// Bump it only for a change an older binary would misread; adding a JSON
 /// field with a default is not such a change. Version 2 compresses values
 /// (zstd), stores decisions and samples in chunks, and adds the aggregates;
-/// a version 1 file is migrated on its first write open.
-pub const SCHEMA_VERSION: u64 = 2;
+/// version 3 counts the deployments with recorded features in the
+/// aggregates and indexes the `running` ones. An older file is migrated on
+/// its first write open.
+pub const SCHEMA_VERSION: u64 = 3;
 
 // Table layout. Values are JSON (compressed from version 2 on); keys are
 // chosen so that the common reads are ranges: newest-first listings iterate
@@ -40,6 +42,9 @@ pub(super) const DEPLOYMENTS: TableDefinition<&str, &[u8]> = TableDefinition::ne
 /// (started_at ms, deployment id) → (), the index behind newest-first listings
 pub(super) const DEPLOYMENTS_BY_START: TableDefinition<(i64, &str), ()> =
     TableDefinition::new("deployments_by_start");
+/// deployment id → (), for the deployments whose record says `running`: what
+/// recovery looks at without reading every record (version 3).
+pub(super) const RUNNING: TableDefinition<&str, ()> = TableDefinition::new("running_deployments");
 /// (deployment id, kind, first seq) → (span, records, compressed JSON
 /// array): the decision log and the metric samples, one chunk per append. A
 /// chunk covers the sequence numbers `first..first + span` and holds
@@ -353,10 +358,13 @@ fn ensure_schema(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
     if tables.iter().any(|name| name == META.name()) {
         let found = txn.open_table(META)?.get(SCHEMA_KEY)?.map(|v| v.value());
         check_version(found, path)?;
-        if found == Some(1) {
-            super::migrate::v1_to_v2(txn, path)?;
-            txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
+        match found {
+            // Version 1 → 2 builds the aggregates as version 3 has them.
+            Some(1) => super::migrate::v1_to_v2(txn, path)?,
+            Some(2) => super::migrate::v2_to_v3(txn, path)?,
+            _ => return Ok(()),
         }
+        txn.open_table(META)?.insert(SCHEMA_KEY, SCHEMA_VERSION)?;
         return Ok(());
     }
     if !tables.is_empty() {
@@ -370,6 +378,7 @@ fn ensure_schema(txn: &WriteTransaction, path: &Path) -> Result<(), Failure> {
 pub(super) fn create_tables(txn: &WriteTransaction) -> Result<(), Failure> {
     txn.open_table(DEPLOYMENTS)?;
     txn.open_table(DEPLOYMENTS_BY_START)?;
+    txn.open_table(RUNNING)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(AUDIT)?;
     txn.open_table(BLOBS)?;

@@ -8,6 +8,21 @@
 //! needs after training (trees, out-of-bag accuracy, importances) is plain
 //! data, so a deserialised forest predicts exactly like the one that trained.
 //!
+//! Two kinds of weights shape a fit ([`FitWeights`]):
+//!
+//! - **Row weights** (recency: how much an older deployment still counts).
+//!   linfa-trees 0.8 honours `Dataset` weights where it matters: the Gini
+//!   score of a split is computed over weighted class frequencies, a leaf
+//!   needs `min_weight_leaf` of weight, and a leaf's class is the weighted
+//!   mode. So a row's weight multiplies its bootstrap draw count and goes in
+//!   as the sample weight; the leaf shares and the importances are weighted
+//!   the same way. Weights are scaled to a mean of 1, so `min_samples_leaf`
+//!   keeps meaning "deployments' worth".
+//! - **Column weights** (`ml_config.feature_weights`): a tree's columns are
+//!   drawn without replacement with probability proportional to their weight
+//!   (Efraimidis–Spirakis, `rand::seq::index::sample_weighted`); a column
+//!   weighing 0 is never drawn.
+//!
 //! Training is reproducible: tree `i` draws from its own `StdRng` seeded from
 //! `(seed, i)`, so the result does not depend on how many threads fitted the
 //! trees. Trees are fitted on scoped threads (one per core); call
@@ -178,17 +193,84 @@ const SUCCESS_WEIGHT: f32 = 1.0 - 1.0 / 1024.0;
 /// One fitted tree, its in-bag mask and its (unnormalised) importances.
 type TreeFit = (FittedTree, Vec<bool>, Vec<f64>);
 
+/// Weights of a fit; `None` is "all 1".
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FitWeights<'a> {
+    /// One per row, ≥ 0: how much the row counts (recency). Scaled to a
+    /// mean of 1; a row weighing 0 is left out.
+    pub rows: Option<&'a [f64]>,
+    /// One per column, ≥ 0: the column's chance, relative to the others, to
+    /// be among a tree's columns. A column weighing 0 is never used.
+    pub columns: Option<&'a [f64]>,
+}
+
+/// The checked weights a tree is fitted with.
+struct Checked {
+    /// Per row, mean 1 over the rows.
+    rows: Vec<f64>,
+    /// Per column, `None` when all are equal (plain uniform sampling).
+    columns: Option<Vec<f64>>,
+    /// Columns with a positive weight.
+    usable_columns: usize,
+}
+
+fn check_weights(w: &FitWeights<'_>, n: usize, d: usize) -> Result<Checked, MlError> {
+    let bad = |m: String| Err(MlError::InvalidParams(m));
+    let rows = match w.rows {
+        None => vec![1.0; n],
+        Some(r) if r.len() != n => return bad(format!("{} row weights for {n} rows", r.len())),
+        Some(r) => {
+            if let Some(i) = r.iter().position(|v| !v.is_finite() || *v < 0.0) {
+                return bad(format!("row weight {} at row {i} is not a weight", r[i]));
+            }
+            let sum: f64 = r.iter().sum();
+            if sum <= 0.0 {
+                return Err(MlError::EmptyData);
+            }
+            r.iter().map(|v| v * n as f64 / sum).collect()
+        }
+    };
+    let (columns, usable_columns) = match w.columns {
+        None => (None, d),
+        Some(c) if c.len() != d => {
+            return bad(format!("{} column weights for {d} columns", c.len()));
+        }
+        Some(c) => {
+            if let Some(i) = c.iter().position(|v| !v.is_finite() || *v < 0.0) {
+                return bad(format!(
+                    "column weight {} at column {i} is not a weight",
+                    c[i]
+                ));
+            }
+            let usable = c.iter().filter(|v| **v > 0.0).count();
+            if usable == 0 {
+                return bad("every column weighs 0".to_string());
+            }
+            let uniform = c.iter().all(|v| *v == c[0]);
+            ((!uniform).then(|| c.to_vec()), usable)
+        }
+    };
+    Ok(Checked {
+        rows,
+        columns,
+        usable_columns,
+    })
+}
+
 /// Fit tree `index` on its bootstrap sample and column subset.
 fn fit_tree(
     x: &Array2<f64>,
     y: &[bool],
+    weights: &Checked,
     params: &ForestParams,
     index: usize,
 ) -> Result<TreeFit, MlError> {
     let (n, d) = x.dim();
     let mut rng = StdRng::seed_from_u64(tree_seed(params.seed, index));
     let n_boot = ((n as f64 * params.bootstrap_fraction).round() as usize).clamp(1, n);
-    let k = ((d as f64 * params.feature_fraction).round() as usize).clamp(1, d);
+    let k = ((d as f64 * params.feature_fraction).round() as usize)
+        .clamp(1, d)
+        .min(weights.usable_columns);
 
     // A bootstrap sample holds ~37% duplicates: fit on the distinct rows
     // weighted by how often they were drawn. The split scores are the same
@@ -198,18 +280,34 @@ fn fit_tree(
     for _ in 0..n_boot {
         drawn[rng.gen_range(0..n)] += 1;
     }
-    let in_bag: Vec<bool> = drawn.iter().map(|&c| c > 0).collect();
+    let in_bag: Vec<bool> = drawn
+        .iter()
+        .zip(&weights.rows)
+        .map(|(&c, &w)| c > 0 && w > 0.0)
+        .collect();
     let rows: Vec<usize> = (0..n).filter(|&r| in_bag[r]).collect();
-    let mut columns = rand::seq::index::sample(&mut rng, d, k).into_vec();
+    if rows.is_empty() {
+        return Err(MlError::EmptyData);
+    }
+    let mut columns = match &weights.columns {
+        None => rand::seq::index::sample(&mut rng, d, k).into_vec(),
+        Some(cw) => rand::seq::index::sample_weighted(&mut rng, d, |c| cw[c], k)
+            .map_err(|e| MlError::InvalidParams(e.to_string()))?
+            .into_vec(),
+    };
     columns.sort_unstable();
 
     let records = Array2::from_shape_fn((rows.len(), k), |(r, c)| x[[rows[r], columns[c]]]);
     let labels: Vec<bool> = rows.iter().map(|&r| y[r]).collect();
-    let counts: Vec<f64> = rows.iter().map(|&r| f64::from(drawn[r])).collect();
+    let counts: Vec<f64> = rows
+        .iter()
+        .map(|&r| f64::from(drawn[r]) * weights.rows[r])
+        .collect();
     let targets: Array1<usize> = labels.iter().map(|&v| usize::from(v)).collect();
     let weights: Array1<f32> = rows
         .iter()
-        .map(|&r| drawn[r] as f32 * if y[r] { SUCCESS_WEIGHT } else { 1.0 })
+        .zip(&counts)
+        .map(|(&r, &c)| c as f32 * if y[r] { SUCCESS_WEIGHT } else { 1.0 })
         .collect();
     let dataset = Dataset::new(records, targets).with_weights(weights);
     let tree = DecisionTree::params()
@@ -314,9 +412,23 @@ impl RandomForest {
     /// Train on `x` (one row per sample) and labels `y`.
     ///
     /// Errors on empty data, mismatched lengths, non-finite values and bad
-    /// parameters. Labels of a single class are fine: the forest then always
-    /// predicts that class (and reports no out-of-bag accuracy).
+    /// parameters. Labels of a single class (among the rows that weigh
+    /// something) are fine: the forest then always predicts that class (and
+    /// reports no out-of-bag accuracy).
     pub fn fit(x: &Array2<f64>, y: &[bool], params: &ForestParams) -> Result<Self, MlError> {
+        Self::fit_weighted(x, y, FitWeights::default(), params)
+    }
+
+    /// [`fit`](Self::fit) with row and column weights ([`FitWeights`]).
+    ///
+    /// Errors also on weights of the wrong length, negative or non-finite
+    /// weights, rows that all weigh 0 and columns that all weigh 0.
+    pub fn fit_weighted(
+        x: &Array2<f64>,
+        y: &[bool],
+        weights: FitWeights<'_>,
+        params: &ForestParams,
+    ) -> Result<Self, MlError> {
         params.validate()?;
         let (n, d) = x.dim();
         if n == 0 || d == 0 {
@@ -331,11 +443,18 @@ impl RandomForest {
         if let Some(((row, column), _)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
             return Err(MlError::NonFinite { row, column });
         }
-        if y.iter().all(|&v| v == y[0]) {
+        let weights = check_weights(&weights, n, d)?;
+        let counted: Vec<bool> = y
+            .iter()
+            .zip(&weights.rows)
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(v, _)| *v)
+            .collect();
+        if counted.iter().all(|&v| v == counted[0]) {
             return Ok(RandomForest {
                 n_features: d,
                 trees: Vec::new(),
-                constant: Some(y[0]),
+                constant: Some(counted[0]),
                 oob_accuracy: None,
                 importances: vec![0.0; d],
             });
@@ -346,16 +465,17 @@ impl RandomForest {
             .min(params.trees);
         let fitted: Vec<Result<TreeFit, MlError>> = if threads <= 1 {
             (0..params.trees)
-                .map(|i| fit_tree(x, y, params, i))
+                .map(|i| fit_tree(x, y, &weights, params, i))
                 .collect()
         } else {
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..threads)
                     .map(|t| {
+                        let weights = &weights;
                         s.spawn(move || {
                             (t..params.trees)
                                 .step_by(threads)
-                                .map(|i| (i, fit_tree(x, y, params, i)))
+                                .map(|i| (i, fit_tree(x, y, weights, params, i)))
                                 .collect::<Vec<_>>()
                         })
                     })
@@ -545,6 +665,108 @@ mod tests {
         };
         assert!(matches!(
             RandomForest::fit(&x, &y, &bad),
+            Err(MlError::InvalidParams(_))
+        ));
+    }
+
+    #[test]
+    fn row_weights_let_the_newest_rows_decide() {
+        // The first half says "success below 50", the second the opposite.
+        let (x, y_old) = separable(400, 8);
+        let y: Vec<bool> = y_old
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| if i < 200 { v } else { !v })
+            .collect();
+        let rows: Vec<f64> = (0..400).map(|i| if i < 200 { 0.01 } else { 1.0 }).collect();
+        let p = ForestParams {
+            trees: 30,
+            ..ForestParams::default()
+        };
+        let weighted = RandomForest::fit_weighted(
+            &x,
+            &y,
+            FitWeights {
+                rows: Some(&rows),
+                columns: None,
+            },
+            &p,
+        )
+        .unwrap();
+        let low = [10.0, 50.0, 50.0, 50.0];
+        let high = [90.0, 50.0, 50.0, 50.0];
+        assert!(
+            weighted.predict_proba(&low) < 0.2,
+            "{}",
+            weighted.predict_proba(&low)
+        );
+        assert!(weighted.predict_proba(&high) > 0.8);
+        // Unweighted, the two halves cancel out.
+        let plain = RandomForest::fit(&x, &y, &p).unwrap();
+        assert!((plain.predict_proba(&low) - 0.5).abs() < 0.3);
+    }
+
+    #[test]
+    fn column_weights_steer_attention_and_zero_excludes() {
+        // Columns 0 and 1 both carry the label; 2 and 3 are noise.
+        let (mut x, y) = separable(300, 9);
+        for r in 0..300 {
+            x[[r, 1]] = x[[r, 0]] + 0.5;
+        }
+        let p = ForestParams {
+            trees: 40,
+            feature_fraction: 0.5,
+            ..ForestParams::default()
+        };
+        let fit = |w: [f64; 4]| {
+            RandomForest::fit_weighted(
+                &x,
+                &y,
+                FitWeights {
+                    rows: None,
+                    columns: Some(&w),
+                },
+                &p,
+            )
+            .unwrap()
+            .feature_importances()
+        };
+        let first = fit([5.0, 0.2, 1.0, 1.0]);
+        let second = fit([0.2, 5.0, 1.0, 1.0]);
+        assert!(first[0] > 2.0 * first[1], "{first:?}");
+        assert!(second[1] > 2.0 * second[0], "{second:?}");
+        let off = fit([0.0, 1.0, 1.0, 1.0]);
+        assert_eq!(off[0], 0.0, "{off:?}");
+        assert!(off[1] > 0.5, "{off:?}");
+    }
+
+    #[test]
+    fn bad_weights_are_errors() {
+        let (x, y) = separable(20, 10);
+        let p = ForestParams::default();
+        let fit = |rows: Option<&[f64]>, columns: Option<&[f64]>| {
+            RandomForest::fit_weighted(&x, &y, FitWeights { rows, columns }, &p)
+        };
+        assert!(matches!(
+            fit(Some(&[1.0; 3]), None),
+            Err(MlError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            fit(Some(&[0.0; 20]), None),
+            Err(MlError::EmptyData)
+        ));
+        let mut negative = vec![1.0; 20];
+        negative[4] = -1.0;
+        assert!(matches!(
+            fit(Some(&negative), None),
+            Err(MlError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            fit(None, Some(&[0.0; 4])),
+            Err(MlError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            fit(None, Some(&[1.0, f64::NAN, 1.0, 1.0])),
             Err(MlError::InvalidParams(_))
         ));
     }

@@ -7,9 +7,14 @@
 //! Why it is shaped this way:
 //!
 //! - **One feature extractor** ([`features::extract`]) is used at training and
-//!   at prediction time, and the trained model stores the feature weights it
-//!   was trained with, so the two can never drift apart (the classic silent
-//!   bug of ML in production).
+//!   at prediction time, so the two can never drift apart (the classic silent
+//!   bug of ML in production). `ml_config.feature_weights` decide how often
+//!   each feature is among the columns a tree sees ([`features`]).
+//! - **The newest evidence counts most** ([`recency`]): every outcome has a
+//!   weight that halves with each half-life of newer outcomes in its context
+//!   (and optionally of days), used by the forest's rows and by the
+//!   engine's per-context posterior; an abrupt change is detected
+//!   ([`drift`]) and the outcomes before it count for little from then on.
 //! - **Our own bagging over linfa-trees** ([`forest`]) instead of
 //!   `linfa-ensemble`: the ensemble crate's forest has no `Serialize`, and the
 //!   design keeps the model in the history database across restarts. Every
@@ -33,22 +38,28 @@
 //!   version is reported as [`MlError::Incompatible`] so the caller can
 //!   retrain instead of failing the deployment.
 
+pub mod drift;
 pub mod duration;
 pub mod features;
 pub mod forest;
 pub mod model;
 pub mod outcome;
 pub mod patterns;
+pub mod recency;
 
+pub use drift::{DriftDirection, DriftEvent, DriftParams, Regimes};
 pub use duration::{DurationEstimate, estimate_all, estimate_duration};
-pub use features::{FEATURE_NAMES, FeatureContext, extract, unknown_weight_keys};
-pub use forest::{ForestParams, RandomForest};
+pub use features::{
+    FEATURE_NAMES, FeatureContext, KNOWN_WEIGHT_KEYS, column_weights, extract, unknown_weight_keys,
+};
+pub use forest::{FitWeights, ForestParams, RandomForest};
 pub use model::{FORMAT_VERSION, ModelMeta, Prediction, StrategyModel, TrainingRow};
 pub use outcome::Outcome;
 pub use patterns::{
     Dimension, FailurePattern, Streaks, SuccessRate, failure_patterns, hour_band, load_band,
     relevant, streaks, success_rates,
 };
+pub use recency::{Recency, STALE_WEIGHT, weighted_count};
 
 /// Errors of training, prediction and model persistence.
 #[derive(Debug, thiserror::Error)]

@@ -17,9 +17,15 @@
 //! i.e. "none of the known ones") but flagged `known: false`, so the engine
 //! can treat it as exploration.
 //!
-//! The model keeps the feature weights it was trained with and uses them for
-//! every prediction: changing `feature_weights` in the config takes effect at
-//! the next retraining, never half-way through a model's life.
+//! The model keeps the feature weights it was trained with (they decide
+//! which columns each tree saw, see [`features`](super::features)): changing
+//! `feature_weights` in the config takes effect at the next retraining, never
+//! half-way through a model's life. Each training row carries a weight (its
+//! recency, see [`recency`](super::recency)): older deployments count less in
+//! every split and leaf.
+//!
+//! Format version 3 added the per-service features and weighted rows;
+//! models of versions 1 and 2 are retrained.
 //!
 //! Persistence is JSON in a small envelope (`format`, `version`, `model`) so
 //! the history database can keep it as a blob and a build can tell "not a
@@ -33,11 +39,11 @@ use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::MlError;
-use super::features::{FEATURE_NAMES, FeatureContext, extract};
-use super::forest::{ForestParams, RandomForest};
+use super::features::{FEATURE_NAMES, FeatureContext, column_weights, extract};
+use super::forest::{FitWeights, ForestParams, RandomForest};
 
 /// Version of the byte format written by [`StrategyModel::to_bytes`].
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 const FORMAT_TAG: &str = "adeploy-strategy-model";
 
 /// One past deployment, as the model learns from it.
@@ -47,13 +53,24 @@ pub struct TrainingRow {
     pub strategy: String,
     pub success: bool,
     pub duration_min: f64,
+    /// How much the row counts, ≥ 0 (1 for a fresh outcome; older ones less,
+    /// see [`recency`](super::recency)).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 /// The model's estimate for one candidate strategy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub strategy: String,
-    /// Probability of success, 0–1 (share of trees voting success).
+    /// Probability of success, 0–1 (mean leaf share of success over trees).
+    /// For a strategy the model never saw (`known: false`) this is what the
+    /// forest says of "none of the known strategies": not evidence about
+    /// the strategy, and the engine does not use it as such.
     pub p_success: f64,
     /// Whether the strategy appeared in the training rows.
     pub known: bool,
@@ -68,6 +85,10 @@ pub struct ModelMeta {
     pub version: u32,
     /// Training rows.
     pub samples: usize,
+    /// Their summed weights: how many fresh deployments' worth of evidence
+    /// the model was trained on (older deployments count less).
+    #[serde(default)]
+    pub effective_samples: f64,
     pub trained_at: DateTime<Utc>,
     /// Out-of-bag accuracy: the confidence to report in the model.
     pub oob_accuracy: Option<f64>,
@@ -124,17 +145,24 @@ impl StrategyModel {
         let mut data = Vec::with_capacity(rows.len() * width);
         for r in rows {
             let hot = strategies.binary_search(&r.strategy).ok();
-            encode(
-                &extract(&r.context, weights),
-                hot,
-                strategies.len(),
-                &mut data,
-            );
+            encode(&extract(&r.context), hot, strategies.len(), &mut data);
         }
         let x = Array2::from_shape_vec((rows.len(), width), data)
             .map_err(|e| MlError::Train(e.to_string()))?;
         let y: Vec<bool> = rows.iter().map(|r| r.success).collect();
-        let forest = RandomForest::fit(&x, &y, params)?;
+        let row_weights: Vec<f64> = rows.iter().map(|r| r.weight).collect();
+        // The strategy columns weigh 1: the weights are about the context.
+        let mut columns = column_weights(weights);
+        columns.resize(width, 1.0);
+        let forest = RandomForest::fit_weighted(
+            &x,
+            &y,
+            FitWeights {
+                rows: Some(&row_weights),
+                columns: Some(&columns),
+            },
+            params,
+        )?;
 
         let mut sums: BTreeMap<String, (f64, usize)> = BTreeMap::new();
         for r in rows
@@ -165,6 +193,7 @@ impl StrategyModel {
             meta: ModelMeta {
                 version: FORMAT_VERSION,
                 samples: rows.len(),
+                effective_samples: row_weights.iter().sum(),
                 trained_at: Utc::now(),
                 oob_accuracy: forest.oob_accuracy(),
                 feature_importances,
@@ -182,13 +211,13 @@ impl StrategyModel {
     /// it differs per strategy, call [`predict_one`](Self::predict_one) with
     /// a context per candidate.
     pub fn predict(&self, ctx: &FeatureContext, candidates: &[String]) -> Vec<Prediction> {
-        let base = extract(ctx, &self.weights);
+        let base = extract(ctx);
         candidates.iter().map(|c| self.score(&base, c)).collect()
     }
 
     /// The estimate for one strategy in `ctx`.
     pub fn predict_one(&self, ctx: &FeatureContext, strategy: &str) -> Prediction {
-        self.score(&extract(ctx, &self.weights), strategy)
+        self.score(&extract(ctx), strategy)
     }
 
     fn score(&self, base: &[f64], strategy: &str) -> Prediction {
@@ -211,7 +240,7 @@ impl StrategyModel {
         &self.meta
     }
 
-    /// The feature weights the model was trained with (and predicts with).
+    /// The feature weights the model was trained with.
     pub fn weights(&self) -> &BTreeMap<String, f64> {
         &self.weights
     }
@@ -308,6 +337,7 @@ mod tests {
                     strategy: if a { "A" } else { "B" }.to_string(),
                     success: a == prod,
                     duration_min: if a { 2.0 } else { 5.0 },
+                    weight: 1.0,
                 }
             })
             .collect()
@@ -348,6 +378,54 @@ mod tests {
             top.0.starts_with("strategy:") || top.0 == "environment",
             "{top:?}"
         );
+    }
+
+    #[test]
+    fn older_rows_count_less() {
+        // A used to succeed in production and fails there now.
+        let mut rows = rows(200);
+        for (i, r) in rows.iter_mut().enumerate() {
+            let old = i < 150;
+            if r.strategy == "A" && r.context.environment == Environment::Production {
+                r.success = old;
+            }
+            r.weight = if old { 0.02 } else { 1.0 };
+        }
+        let m = StrategyModel::train(&rows, &BTreeMap::new(), &ForestParams::default()).unwrap();
+        let p = m
+            .predict_one(&ctx(Environment::Production, 30.0), "A")
+            .p_success;
+        assert!(p < 0.3, "{p}");
+        let effective = m.meta().effective_samples;
+        assert!(
+            (effective - (150.0 * 0.02 + 50.0)).abs() < 1e-9,
+            "{effective}"
+        );
+    }
+
+    #[test]
+    fn feature_weights_decide_which_columns_the_trees_see() {
+        let rows = rows(200);
+        let importance = |weights: &[(&str, f64)]| {
+            let w: BTreeMap<String, f64> =
+                weights.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+            let m = StrategyModel::train(&rows, &w, &ForestParams::default()).unwrap();
+            let of = |name: &str| {
+                m.meta()
+                    .feature_importances
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| *v)
+                    .unwrap()
+            };
+            (of("environment"), m.weights().clone())
+        };
+        let (off, kept) = importance(&[("environment_type", 0.0)]);
+        assert_eq!(off, 0.0, "a weight of 0 keeps the feature out");
+        assert_eq!(kept.get("environment_type"), Some(&0.0));
+        let (low, _) = importance(&[("environment_type", 0.2)]);
+        let (high, _) = importance(&[("environment_type", 5.0)]);
+        assert!(high > low, "more weight, more attention: {low} → {high}");
     }
 
     #[test]

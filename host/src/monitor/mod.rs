@@ -225,6 +225,11 @@ impl SystemMonitor {
         self.lock().cpu_basis
     }
 
+    /// The machine's memory in bytes (what memory shares are of).
+    pub fn total_memory_bytes(&self) -> u64 {
+        self.lock().sys.total_memory()
+    }
+
     /// The counter CPU figures come from.
     pub fn cpu_source(&self) -> CpuSource {
         self.lock().cpu.source()

@@ -391,8 +391,8 @@ pub fn assess_all(samples: &[Snapshot], w: &TrendWindow) -> Vec<TrendReport> {
 /// `monitoring.sample_interval_ms`), oldest first, as snapshots; add live
 /// samples and pass them to [`assess`]. Reads at most the 50 most recent
 /// deployments.
-pub fn recent_samples(
-    history: &crate::history::History,
+pub async fn recent_samples(
+    history: &impl crate::history::HistoryBackend,
     window: Duration,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Vec<Snapshot>, crate::history::HistoryError> {
@@ -403,14 +403,15 @@ pub fn recent_samples(
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for d in history.list_deployments(50)? {
+    for d in history.list_deployments(50).await? {
         let ended = d.finished_at.unwrap_or(now);
         if ended < since || d.started_at > now {
             continue;
         }
         out.extend(
             history
-                .samples(&d.id)?
+                .samples(&d.id)
+                .await?
                 .iter()
                 .filter(|s| s.timestamp >= since && s.timestamp <= now)
                 .map(Snapshot::from),
@@ -596,9 +597,11 @@ mod tests {
         );
     }
 
-    #[test]
-    fn recent_samples_come_from_the_deployments_that_ran_in_the_window() {
-        use crate::history::{DeploymentRecord, DeploymentStatus, History, MetricSample};
+    #[tokio::test]
+    async fn recent_samples_come_from_the_deployments_that_ran_in_the_window() {
+        use crate::history::{
+            DeploymentRecord, DeploymentStatus, History, HistoryStore, MetricSample,
+        };
         let tmp = tempfile::tempdir().unwrap();
         let history = History::open(tmp.path()).unwrap();
         let now = Utc::now();
@@ -614,7 +617,10 @@ mod tests {
                 .collect();
             history.append_samples(id, &samples).unwrap();
         }
-        let got = recent_samples(&history, Duration::from_secs(15 * 60), now).unwrap();
+        let history = HistoryStore::local(history, tmp.path());
+        let got = recent_samples(&history, Duration::from_secs(15 * 60), now)
+            .await
+            .unwrap();
         // "recent": minutes 15..5 ago (11 samples); "running": 3..0 ago (4).
         assert_eq!(got.len(), 11 + 4, "{got:?}");
         assert!(got.windows(2).all(|w| w[0].timestamp <= w[1].timestamp));

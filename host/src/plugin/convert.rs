@@ -113,3 +113,60 @@ impl<'de> serde::Deserialize<'de> for Phase {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown hook phase '{name}'")))
     }
 }
+
+// Human names of the strategy contract's enums and variants, as decisions,
+// plans and reports show them (`failed`, `pause 30 s`): never the bindings'
+// `Debug` form (`RollbackScope::Failed`, `Decision::Pause(30)`).
+
+impl std::fmt::Display for super::RollbackScope {
+    /// The WIT name: `none`, `failed`, `all`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            super::RollbackScope::None => "none",
+            super::RollbackScope::Failed => "failed",
+            super::RollbackScope::All => "all",
+        })
+    }
+}
+
+impl std::fmt::Display for super::ProgressKind {
+    /// The WIT name: `wave-started`, `step-failed`, ...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            super::ProgressKind::WaveStarted => "wave-started",
+            super::ProgressKind::StepSucceeded => "step-succeeded",
+            super::ProgressKind::StepFailed => "step-failed",
+            super::ProgressKind::WaveFinished => "wave-finished",
+            super::ProgressKind::OverBudget => "over-budget",
+        })
+    }
+}
+
+impl std::fmt::Display for super::Decision {
+    /// `continue`, `pause 30 s`, `abort: REASON`, `rollback: REASON`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            super::Decision::Continue => f.write_str("continue"),
+            super::Decision::Pause(s) => write!(f, "pause {s} s"),
+            super::Decision::Abort(r) => write!(f, "abort: {r}"),
+            super::Decision::Rollback(r) => write!(f, "rollback: {r}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use super::super::{Decision, ProgressKind, RollbackScope};
+
+    #[test]
+    fn contract_values_read_as_words_not_debug_strings() {
+        assert_eq!(RollbackScope::Failed.to_string(), "failed");
+        assert_eq!(ProgressKind::StepFailed.to_string(), "step-failed");
+        assert_eq!(Decision::Pause(30).to_string(), "pause 30 s");
+        assert_eq!(
+            Decision::Rollback("error rate".into()).to_string(),
+            "rollback: error rate"
+        );
+        assert_eq!(Decision::Continue.to_string(), "continue");
+    }
+}

@@ -29,10 +29,12 @@ pub const BUILTIN_NAMES: &[&str] = &[
 /// `experimental.enable_canary_deployments`.
 pub const EXPERIMENTAL_BUILTINS: &[&str] = &["canary"];
 
-/// Whether the built-in `name` is installed under `config`.
+/// Whether the built-in `name` is installed under `config`: the canary when
+/// any environment (or the top level) turns it on; the engine offers it only
+/// in the environments where the effective setting is on.
 fn builtin_enabled(config: &Config, name: &str) -> bool {
     match name {
-        "canary" => config.experimental.enable_canary_deployments,
+        "canary" => config.canary_anywhere(),
         _ => true,
     }
 }

@@ -18,14 +18,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Environment, ResourceLimits};
+use crate::analysis::Verdict;
+use crate::config::{Environment, Override, ResourceLimits};
 use crate::detect::DetectedEnvironment;
 use crate::history::{DecisionRecord, DeploymentStatus, StepStatus};
-use crate::ml::{DurationEstimate, Streaks};
-use crate::monitor::{EndpointLatency, Snapshot};
+use crate::ml::{DriftEvent, DurationEstimate, Streaks};
+use crate::monitor::{EndpointLatency, Snapshot, TrackingMode, cpu::CpuBasis};
 use crate::plugin::Phase;
 
-use super::PlanView;
+use super::{LeftDeployed, PlanView};
 
 /// One entry of the decision log: when, and what was decided.
 ///
@@ -88,15 +89,27 @@ impl Approval {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateScore {
     pub strategy: String,
-    /// Expected probability of success: the forest's estimate refined by
-    /// the outcomes in this exact context.
+    /// Expected probability of success: the prior (the forest's estimate,
+    /// or the uninformed 0.5 for a strategy the model never saw) refined by
+    /// the recency-weighted outcomes in this exact context.
     pub p_success: f64,
-    /// The forest's estimate alone (mean leaf share of success over trees).
+    /// The prior: the forest's estimate (mean leaf share of success over
+    /// trees), or 0.5 when `known` is false.
     pub p_model: f64,
-    /// Past deployments with this strategy, environment and size...
+    /// Whether the model was trained on deployments of this strategy. An
+    /// unseen strategy gets an uninformed prior, never the forest's guess.
+    #[serde(default = "known_default")]
+    pub known: bool,
+    /// Past deployments with this strategy, environment, size and services...
     pub context_samples: usize,
     /// ...and how many of them succeeded.
     pub context_successes: usize,
+    /// The same, weighted by recency: deployments' worth of evidence...
+    #[serde(default)]
+    pub context_weight: f64,
+    /// ...and of success.
+    #[serde(default)]
+    pub context_weighted_successes: f64,
     /// Past deployments with this strategy.
     pub samples: usize,
     /// Expected minutes, when similar deployments exist.
@@ -105,6 +118,42 @@ pub struct CandidateScore {
     /// estimate).
     pub fits_max_time: Option<bool>,
     pub utility: f64,
+}
+
+fn known_default() -> bool {
+    true
+}
+
+/// An adaptive deployment that tries a strategy on purpose: which, why, and
+/// at what rate (never in production).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exploration {
+    pub strategy: String,
+    pub environment: Environment,
+    /// The share of adaptive deployments that explore here now...
+    pub rate: f64,
+    /// ...and the setting it comes from (`ml_config.exploration_rate`, or
+    /// `ml_config.drift_exploration_rate` after a change).
+    pub rate_source: String,
+    /// This deployment's uniform draw; it explores when the draw is below
+    /// the rate.
+    pub draw: f64,
+    /// The strategy's deployments so far (in this environment since the
+    /// change, when re-checking after one).
+    pub deployments: usize,
+    pub reason: String,
+}
+
+/// A detected change in a strategy's success rate in an environment, with
+/// the evidence and what the engine does about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriftDetection {
+    #[serde(flatten)]
+    pub event: DriftEvent,
+    /// The evidence in one line.
+    pub summary: String,
+    /// What the engine does until the new regime is learned.
+    pub response: String,
 }
 
 /// The stored strategy model as `history_loaded` reports it: its training
@@ -184,6 +233,12 @@ pub enum Decision {
     /// The environment, from `--environment`, `DEPLOYMENT_ENVIRONMENT` or the
     /// detectors' evidence.
     EnvironmentDetected(DetectedEnvironment),
+    /// `environments.<env>` changed these settings for this deployment
+    /// (recorded only when it changed something).
+    EnvironmentSettings {
+        environment: Environment,
+        overrides: Vec<Override>,
+    },
     /// The environment is in `approvals.required_for`.
     ApprovalRequired {
         environment: Environment,
@@ -209,8 +264,15 @@ pub enum Decision {
     },
     /// Round trips to `monitoring.latency_endpoints`.
     NetworkLatency { endpoints: Vec<EndpointLatency> },
-    /// The machine's load before anything ran.
-    SystemMetrics(Snapshot),
+    /// The machine's load before anything ran (the snapshot's keys), and
+    /// what its CPU figure is: the counter and the window it was measured
+    /// over (absent when readings come from the embedder's source).
+    SystemMetrics {
+        #[serde(flatten)]
+        snapshot: Snapshot,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_basis: Option<CpuBasis>,
+    },
     /// The stored model could not be read; rules decide.
     ModelDiscarded { reason: String },
     /// What the history holds for this deployment.
@@ -223,6 +285,9 @@ pub enum Decision {
         /// `null` without a model.
         model: Option<LoadedModel>,
     },
+    /// The adaptive choice explores this time (`ml_config.exploration_rate`,
+    /// or `drift_exploration_rate` after a change; never in production).
+    Exploration(Exploration),
     /// The operator named the strategy.
     StrategySelected {
         strategy: String,
@@ -233,10 +298,10 @@ pub enum Decision {
     StrategyPredicted {
         strategy: String,
         confidence: f64,
-        /// `rules`, `model` or `exploration`.
+        /// `rules`, `model`, `exploration` or `drift_fallback`.
         method: String,
         reasons: Vec<String>,
-        /// Every candidate's score (empty unless the model decided).
+        /// Every candidate's score (empty when the rules decided).
         candidates: Vec<CandidateScore>,
     },
     /// Whether `--max-time` fits the strategy, judged by similar past
@@ -294,6 +359,18 @@ pub enum Decision {
     Approved { approval: Approval },
     /// Deployments cut off by a crash, now marked interrupted.
     RecoveredInterrupted { deployments: Vec<String> },
+    /// This deployment waited for the deployment lock of its services:
+    /// another run was deploying some of them to the same environment.
+    LockWaited {
+        services: Vec<String>,
+        /// Who held them (deployment, user, host, pid, since), when known.
+        held_by: Option<String>,
+        waited_s: f64,
+    },
+    /// The deployment lock was lost while the deployment ran (the shared
+    /// history's database went away); the deployment went on as planned,
+    /// but other runs could start meanwhile.
+    LockLost { message: String },
     /// ssh connection reuse is off for this deployment, and why.
     SshConnectionReuse { enabled: bool, reason: String },
     /// A hook ran (a config script, or a hook plugin with its `details` and
@@ -343,6 +420,9 @@ pub enum Decision {
         cpu_percent: f64,
         memory_percent: f64,
     },
+    /// `experimental.enable_predictive_scaling` left the concurrency alone:
+    /// the load's trend has too little data yet (recorded once).
+    PredictiveScalingSkipped { reason: String },
     /// Execution paused (the strategy asked, or the plan pauses after a wave).
     Pause { seconds: f64, reason: String },
     /// The machine is back under the strategy's CPU and memory budget.
@@ -365,12 +445,37 @@ pub enum Decision {
         ok: bool,
         message: String,
     },
+    /// How the deployment's own processes are measured (a cgroup v2 child,
+    /// or the process tree via /proc): `{mode, path?}`. Recorded again if a
+    /// command could not join the cgroup and measuring fell back.
+    ProcessTracking(TrackingMode),
+    /// One metric of a step's analysis, judged.
+    AnalysisVerdict {
+        service: String,
+        /// `null` for a local step.
+        host: Option<String>,
+        metric: String,
+        provider: String,
+        verdict: Verdict,
+        reason: String,
+        /// For an inconclusive analysis of the step: the environment's
+        /// policy and what it decided (`fail`, `pass`, `ask: yes`, `ask: no`,
+        /// `ask: not interactive`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        policy: Option<String>,
+    },
+    /// A rollback failed: these steps are left deployed (an alert; the
+    /// deployment's status is `rollback_failed`).
+    RollbackFailed { left_deployed: Vec<LeftDeployed> },
     /// How the deployment ended.
     DeploymentFinished {
         success: bool,
         status: DeploymentStatus,
         message: String,
     },
+    /// This deployment's outcome revealed a change in a strategy's success
+    /// rate in its environment.
+    DriftDetected(DriftDetection),
     /// The strategy model is retrained after this deployment.
     ModelRetraining { reason: String, in_background: bool },
     /// Consecutive failures at or over `alerts.consecutive_failures`.
@@ -415,7 +520,7 @@ impl Decision {
     }
 
     /// The typed decision of a stored `decision_type` and `details`.
-    fn from_parts(decision_type: &str, details: serde_json::Value) -> Decision {
+    pub(crate) fn from_parts(decision_type: &str, details: serde_json::Value) -> Decision {
         let wire = serde_json::json!({ "decision_type": decision_type, "details": details });
         serde_json::from_value(wire).unwrap_or_else(|_| Decision::Other {
             decision_type: decision_type.to_string(),
@@ -533,5 +638,45 @@ mod tests {
             }
         );
         assert_eq!(entry.to_record(), record);
+    }
+
+    #[test]
+    fn system_metrics_keep_the_snapshot_keys_and_add_the_cpu_basis() {
+        let snapshot = Snapshot {
+            timestamp: Utc::now(),
+            cpu_percent: 12.5,
+            memory_percent: 40.0,
+            disk_percent: 50.0,
+            load_per_core: 0.2,
+            network_latency_ms: None,
+        };
+        let v = round_trip(Decision::SystemMetrics {
+            snapshot,
+            cpu_basis: Some(CpuBasis {
+                source: crate::monitor::CpuSource::ProcStat,
+                window: std::time::Duration::from_millis(200),
+            }),
+        });
+        assert_eq!(v["details"]["cpu_percent"], 12.5, "{v}");
+        assert_eq!(v["details"]["cpu_basis"]["source"], "proc_stat", "{v}");
+        // A record written before the basis existed still reads as typed.
+        let old = json!({
+            "timestamp": "2024-01-01T00:00:00Z",
+            "decision_type": "system_metrics",
+            "details": { "timestamp": "2024-01-01T00:00:00Z", "cpu_percent": 1.0,
+                         "memory_percent": 2.0, "disk_percent": 3.0, "load_per_core": 0.1,
+                         "network_latency_ms": null },
+        });
+        let entry: DecisionEntry = serde_json::from_value(old).unwrap();
+        assert!(
+            matches!(
+                entry.decision,
+                Decision::SystemMetrics {
+                    cpu_basis: None,
+                    ..
+                }
+            ),
+            "{entry:?}"
+        );
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod decision;
 pub mod render;
+mod summary;
 
 pub use render::{Document, Format, RenderError, history_page, render};
 
@@ -20,13 +21,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::{MetricVerdict, Verdict};
 use crate::config::Environment;
 use crate::history::{DeploymentRecord, DeploymentStatus};
 pub use crate::history::{StepRecord, StepStatus, step_label};
 use crate::ml::{DurationEstimate, FailurePattern};
-use crate::monitor::Snapshot;
+use crate::monitor::{ProcessSample, Snapshot, TrackingMode};
 use crate::plugin::Rollout;
-pub use decision::{Approval, CandidateScore, Decision, DecisionEntry};
+pub use decision::{
+    Approval, CandidateScore, Decision, DecisionEntry, DriftDetection, Exploration,
+};
 
 /// Per-host results of fleet steps, for `adeploy list` and the summary:
 /// `web-1:ok web-2:failed+rolled-back web-3:skipped` (a host's worst step;
@@ -98,6 +102,57 @@ pub struct PlanView {
     /// failure probability, ...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The metric analysis of each service that has one: what is queried,
+    /// how it is judged, and what the provider said of each query.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<AnalysisPlanView>,
+}
+
+/// A service's analysis as the plan shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnalysisPlanView {
+    pub service: String,
+    pub interval_s: u64,
+    pub samples: u32,
+    /// What an inconclusive verdict means here (`fail`, `ask`, `pass`).
+    pub inconclusive: String,
+    pub metrics: Vec<MetricPlanView>,
+}
+
+/// One metric of an [`AnalysisPlanView`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricPlanView {
+    pub name: String,
+    pub provider: String,
+    /// The query as it will be sent (placeholders filled in).
+    pub query: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// The rule in words.
+    pub rule: String,
+    /// What the provider's check said: `ok (…)`, `unavailable: …`, or why
+    /// it was not checked.
+    pub check: String,
+}
+
+impl AnalysisPlanView {
+    /// Lines for the terminal: the service, then one line per metric.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "  analysis of {}: {} sample(s) {} s apart after health, inconclusive → {}\n",
+            self.service, self.samples, self.interval_s, self.inconclusive
+        );
+        for m in &self.metrics {
+            s.push_str(&format!(
+                "    {} ({}): {} — {}\n      query: {}\n",
+                m.name, m.provider, m.rule, m.check, m.query
+            ));
+            if let Some(b) = &m.baseline {
+                s.push_str(&format!("      baseline: {b}\n"));
+            }
+        }
+        s
+    }
 }
 
 impl PlanView {
@@ -120,9 +175,10 @@ impl PlanView {
             interval_ms: r.validation.interval_ms,
             soak_s: r.validation.soak_s,
             max_failures: r.failure.max_failures,
-            rollback_scope: format!("{:?}", r.failure.rollback_scope).to_lowercase(),
+            rollback_scope: r.failure.rollback_scope.to_string(),
             notes: r.notes.clone(),
             warnings: Vec::new(),
+            analysis: Vec::new(),
         }
     }
 }
@@ -139,6 +195,108 @@ pub struct Summary {
     pub services: Vec<String>,
     pub dry_run: bool,
     pub started_at: DateTime<Utc>,
+    /// What went out and what each step runs now (steps of services with a
+    /// version).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub versions: Vec<VersionChange>,
+    /// Steps whose rollback failed: what is left deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_deployed: Vec<LeftDeployed>,
+}
+
+/// A step whose rollback failed, so its deploy's effects are still there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeftDeployed {
+    /// `service` or `service@host`.
+    pub step: String,
+    pub service: String,
+    pub host: Option<String>,
+    /// The version that stayed out, when the service has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Why the rollback failed.
+    pub message: String,
+}
+
+impl LeftDeployed {
+    /// The steps of `steps` whose rollback failed.
+    pub fn of(steps: &[StepRecord]) -> Vec<LeftDeployed> {
+        steps
+            .iter()
+            .filter(|s| s.rolled_back == Some(false))
+            .map(|s| LeftDeployed {
+                step: s.label(),
+                service: s.service.clone(),
+                host: s.host.clone(),
+                version: s.version.clone(),
+                message: s.rollback_message.clone().unwrap_or_default(),
+            })
+            .collect()
+    }
+}
+
+/// A step's version: what went out, what it replaced, and what runs now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionChange {
+    /// `service` or `service@host`.
+    pub step: String,
+    /// What this deployment put out.
+    pub version: Option<String>,
+    /// The last version deployed successfully before it.
+    pub previous_version: Option<String>,
+    /// `deployed`, `rolled_back`, `rollback_failed`, `failed` (not rolled
+    /// back) or `not_deployed`.
+    pub outcome: String,
+    /// What the step runs now, as far as adeploy knows: the new version, or
+    /// the previous one after a rollback (none when unknown).
+    pub running: Option<String>,
+}
+
+impl VersionChange {
+    /// The versions of `steps` (those with a version or a previous one).
+    pub fn of(steps: &[StepRecord]) -> Vec<VersionChange> {
+        steps
+            .iter()
+            .filter(|s| s.version.is_some() || s.previous_version.is_some())
+            .map(|s| {
+                let (outcome, running) = match (s.rolled_back, s.deployed(), s.status) {
+                    (Some(true), _, _) => ("rolled_back", s.previous_version.clone()),
+                    (Some(false), _, _) => ("rollback_failed", s.version.clone()),
+                    (None, _, StepStatus::Succeeded) => ("deployed", s.version.clone()),
+                    (None, true, _) => ("failed", s.version.clone()),
+                    (None, false, _) => ("not_deployed", s.previous_version.clone()),
+                };
+                VersionChange {
+                    step: s.label(),
+                    version: s.version.clone(),
+                    previous_version: s.previous_version.clone(),
+                    outcome: outcome.to_string(),
+                    running,
+                }
+            })
+            .collect()
+    }
+
+    /// `api 1.1.0 (was 1.0.0): rolled back to 1.0.0`.
+    pub fn describe(&self) -> String {
+        let v = self.version.as_deref().unwrap_or("(no version)");
+        let was = self
+            .previous_version
+            .as_deref()
+            .map(|p| format!(" (was {p})"))
+            .unwrap_or_default();
+        let what = match self.outcome.as_str() {
+            "rolled_back" => match &self.previous_version {
+                Some(p) => format!("rolled back to {p}"),
+                None => "rolled back (no earlier version known)".to_string(),
+            },
+            "rollback_failed" => format!("rollback failed: {v} is left deployed"),
+            "deployed" => "deployed".to_string(),
+            "failed" => "failed, not rolled back".to_string(),
+            _ => "not deployed".to_string(),
+        };
+        format!("{} {v}{was}: {what}", self.step)
+    }
 }
 
 /// `performance_analysis`: this deployment against the median of earlier
@@ -146,7 +304,9 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Performance {
     /// good (within 10% of the benchmark or faster), acceptable (within 50%),
-    /// poor, or no_baseline.
+    /// poor, or no_baseline; `failed` for a deployment that failed (its
+    /// duration is not graded against successful ones: a deployment that
+    /// stopped at its first failure is fast, not good).
     pub duration_performance: String,
     /// Minutes; none without earlier deployments to compare with.
     pub benchmark_duration: Option<f64>,
@@ -167,9 +327,16 @@ pub struct Performance {
     pub prediction_error: Option<f64>,
 }
 
-/// `system_impact`: peak load during the deployment against the baseline.
+/// `system_impact`: the deployment's own processes, and the machine's peak
+/// load during the deployment against the baseline.
+///
+/// The machine's figures include whatever else ran meanwhile (a build next
+/// door), so `overall_impact` is judged by the deployment's own processes
+/// when they were measured (`impact_basis: own_processes`), by the machine
+/// only otherwise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Impact {
+    /// The machine: peak − baseline, points.
     pub cpu_impact_percent: f64,
     pub memory_impact_percent: f64,
     /// low (< 10 points), medium (< 30), high.
@@ -179,6 +346,70 @@ pub struct Impact {
     pub baseline_memory_percent: f64,
     pub peak_memory_percent: f64,
     pub samples: usize,
+    /// What adeploy started and everything that started, on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub own_processes: Option<OwnImpact>,
+    /// What `overall_impact` was judged by: `own_processes` or `machine`.
+    #[serde(default = "machine_basis")]
+    pub impact_basis: String,
+}
+
+fn machine_basis() -> String {
+    "machine".to_string()
+}
+
+/// The deployment's own processes in `system_impact`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OwnImpact {
+    /// `cgroup` or `process_tree` (see `monitor::TrackingMode`).
+    pub tracking: String,
+    pub samples: usize,
+    /// Shares of the whole machine's CPU (all cores), 0..100.
+    pub mean_cpu_percent: f64,
+    pub peak_cpu_percent: f64,
+    pub cpu_seconds: f64,
+    pub peak_rss_bytes: u64,
+    /// The peak resident memory as a share of the machine's, 0..100.
+    pub peak_memory_percent: f64,
+    pub peak_processes: usize,
+}
+
+/// The deployment's own processes over time (`process_usage`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessUsage {
+    /// `cgroup` or `process_tree`.
+    pub method: String,
+    pub samples: Vec<ProcessSample>,
+}
+
+/// The deployment's own processes, as [`Report::build`] gets them.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnProcesses<'a> {
+    pub tracking: &'a TrackingMode,
+    pub samples: &'a [ProcessSample],
+    /// The machine's memory (what the peak memory share is of).
+    pub memory_total_bytes: u64,
+}
+
+/// `cgroup` or `process_tree`.
+fn tracking_name(t: &TrackingMode) -> String {
+    match t {
+        TrackingMode::Cgroup { .. } => "cgroup",
+        _ => "process_tree",
+    }
+    .to_string()
+}
+
+/// low (< 10 points), medium (< 30), high.
+fn impact_level(worst: f64) -> String {
+    if worst < 10.0 {
+        "low"
+    } else if worst < 30.0 {
+        "medium"
+    } else {
+        "high"
+    }
+    .to_string()
 }
 
 /// A deployment report.
@@ -193,6 +424,17 @@ pub struct Report {
     pub system_impact: Impact,
     pub lessons_learned: Vec<String>,
     pub recommendations: Vec<String>,
+    /// Every metric verdict of the steps' analyses (service, host, metric,
+    /// verdict, samples, and for comparisons the statistic, p-value and
+    /// effect size); empty without analysis.
+    #[serde(default)]
+    pub analysis: Vec<MetricVerdict>,
+    /// The machine's load over the deployment, the baseline first.
+    #[serde(default)]
+    pub resource_samples: Vec<Snapshot>,
+    /// The deployment's own processes over the deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process_usage: Option<ProcessUsage>,
 }
 
 /// What a report is built from.
@@ -220,6 +462,10 @@ pub struct ReportInput<'a> {
     pub patterns: &'a [FailurePattern],
     /// Alerts raised by this deployment (consecutive failures).
     pub alerts: &'a [String],
+    /// The steps' metric verdicts.
+    pub analysis: &'a [MetricVerdict],
+    /// The deployment's own processes, when measured.
+    pub processes: Option<OwnProcesses<'a>>,
 }
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -258,6 +504,7 @@ impl Report {
         let benchmark = median(comparable);
         let performance = Performance {
             duration_performance: match benchmark {
+                _ if !i.success => "failed".into(),
                 None => "no_baseline".into(),
                 Some(b) if actual <= b * 1.1 => "good".into(),
                 Some(b) if actual <= b * 1.5 => "acceptable".into(),
@@ -284,23 +531,42 @@ impl Report {
         let (base_cpu, base_mem) = base.map_or((0.0, 0.0), |b| (b.cpu_percent, b.memory_percent));
         let cpu_impact = (peak_cpu - base_cpu).max(0.0);
         let mem_impact = (peak_mem - base_mem).max(0.0);
-        let worst = cpu_impact.max(mem_impact);
+        let own = i.processes.filter(|p| !p.samples.is_empty()).map(|p| {
+            let u = crate::monitor::summarize(p.samples);
+            let memory = if p.memory_total_bytes > 0 {
+                u.peak_rss_bytes as f64 / p.memory_total_bytes as f64 * 100.0
+            } else {
+                0.0
+            };
+            OwnImpact {
+                tracking: tracking_name(p.tracking),
+                samples: u.samples,
+                mean_cpu_percent: round2(u.mean_cpu_percent),
+                peak_cpu_percent: round2(u.peak_cpu_percent),
+                cpu_seconds: round2(u.cpu_seconds),
+                peak_rss_bytes: u.peak_rss_bytes,
+                peak_memory_percent: round2(memory),
+                peak_processes: u.peak_processes,
+            }
+        });
+        let (worst, basis) = match &own {
+            Some(o) => (
+                o.peak_cpu_percent.max(o.peak_memory_percent),
+                "own_processes",
+            ),
+            None => (cpu_impact.max(mem_impact), "machine"),
+        };
         let impact = Impact {
             cpu_impact_percent: round2(cpu_impact),
             memory_impact_percent: round2(mem_impact),
-            overall_impact: if worst < 10.0 {
-                "low"
-            } else if worst < 30.0 {
-                "medium"
-            } else {
-                "high"
-            }
-            .into(),
+            overall_impact: impact_level(worst),
             baseline_cpu_percent: round2(base_cpu),
             peak_cpu_percent: round2(peak_cpu),
             baseline_memory_percent: round2(base_mem),
             peak_memory_percent: round2(peak_mem),
             samples: i.samples.len(),
+            own_processes: own,
+            impact_basis: basis.to_string(),
         };
 
         let (lessons, recommendations) = lessons(&i, &performance, &impact);
@@ -315,6 +581,8 @@ impl Report {
                 services: i.services.to_vec(),
                 dry_run: i.dry_run,
                 started_at: i.started_at,
+                versions: VersionChange::of(i.steps),
+                left_deployed: LeftDeployed::of(i.steps),
             },
             decision_process: i.decisions.to_vec(),
             plan: i.plan.cloned(),
@@ -323,6 +591,12 @@ impl Report {
             system_impact: impact,
             lessons_learned: lessons,
             recommendations,
+            analysis: i.analysis.to_vec(),
+            resource_samples: i.samples.to_vec(),
+            process_usage: i.processes.map(|p| ProcessUsage {
+                method: tracking_name(p.tracking),
+                samples: p.samples.to_vec(),
+            }),
         }
     }
 
@@ -351,13 +625,51 @@ impl Report {
                 "  wave {} {:<20} {:<10} {}{rb}\n",
                 st.wave,
                 safe(&st.label()),
-                format!("{:?}", st.status).to_lowercase(),
+                serde_json::to_value(st.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default(),
                 safe(&st.message)
             ));
         }
+        for v in &s.versions {
+            out.push_str(&format!("  version: {}\n", safe(&v.describe())));
+        }
+        for l in &s.left_deployed {
+            out.push_str(&format!(
+                "  LEFT DEPLOYED: {}{} (rollback failed: {})\n",
+                safe(&l.step),
+                safe(
+                    &l.version
+                        .as_deref()
+                        .map(|v| format!(" {v}"))
+                        .unwrap_or_default()
+                ),
+                safe(&l.message)
+            ));
+        }
+        for v in &self.analysis {
+            out.push_str(&format!(
+                "  analysis {} {}: {} — {}\n",
+                safe(&step_label(&v.service, v.host.as_deref())),
+                safe(&v.metric),
+                v.verdict,
+                safe(&v.reason)
+            ));
+        }
         let p = &self.performance_analysis;
+        let im = &self.system_impact;
+        let own = match &im.own_processes {
+            Some(o) => format!(
+                "its own processes: CPU peak {:.1}%, mean {:.1}%, memory peak {:.1} MB; ",
+                o.peak_cpu_percent,
+                o.mean_cpu_percent,
+                o.peak_rss_bytes as f64 / 1e6
+            ),
+            None => String::new(),
+        };
         out.push_str(&format!(
-            "  performance: {}{}{}\n  system impact: {} (CPU +{:.1}, memory +{:.1} points)\n",
+            "  performance: {}{}{}\n  system impact: {} ({own}machine: CPU +{:.1}, memory +{:.1} points)\n",
             p.duration_performance,
             p.benchmark_duration
                 .map(|b| format!(" (benchmark {b:.2} min)"))
@@ -365,9 +677,9 @@ impl Report {
             p.predicted_duration
                 .map(|d| format!(", predicted {d:.2} min"))
                 .unwrap_or_default(),
-            self.system_impact.overall_impact,
-            self.system_impact.cpu_impact_percent,
-            self.system_impact.memory_impact_percent
+            im.overall_impact,
+            im.cpu_impact_percent,
+            im.memory_impact_percent
         ));
         for l in &self.lessons_learned {
             out.push_str(&format!("  lesson: {}\n", safe(l)));
@@ -399,10 +711,18 @@ fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String
     for st in i.steps.iter().filter(|s| s.rolled_back == Some(false)) {
         lessons.push(format!(
             "{} could not be rolled back: {}",
-            st.service,
+            st.label(),
             st.rollback_message.as_deref().unwrap_or("unknown")
         ));
-        recs.push(format!("give {} a working rollback command", st.service));
+        recs.push(format!(
+            "alert: {} is left deployed{}; restore it by hand, then give {} a working rollback command",
+            st.label(),
+            st.version
+                .as_deref()
+                .map(|v| format!(" at {v}"))
+                .unwrap_or_default(),
+            st.service
+        ));
     }
     if i.steps.iter().any(|s| s.status == StepStatus::Cancelled) {
         lessons.push("the deployment ran out of time (--max-time) and was rolled back".into());
@@ -418,6 +738,23 @@ fn lessons(i: &ReportInput<'_>, p: &Performance, impact: &Impact) -> (Vec<String
     }
     if impact.overall_impact == "high" {
         recs.push("the deployment loaded the machine heavily; prefer a more conservative strategy or a quieter time".into());
+    }
+    if let Some(own) = &impact.own_processes {
+        let machine = impact.cpu_impact_percent.max(impact.memory_impact_percent);
+        if impact_level(machine) != "low" && impact.overall_impact == "low" {
+            lessons.push(format!(
+                "the machine's load rose (CPU +{:.1}, memory +{:.1} points), but the deployment's own processes used at most {:.1}% CPU: the load came from elsewhere",
+                impact.cpu_impact_percent, impact.memory_impact_percent, own.peak_cpu_percent
+            ));
+        }
+    }
+    for v in i.analysis.iter().filter(|v| v.verdict == Verdict::Fail) {
+        lessons.push(format!(
+            "{} failed its analysis on {}: {}",
+            step_label(&v.service, v.host.as_deref()),
+            v.metric,
+            v.reason
+        ));
     }
     if i.success && i.environment == Environment::Production && i.strategy == "aggressive" {
         recs.push(

@@ -44,7 +44,7 @@ async fn three_services_deploy_in_dependency_order_under_each_strategy() {
             "{strategy}"
         );
         assert_eq!(out.report.deployment_summary.strategy_used, strategy);
-        let listed = engine.list(10).unwrap();
+        let listed = engine.list(10).await.unwrap();
         assert_eq!(listed.len(), 1);
         assert_eq!(listed[0].id, out.id);
         assert_eq!(listed[0].status, DeploymentStatus::Succeeded);
@@ -65,7 +65,7 @@ async fn three_services_deploy_in_dependency_order_under_each_strategy() {
         ] {
             assert!(stored.get(key).is_some(), "report lacks {key}");
         }
-        assert_eq!(engine.report(&out.id).unwrap(), out.report);
+        assert_eq!(engine.report(&out.id).await.unwrap(), out.report);
     }
 }
 
@@ -386,12 +386,12 @@ async fn a_second_run_on_the_same_state_dir_waits_then_refuses() {
         "{msg}"
     );
     // While the first run writes, the history is readable.
-    let listed = second.list(5).unwrap();
+    let listed = second.list(5).await.unwrap();
     assert_eq!(listed[0].status, DeploymentStatus::Running);
     let first_outcome = running.await.unwrap().unwrap();
     assert!(first_outcome.success);
     assert_eq!(
-        second.list(5).unwrap().len(),
+        second.list(5).await.unwrap().len(),
         1,
         "the refused run left no record"
     );

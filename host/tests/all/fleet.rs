@@ -284,7 +284,7 @@ async fn a_failing_host_rolls_back_exactly_the_hosts_deployed() {
     );
     // The history keeps what `adeploy list` shows in its HOSTS column (the
     // column itself is tested in the CLI crate, cli_run.rs).
-    let listed = engine.list(1).unwrap();
+    let listed = engine.list(1).await.unwrap();
     assert_eq!(
         host_results(&listed[0].steps).unwrap(),
         "h1:ok+rolled-back h2:failed+rolled-back h3:skipped"

@@ -152,7 +152,7 @@ async fn an_old_server_holding_the_port_fails_the_new_deployments_check() {
     assert!(!out.healthy, "passed against the old server: {out:?}");
     assert!(
         out.message.contains(
-            "expected a body containing \"deployment=deploy_new\", got \"service=api-service version=1.0.0 deployment=deploy_old\""
+            "expected a body containing \"version=1.0.0 deployment=deploy_new\", got \"service=api-service version=1.0.0 deployment=deploy_old\""
         ),
         "{out:?}"
     );

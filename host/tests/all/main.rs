@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod analysis_flow;
 mod builtin_detector;
 mod builtin_hook;
 mod builtin_strategies;
@@ -13,8 +14,10 @@ mod common;
 mod containment;
 mod engine;
 mod fleet;
+mod flow;
 mod fuzz_regressions;
 mod health_identity;
+mod history_wiring;
 mod hostile;
 mod learning;
 mod metric_provider;

@@ -19,6 +19,9 @@
 //!   so a deploy command can "deploy" by calling it.
 //! - [`Load`] sends requests to the service from a background thread until
 //!   dropped.
+//! - [`metrics_world`] and [`analysed_config`]: the three together, and an
+//!   adeploy config that deploys versions of the test service under
+//!   analysis (the flow tests of the library and the CLI).
 
 #![allow(dead_code)]
 
@@ -121,6 +124,11 @@ impl Prometheus {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Its process id (a test may kill it from a deploy command).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `http://127.0.0.1:PORT`, the provider's `address`.
@@ -547,4 +555,77 @@ impl Drop for Load {
             let _ = t.join();
         }
     }
+}
+
+// Deployments under analysis (the library's and the CLI's flow tests).
+
+/// `error-rate` of a version: 500s over all requests, 5 s rate.
+pub fn error_rate(version: &str) -> String {
+    format!(
+        "sum(rate(http_requests_total{{version=\"{version}\",code=\"500\"}}[5s])) / sum(rate(http_requests_total{{version=\"{version}\"}}[5s]))"
+    )
+}
+
+/// p95 latency of a version, 5 s rate.
+pub fn p95(version: &str) -> String {
+    format!(
+        "histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket{{version=\"{version}\"}}[5s])))"
+    )
+}
+
+/// The service config: deploy activates `${ADEPLOY_VERSION}`, rollback the
+/// previous version; health is the service answering; the analysis is the
+/// error rate (threshold, `max`) and the p95 latency against the previous
+/// version (comparison). `inconclusive` is staging's policy.
+pub fn analysed_config(
+    service: &TestService,
+    prometheus_endpoint: &str,
+    order: &Path,
+    max_error_rate: f64,
+    inconclusive: &str,
+) -> String {
+    let activate = |var: &str| {
+        format!(
+            "python3 -c \"import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:{}/admin/activate?version=' + os.environ['{var}'])\" && echo \"{var} ${var}\" >> {}",
+            service.port,
+            order.display()
+        )
+    };
+    let q = |t: &str| t.replace('\'', "''");
+    format!(
+        "resource_limits:\n  conservative: {{cpu_limit: 1.0, memory_limit: 1.0, concurrency: 2}}\n\
+         thresholds: {{high_cpu: 101.0, critical_memory: 100.0, min_free_disk_percent: 0.0}}\n\
+         plugins:\n  conservative: {{config: {{samples: 1, interval_ms: 50, soak_s: 0}}}}\n  prometheus:\n    config: {{address: 'http://{prometheus_endpoint}'}}\n    grants: {{network: ['{prometheus_endpoint}']}}\n    limits: {{timeout_ms: 3000}}\n\
+         environments:\n  staging:\n    analysis: {{inconclusive: {inconclusive}}}\n\
+         services:\n  api:\n    version: v1\n    deploy: '{}'\n    rollback: '{}'\n    health: {{http: 'http://127.0.0.1:{}/metrics'}}\n    timeout_s: 30\n    analysis:\n      interval_s: 1\n      samples: 5\n      metrics:\n        - name: error-rate\n          provider: prometheus\n          query: '{}'\n          max: {max_error_rate}\n          failure_limit: 1\n        - name: latency-p95\n          provider: prometheus\n          query: '{}'\n          baseline: '{}'\n          tolerance: 0.5\n",
+        q(&activate("ADEPLOY_VERSION")),
+        q(&activate("ADEPLOY_PREVIOUS_VERSION")),
+        service.port,
+        q(&error_rate("${ADEPLOY_VERSION}")),
+        q(&p95("${ADEPLOY_VERSION}")),
+        q(&p95("${ADEPLOY_PREVIOUS_VERSION}")),
+    )
+}
+
+/// The test service (v1, v2 good; v3 30 % errors; v4 +200 ms), load on
+/// every version (old and new run side by side, as in a canary), and a
+/// Prometheus scraping it that already has rates for every version.
+pub fn metrics_world() -> (TestService, Load, Prometheus) {
+    let service = TestService::start(&[
+        ("v1", Behaviour::GOOD),
+        ("v2", Behaviour::GOOD),
+        ("v3", Behaviour::ERRORS),
+        ("v4", Behaviour::SLOW),
+    ]);
+    let load = Load::start(
+        service.port,
+        &[Some("v1"), Some("v2"), Some("v3"), Some("v4")],
+        Duration::from_millis(20),
+    );
+    let prometheus = Prometheus::start(&[service.target()]);
+    for v in ["v1", "v2", "v3", "v4"] {
+        prometheus.wait_for(&error_rate(v), Duration::from_secs(40));
+        prometheus.wait_for(&p95(v), Duration::from_secs(40));
+    }
+    (service, load, prometheus)
 }

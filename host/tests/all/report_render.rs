@@ -219,7 +219,10 @@ async fn failed_and_rolled_back_deployment_renders_in_chromium_junit_and_markdow
         .await
         .unwrap();
     assert!(!out.success, "{}", out.report.human_summary());
-    let samples = engine.history().unwrap().samples(&out.id).unwrap();
+    let samples =
+        adeploy::history::HistoryBackend::samples(engine.history().await.unwrap(), &out.id)
+            .await
+            .unwrap();
     assert!(samples.len() >= 3, "load samples: {}", samples.len());
     let doc = Document::from_report(&out.report)
         .unwrap()

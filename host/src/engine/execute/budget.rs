@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::monitor::{Direction, Metric, Snapshot, trend};
+use crate::monitor::{Direction, Metric, Snapshot, TrendWindow, assess};
 use crate::plugin::ProgressKind;
 use crate::report::{Decision, StepRecord};
 
@@ -77,7 +77,10 @@ impl Execution<'_> {
     /// `experimental.enable_predictive_scaling`: one step less concurrency
     /// while CPU or memory rises toward the strategy's budget (projected
     /// [`SCALING_HORIZON_MIN`] ahead), one more while both fall well below it,
-    /// between 1 and `resource_limits.<strategy>.concurrency`.
+    /// between 1 and `resource_limits.<strategy>.concurrency`. The trends
+    /// are those of `monitoring.trend_window_s` with its minimums: with
+    /// "not enough data" the concurrency stays, and the decision log says
+    /// why once (`predictive_scaling_skipped`).
     pub(super) async fn rescale(
         &self,
         concurrency: &mut usize,
@@ -88,26 +91,29 @@ impl Execution<'_> {
         readings.push(now);
         let mut samples = self.sampler.map(|s| s.snapshot()).unwrap_or_default();
         samples.extend(readings.iter().copied());
-        let window = Duration::from_secs(self.config().monitoring.trend_window_s.max(1));
+        let window = TrendWindow::from_config(&self.config().monitoring);
         let most = self.limits.concurrency.max(1) as usize;
         let mut stats = Vec::new();
         for (metric, budget) in [
             (Metric::Cpu, self.limits.cpu_limit * 100.0),
             (Metric::Memory, self.limits.memory_limit * 100.0),
         ] {
-            let Some(t) = trend(&samples, metric, window) else {
+            let report = assess(&samples, metric, &window);
+            let Some((direction, slope_per_min)) = report.trend() else {
+                let said = dl
+                    .entries()
+                    .iter()
+                    .any(|e| matches!(e.decision, Decision::PredictiveScalingSkipped { .. }));
+                if !said {
+                    dl.record(Decision::PredictiveScalingSkipped {
+                        reason: report.to_string(),
+                    });
+                }
                 return;
             };
             let value = metric.value(&now);
-            let projected = value + t.slope_per_min * SCALING_HORIZON_MIN;
-            stats.push((
-                metric,
-                t.direction,
-                t.slope_per_min,
-                value,
-                projected,
-                budget,
-            ));
+            let projected = value + slope_per_min * SCALING_HORIZON_MIN;
+            stats.push((metric, direction, slope_per_min, value, projected, budget));
         }
         let rising = stats
             .iter()

@@ -60,6 +60,7 @@ impl Execution<'_> {
                     .min(Duration::from_secs(600)),
                 log: self.log,
                 cancel: None,
+                tracker: Some(self.tracker),
             };
             let (ok, msg) =
                 match exec::run_command(&CommandSpec::Shell(script.clone()), &opts).await {

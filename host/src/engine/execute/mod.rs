@@ -2,8 +2,9 @@
 //! returns it [`Executed`].
 //!
 //! Before the first step: the operator's confirmation, the approval in the
-//! audit log, the run lock, recovery of deployments a crash cut off, the
-//! deployment log and the `running` record. Then one [`Execution`]: waves of
+//! audit log, the deployment lock (waiting for another run's is announced
+//! as an event; see `take_lock`), recovery of deployments a crash cut off,
+//! the deployment log and the `running` record. Then one [`Execution`]: waves of
 //! steps under the strategy's concurrency and resource budget, health
 //! checks, the strategy's on-progress decisions, hooks, the deadline, and
 //! rollback. A dry run executes nothing.
@@ -18,6 +19,7 @@
 //! state directory, the hook plugins and the metrics; it cannot reach back
 //! into the engine's decision flow.
 
+mod analysis;
 mod budget;
 mod hooks;
 mod progress;
@@ -25,7 +27,7 @@ mod rollback;
 mod scheduler;
 mod step;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,27 +35,39 @@ use std::time::{Duration, Instant};
 use chrono::Local;
 use serde_json::json;
 
+use crate::analysis::MetricVerdict;
 use crate::config::{Config, Environment, ResourceLimits};
 use crate::exec::DeploymentLog;
-use crate::history::{DeploymentRecord, DeploymentStatus, History, RunLock};
+use crate::history::{
+    DeploymentLock, DeploymentRecord, DeploymentStatus, HistoryBackend, HistoryStore, LockRequest,
+    LockWait,
+};
 use crate::ml::Streaks;
-use crate::monitor::{Sampler, Snapshot};
+use crate::monitor::{
+    ProcessSample, ProcessTracker, ProcessTreeSampler, Sampler, Snapshot, TrackingMode,
+};
 use crate::plugin::{DeploymentContext, Plugin, Rollout};
 use crate::report::{Decision, StepRecord};
 
+use super::analysis::ServiceAnalysis;
 use super::error::EngineError;
+use super::event::DeploymentEvent;
 use super::log::{DecisionLog, audit};
 use super::preflight::Planned;
-use super::types::{DeploymentSize, Metering};
+use super::preflight::versions::ServiceVersion;
+use super::types::{DeploymentSize, Metering, Question};
+use analysis::Asker;
 
 /// What execution needs from the engine.
 pub(crate) struct Settings<'a> {
+    /// The history (`None` for a dry run, which writes nothing).
+    pub history: Option<&'a HistoryStore>,
     pub config: &'a Config,
     pub state_dir: &'a Path,
     /// The hook plugins, run at every phase.
     pub hooks: Vec<Arc<Plugin>>,
     pub metering: &'a Metering,
-    /// How long to wait for another run's lock.
+    /// How long to wait for another run's deployment lock.
     pub lock_wait: Duration,
 }
 
@@ -67,8 +81,8 @@ pub(crate) struct Executed {
 /// What a real run holds until it is recorded.
 pub(crate) struct Run {
     /// Held until the record is written.
-    pub lock: RunLock,
-    pub history: History,
+    pub lock: DeploymentLock,
+    pub history: HistoryStore,
     /// The `running` record, to be finished.
     pub record: DeploymentRecord,
     /// Decisions already in the history.
@@ -77,6 +91,12 @@ pub(crate) struct Run {
     pub result: ExecutionResult,
     /// The machine's load during the run (the baseline when not measured).
     pub samples: Vec<Snapshot>,
+    /// The deployment's own processes during the run, and how they were
+    /// known.
+    pub processes: Vec<ProcessSample>,
+    pub tracking: TrackingMode,
+    /// The machine's memory, for the own processes' share of it.
+    pub memory_total_bytes: u64,
 }
 
 /// How execution ended.
@@ -85,6 +105,8 @@ pub(crate) struct ExecutionResult {
     pub status: DeploymentStatus,
     pub message: String,
     pub steps: Vec<StepRecord>,
+    /// Every metric verdict of every step's analysis, in step order.
+    pub analysis: Vec<MetricVerdict>,
 }
 
 /// Runs `planned` (nothing for a dry run).
@@ -99,12 +121,19 @@ pub(crate) async fn execute(
         });
         return Ok(Executed { planned, run: None });
     }
-    approve(&mut planned, s.state_dir)?;
+    let Some(history) = s.history else {
+        return Err(EngineError::Io {
+            what: "a deployment needs its history".into(),
+            source: std::io::Error::other("the engine passed none"),
+        });
+    };
+    let history = history.clone();
+    approve(&mut planned, &history).await?;
 
-    // From here on the deployment is recorded.
-    let lock = RunLock::acquire(s.state_dir, s.lock_wait)?;
-    let history = History::open(s.state_dir)?;
-    let recovered = history.recover_interrupted(&lock)?;
+    // From here on the deployment is recorded. The lock comes first: the
+    // `running` record is written by the run that holds it.
+    let lock = take_lock(&mut planned, &history, s.lock_wait).await?;
+    let recovered = history.recover_interrupted(&lock).await?;
     remove_stale_temp_files(&s.state_dir.join("deployment_reports"));
     if !recovered.is_empty() {
         planned.log.record(Decision::RecoveredInterrupted {
@@ -127,10 +156,24 @@ pub(crate) async fn execute(
         features: Some(planned.features.clone()),
         ..DeploymentRecord::running(planned.id.clone(), planned.started_at)
     };
-    history.put_deployment(&record)?;
-    history.append_decisions(&planned.id, &planned.log.records_from(0))?;
+    history.put_deployment(&record).await?;
+    history
+        .append_decisions(&planned.id, &planned.log.records_from(0))
+        .await?;
     let flushed = planned.log.entries().len();
 
+    // The deployment's own processes: everything its commands start.
+    let tracker = Arc::new(ProcessTracker::new(&planned.id));
+    let initial_tracking = tracker.mode();
+    planned
+        .log
+        .record(Decision::ProcessTracking(initial_tracking.clone()));
+    let interval = Duration::from_millis(s.config.monitoring.sample_interval_ms.max(10));
+    let process_sampler = ProcessTreeSampler::start(tracker.clone(), interval);
+    let asker = planned.confirm.clone().map(|confirm| Asker {
+        confirm,
+        lock: Arc::new(tokio::sync::Mutex::new(())),
+    });
     let sampler = s.metering.measures_the_machine().then(|| {
         let m = &s.config.monitoring;
         Sampler::start_with_latency(
@@ -164,12 +207,36 @@ pub(crate) async fn execute(
         sampler: sampler.as_ref(),
         ssh_control: ssh_control.as_deref(),
         service_env: &planned.service_env,
+        versions: &planned.versions,
+        tracker: &tracker,
+        analysis: &planned.analysis,
+        asker,
     };
     let result = run.run(&mut planned.log).await;
+    if !lock.is_held() {
+        planned.log.record(Decision::LockLost {
+            message: format!(
+                "the deployment lock was lost during the deployment (the connection to {} went away); the deployment went on as planned, but other runs of {} in {} could start meanwhile",
+                history.location(),
+                req.services.join(", "),
+                planned.environment
+            ),
+        });
+    }
     let samples = match sampler {
         Some(s) => s.stop().await,
         None => vec![planned.baseline],
     };
+    let processes = process_sampler.stop().await;
+    let tracking = tracker.mode();
+    if tracking != initial_tracking {
+        // A command could not join the cgroup: the rest was measured
+        // through the process tree.
+        planned
+            .log
+            .record(Decision::ProcessTracking(tracking.clone()));
+    }
+    drop(tracker);
     Ok(Executed {
         run: Some(Run {
             lock,
@@ -179,14 +246,61 @@ pub(crate) async fn execute(
             log_path: deployment_log.path().to_path_buf(),
             result,
             samples,
+            processes,
+            tracking,
+            memory_total_bytes: s.metering.monitor.total_memory_bytes(),
         }),
         planned,
     })
 }
 
+/// Takes the deployment lock of this deployment's services in its
+/// environment (see `history::DeploymentLock`: with a shared PostgreSQL
+/// history, across machines), waiting up to `wait`. The wait is announced
+/// on the event channel (who holds it, since when) and, once the lock is
+/// taken, recorded as a `lock_waited` decision; a wait that runs out is
+/// [`HistoryError::DeploymentBusy`](crate::history::HistoryError) (or
+/// `Busy` for the embedded history), naming the holder.
+async fn take_lock(
+    planned: &mut Planned,
+    history: &HistoryStore,
+    wait: Duration,
+) -> Result<DeploymentLock, EngineError> {
+    let request = LockRequest {
+        environment: planned.environment.as_str().to_string(),
+        services: planned.req.services.clone(),
+        deployment_id: planned.id.clone(),
+    };
+    let start = Instant::now();
+    let mut last: Option<LockWait> = None;
+    let lock = {
+        let log = &planned.log;
+        let mut on_wait = |w: &LockWait| {
+            tracing::info!("{w}");
+            log.emit(DeploymentEvent::WaitingForLock(w.clone()));
+            last = Some(w.clone());
+        };
+        history
+            .lock_deployment(&request, wait, &mut on_wait)
+            .await?
+    };
+    if let Some(w) = last {
+        planned.log.record(Decision::LockWaited {
+            services: if w.services.is_empty() {
+                request.services
+            } else {
+                w.services
+            },
+            held_by: w.holder.map(|h| h.to_string()),
+            waited_s: start.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(lock)
+}
+
 /// The operator's confirmation (`--interactive`), and an approval recorded
 /// where the environment needs one.
-fn approve(planned: &mut Planned, state_dir: &Path) -> Result<(), EngineError> {
+async fn approve(planned: &mut Planned, history: &HistoryStore) -> Result<(), EngineError> {
     let details = |approval: Option<&crate::report::Approval>| {
         let mut d = json!({
             "deployment_id": planned.id,
@@ -200,10 +314,10 @@ fn approve(planned: &mut Planned, state_dir: &Path) -> Result<(), EngineError> {
         d
     };
     if let Some(confirm) = &planned.confirm
-        && !confirm(&planned.view)
+        && !confirm(&Question::Plan(&planned.view))
     {
         if planned.needs_approval {
-            audit(state_dir, "deployment_declined", details(None));
+            audit(history, "deployment_declined", details(None)).await;
         }
         return Err(EngineError::Declined);
     }
@@ -212,7 +326,7 @@ fn approve(planned: &mut Planned, state_dir: &Path) -> Result<(), EngineError> {
     {
         let audited = details(Some(&approval));
         planned.log.record(Decision::Approved { approval });
-        audit(state_dir, "deployment_approved", audited);
+        audit(history, "deployment_approved", audited).await;
     }
     Ok(())
 }
@@ -231,7 +345,7 @@ fn ssh_control_dir(
         return None;
     }
     let dir = s.state_dir.join("ssh");
-    match private_dir(&dir) {
+    match crate::fs::private_dir(&dir) {
         Ok(()) => Some(dir),
         Err(e) => {
             log.record(Decision::SshConnectionReuse {
@@ -269,6 +383,14 @@ pub(crate) struct Execution<'a> {
     pub ssh_control: Option<&'a Path>,
     /// Each service's `env`, secrets resolved.
     pub service_env: &'a HashMap<String, Vec<(String, String)>>,
+    /// Each service's version and the one it replaces.
+    pub versions: &'a BTreeMap<String, ServiceVersion>,
+    /// Counts every command adeploy starts as the deployment's own.
+    pub tracker: &'a Arc<ProcessTracker>,
+    /// The metric analysis of each service that has one.
+    pub analysis: &'a BTreeMap<String, ServiceAnalysis>,
+    /// Asks the operator (`--interactive`) about inconclusive analyses.
+    pub asker: Option<Asker>,
 }
 
 impl Execution<'_> {
@@ -306,14 +428,4 @@ fn remove_stale_temp_files(dir: &Path) {
             let _ = std::fs::remove_file(e.path());
         }
     }
-}
-
-/// Creates `dir` (and parents) readable by this user only.
-fn private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }

@@ -27,7 +27,7 @@ impl Execution<'_> {
     ) -> Option<Stop> {
         let event = self.progress(kind, wave, step, message, steps).await;
         let decision = self.decide(&event, dl).await;
-        self.apply(decision, dl).await
+        self.apply(decision, &event, dl).await
     }
 
     async fn progress(
@@ -64,8 +64,8 @@ impl Execution<'_> {
             Ok(c) => {
                 if !matches!(c.value, StrategyDecision::Continue) {
                     dl.record(Decision::StrategyDecision {
-                        event: format!("{:?}", event.kind),
-                        decision: format!("{:?}", c.value),
+                        event: event.kind.to_string(),
+                        decision: c.value.to_string(),
                     });
                 }
                 c.value
@@ -79,12 +79,24 @@ impl Execution<'_> {
         }
     }
 
-    /// Applies a strategy decision; a stop reason for abort/rollback.
-    async fn apply(&self, decision: StrategyDecision, dl: &mut DecisionLog) -> Option<Stop> {
+    /// Applies a strategy decision taken after `event`; a stop reason for
+    /// abort/rollback.
+    async fn apply(
+        &self,
+        decision: StrategyDecision,
+        event: &Progress,
+        dl: &mut DecisionLog,
+    ) -> Option<Stop> {
         match decision {
             StrategyDecision::Continue => None,
             StrategyDecision::Pause(s) => {
-                self.pause(s, "the strategy asked to pause", dl).await;
+                // Why the strategy paused: the event it answered.
+                let reason = if event.message.is_empty() {
+                    format!("the strategy asked to pause after {}", event.kind)
+                } else {
+                    format!("the strategy asked to pause: {}", event.message)
+                };
+                self.pause(s, &reason, dl).await;
                 None
             }
             StrategyDecision::Abort(r) => Some(Stop::Abort(format!("the strategy aborted: {r}"))),

@@ -4,12 +4,14 @@
 use std::collections::HashMap;
 
 use crate::exec::{self, RunOptions};
+use crate::history::{PhaseKind, PhaseStatus, StepPhase};
 use crate::report::{Decision, StepRecord};
 
 use super::super::context::service_timeout;
 use super::super::event::DeploymentEvent;
 use super::super::log::DecisionLog;
 use super::Execution;
+use super::step::PhaseClock;
 
 impl Execution<'_> {
     /// Rolls back `targets` (already in reverse deploy order).
@@ -29,8 +31,9 @@ impl Execution<'_> {
             reason: reason.to_string(),
             services,
         });
-        let mut results: HashMap<usize, (bool, String)> = HashMap::new();
+        let mut results: HashMap<usize, (bool, String, StepPhase)> = HashMap::new();
         for &i in targets {
+            let clock = PhaseClock::start();
             let name = steps[i].service.clone();
             let host = steps[i].host.clone();
             let service = self
@@ -57,6 +60,7 @@ impl Execution<'_> {
                         timeout: service_timeout(&service),
                         log: self.log,
                         cancel: None,
+                        tracker: Some(self.tracker),
                     };
                     match exec::run_command(&cmd, &opts).await {
                         Ok(o) if o.success => (true, "rolled back".to_string()),
@@ -80,11 +84,21 @@ impl Execution<'_> {
                 ok,
                 message: message.clone(),
             });
-            results.insert(i, (ok, message));
+            let phase = clock.end(
+                PhaseKind::Rollback,
+                if ok {
+                    PhaseStatus::RolledBack
+                } else {
+                    PhaseStatus::RollbackFailed
+                },
+                Some(message.clone()),
+            );
+            results.insert(i, (ok, message, phase));
         }
-        for (i, (ok, message)) in results {
+        for (i, (ok, message, phase)) in results {
             steps[i].rolled_back = Some(ok);
             steps[i].rollback_message = Some(message);
+            steps[i].phases.push(phase);
         }
     }
 }

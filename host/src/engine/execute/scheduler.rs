@@ -13,10 +13,11 @@ use chrono::Utc;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::analysis::{MetricVerdict, Verdict};
 use crate::history::DeploymentStatus;
 use crate::monitor::Snapshot;
 use crate::plugin::{Phase, ProgressKind, RollbackScope, Step};
-use crate::report::{Decision, StepRecord, StepStatus};
+use crate::report::{Decision, LeftDeployed, StepRecord, StepStatus};
 
 use super::super::event::DeploymentEvent;
 use super::super::log::DecisionLog;
@@ -36,17 +37,13 @@ impl Execution<'_> {
         let mut steps: Vec<StepRecord> = Vec::new();
         for (w, wave) in self.rollout.waves.iter().enumerate() {
             for step in &wave.steps {
-                steps.push(StepRecord {
-                    service: step.service.clone(),
-                    host: step.host.clone(),
-                    wave: wave_number(w),
-                    status: StepStatus::Pending,
-                    started_at: None,
-                    seconds: 0.0,
-                    message: String::new(),
-                    rolled_back: None,
-                    rollback_message: None,
-                });
+                let mut rec =
+                    StepRecord::pending(step.service.clone(), step.host.clone(), wave_number(w));
+                if let Some(v) = self.versions.get(&step.service) {
+                    rec.version.clone_from(&v.version);
+                    rec.previous_version.clone_from(&v.previous);
+                }
+                steps.push(rec);
             }
         }
 
@@ -60,11 +57,13 @@ impl Execution<'_> {
                 status: DeploymentStatus::Aborted,
                 message,
                 steps,
+                analysis: Vec::new(),
             };
         }
 
         let mut concurrency = self.rollout.concurrency.min(self.limits.concurrency).max(1) as usize;
         let mut readings: Vec<Snapshot> = Vec::new();
+        let mut analysis: Vec<MetricVerdict> = Vec::new();
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let mut order: Vec<usize> = Vec::new(); // indices in deploy start order
         let mut stop: Option<Stop> = None;
@@ -141,7 +140,7 @@ impl Execution<'_> {
                     None => running.join_next().await,
                 };
                 let Some(joined) = next else { break };
-                let done = match joined {
+                let mut done = match joined {
                     Ok(d) => d,
                     Err(e) => {
                         dl.record(Decision::StepTaskFailed {
@@ -150,9 +149,24 @@ impl Execution<'_> {
                         continue;
                     }
                 };
+                for v in &done.analysis {
+                    dl.record(Decision::AnalysisVerdict {
+                        service: v.service.clone(),
+                        host: v.host.clone(),
+                        metric: v.metric.clone(),
+                        provider: v.provider.clone(),
+                        verdict: v.verdict,
+                        reason: v.reason.clone(),
+                        policy: (v.verdict == Verdict::Inconclusive)
+                            .then(|| done.analysis_policy.clone())
+                            .flatten(),
+                    });
+                }
+                analysis.extend(done.analysis.iter().cloned());
                 let rec = &mut steps[done.index];
                 rec.seconds = done.seconds;
                 rec.message = done.message.clone();
+                rec.phases = std::mem::take(&mut done.phases);
                 rec.status = if done.cancelled {
                     StepStatus::Cancelled
                 } else if done.ok {
@@ -248,16 +262,28 @@ impl Execution<'_> {
                 }
                 Ok(()) => {
                     let n = steps.len();
+                    let message = if analysis.is_empty() {
+                        format!("{n} step(s) deployed and healthy")
+                    } else {
+                        format!(
+                            "{n} step(s) deployed and healthy; {} metric verdict(s): {}",
+                            analysis.len(),
+                            crate::analysis::overall(&analysis)
+                        )
+                    };
                     return ExecutionResult {
                         success: true,
                         status: DeploymentStatus::Succeeded,
-                        message: format!("{n} step(s) deployed and healthy"),
+                        message,
                         steps,
+                        analysis,
                     };
                 }
             }
         }
-        self.fail(stop, order, steps, dl).await
+        let mut result = self.fail(stop, order, steps, dl).await;
+        result.analysis = analysis;
+        result
     }
 
     /// The failure path: skip what never started, run the on-failure hooks,
@@ -317,13 +343,48 @@ impl Execution<'_> {
             let _ = self
                 .deployment_hooks(Phase::OnRollback, failed_count, &reason, dl)
                 .await;
-            DeploymentStatus::RolledBack
+            let left = LeftDeployed::of(&steps);
+            if left.is_empty() {
+                DeploymentStatus::RolledBack
+            } else {
+                // Something is left deployed: not a rollback, an alert.
+                for l in &left {
+                    dl.emit(DeploymentEvent::Alert {
+                        message: format!(
+                            "rollback of {} failed, it is left deployed{}: {}",
+                            l.step,
+                            l.version
+                                .as_deref()
+                                .map(|v| format!(" at {v}"))
+                                .unwrap_or_default(),
+                            l.message
+                        ),
+                    });
+                }
+                dl.record(Decision::RollbackFailed {
+                    left_deployed: left,
+                });
+                DeploymentStatus::RollbackFailed
+            }
+        };
+        let message = if status == DeploymentStatus::RollbackFailed {
+            let left: Vec<String> = LeftDeployed::of(&steps)
+                .into_iter()
+                .map(|l| l.step)
+                .collect();
+            format!(
+                "{reason}; rollback failed, left deployed: {}",
+                left.join(", ")
+            )
+        } else {
+            reason
         };
         ExecutionResult {
             success: false,
             status,
-            message: reason,
+            message,
             steps,
+            analysis: Vec::new(),
         }
     }
 

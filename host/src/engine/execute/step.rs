@@ -5,13 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use tokio::sync::watch;
+
+use crate::analysis::{MetricVerdict, Verdict};
+use crate::exec::HealthOutcome;
+use crate::history::{PhaseKind, PhaseStatus, ProbeMark, StepPhase};
 
 use crate::config::{
     CommandSpec, HealthFrom, HealthSpec, InventoryHost, ServiceConfig, SshSettings, TargetKind,
 };
 use crate::exec::ssh::SshTarget;
-use crate::exec::{self, HealthPolicy, RunOptions};
+use crate::exec::{self, CommandContext, HealthPolicy, RunOptions};
 use crate::history::step_label;
 use crate::plugin::Phase;
 use crate::report::StepRecord;
@@ -26,6 +31,12 @@ pub(super) struct StepDone {
     pub message: String,
     pub seconds: f64,
     pub cancelled: bool,
+    /// Deploy, health, soak, analysis: as far as the step got.
+    pub phases: Vec<StepPhase>,
+    /// The metric verdicts of its analysis (empty without one).
+    pub analysis: Vec<MetricVerdict>,
+    /// What the environment's policy made of an inconclusive analysis.
+    pub analysis_policy: Option<String>,
 }
 
 /// A fleet step's host, owned so a step task can carry it.
@@ -77,7 +88,8 @@ impl Remote {
 }
 
 impl Execution<'_> {
-    /// The context variables of a command (`wave` numbered from 1).
+    /// The context variables of a command (`wave` numbered from 1): one
+    /// builder for every command ([`exec::command_env`]), versions included.
     pub(super) fn env_for(
         &self,
         service: &str,
@@ -87,26 +99,23 @@ impl Execution<'_> {
         let address = host
             .and_then(|h| self.config().inventory.hosts.get(h))
             .map_or("127.0.0.1".to_string(), |h| h.address.clone());
-        vec![
-            ("ADEPLOY_DEPLOYMENT_ID".into(), self.id.to_string()),
-            ("ADEPLOY_SERVICE".into(), service.to_string()),
-            ("ADEPLOY_STRATEGY".into(), self.strategy.to_string()),
-            (
-                "ADEPLOY_ENVIRONMENT".into(),
-                self.environment.as_str().to_string(),
-            ),
-            (
-                "ADEPLOY_DEPLOYMENT_SIZE".into(),
-                self.size.as_str().to_string(),
-            ),
-            ("ADEPLOY_WAVE".into(), wave.to_string()),
-            ("ADEPLOY_HOST".into(), host.unwrap_or("localhost").into()),
-            ("ADEPLOY_HOST_ADDRESS".into(), address),
-            (
-                "ADEPLOY_STATE_DIR".into(),
-                self.settings.state_dir.display().to_string(),
-            ),
-        ]
+        let versions = self.versions.get(service);
+        exec::command_env(
+            &CommandContext {
+                deployment_id: self.id,
+                service,
+                strategy: self.strategy,
+                environment: self.environment,
+                deployment_size: self.size.as_str(),
+                wave,
+                host,
+                host_address: &address,
+                state_dir: self.settings.state_dir,
+                version: versions.and_then(|v| v.version.as_deref()),
+                previous_version: versions.and_then(|v| v.previous.as_deref()),
+            },
+            &[],
+        )
     }
 
     /// The environment (context variables plus the service's `env`) and the
@@ -147,7 +156,8 @@ impl Execution<'_> {
     }
 
     /// The task that deploys one step: pre-service hooks, deploy command,
-    /// health validation, post-service hooks.
+    /// health validation (samples, then the soak), the service's metric
+    /// analysis, post-service hooks. Every part is a timed phase of the step.
     pub(super) fn step_task(
         &self,
         index: usize,
@@ -184,26 +194,39 @@ impl Execution<'_> {
             soak: Duration::from_secs(u64::from(v.soak_s)),
         };
         let check_health = v.health_checks;
+        let tracker = self.tracker.clone();
+        let analysis = self.step_analysis(&name);
         async move {
             let started = Instant::now();
             let deadline = tokio::time::Instant::now() + timeout;
-            let finish = |ok: bool, message: String, cancelled: bool| StepDone {
-                index,
-                ok,
-                message,
-                seconds: started.elapsed().as_secs_f64(),
-                cancelled,
-            };
+            let mut phases: Vec<StepPhase> = Vec::new();
+            let mut verdicts: Vec<MetricVerdict> = Vec::new();
+            let mut policy_note: Option<String> = None;
+            macro_rules! finish {
+                ($ok:expr, $message:expr, $cancelled:expr) => {
+                    return StepDone {
+                        index,
+                        ok: $ok,
+                        message: $message,
+                        seconds: started.elapsed().as_secs_f64(),
+                        cancelled: $cancelled,
+                        phases,
+                        analysis: verdicts,
+                        analysis_policy: policy_note,
+                    }
+                };
+            }
+            let cancelled_message = || "cancelled: the deadline was reached".to_string();
             for h in &hooks {
                 if let Err(e) = h.run_hook(Phase::PreService, &hook_ctx).await {
-                    return finish(false, format!("pre-service hook: {e}"), false);
+                    finish!(false, format!("pre-service hook: {e}"), false);
                 }
             }
             let Some(deploy) = &service.deploy else {
-                return finish(
+                finish!(
                     false,
                     format!("service '{name}' has no deploy command"),
-                    false,
+                    false
                 );
             };
             let shown = step_label(&name, host.as_deref());
@@ -219,20 +242,35 @@ impl Execution<'_> {
                 timeout,
                 log: &log,
                 cancel: Some(&cancel),
+                tracker: Some(&tracker),
             };
+            let clock = PhaseClock::start();
             match exec::run_command(&deploy, &opts).await {
                 Ok(o) if o.cancelled || (o.timed_out && clipped) => {
-                    return finish(false, "cancelled: the deadline was reached".into(), true);
+                    phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Cancelled, None));
+                    finish!(false, cancelled_message(), true);
                 }
                 Ok(o) if !o.success => {
                     let message = match &remote {
                         Some(r) => r.describe("deploy", &o),
                         None => format!("deploy failed: {}", o.describe()),
                     };
-                    return finish(false, message, false);
+                    phases.push(clock.end(
+                        PhaseKind::Deploy,
+                        PhaseStatus::Failed,
+                        Some(message.clone()),
+                    ));
+                    finish!(false, message, false);
                 }
-                Ok(_) => {}
-                Err(e) => return finish(false, e.to_string(), false),
+                Ok(_) => phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Succeeded, None)),
+                Err(e) => {
+                    phases.push(clock.end(
+                        PhaseKind::Deploy,
+                        PhaseStatus::Failed,
+                        Some(e.to_string()),
+                    ));
+                    finish!(false, e.to_string(), false);
+                }
             }
             if check_health && let Some(health) = &service.health {
                 let health = match &remote {
@@ -247,28 +285,167 @@ impl Execution<'_> {
                     timeout,
                     log: &log,
                     cancel: Some(&cancel),
+                    tracker: Some(&tracker),
                 };
+                let clock = PhaseClock::start();
                 let outcome = exec::validate(&health, &policy, deadline, &hopts).await;
-                if *cancel.borrow() {
-                    return finish(false, "cancelled: the deadline was reached".into(), true);
-                }
-                match outcome {
+                let cancelled = *cancel.borrow();
+                let (ok, failure, was_cancelled) = match &outcome {
+                    _ if cancelled => (false, cancelled_message(), true),
                     Ok(o) if !o.healthy && clipped && tokio::time::Instant::now() >= deadline => {
-                        return finish(false, "cancelled: the deadline was reached".into(), true);
+                        (false, cancelled_message(), true)
                     }
-                    Ok(o) if o.healthy => {}
-                    Ok(o) => {
-                        return finish(false, format!("health check failed: {}", o.message), false);
-                    }
-                    Err(e) => return finish(false, format!("health check: {e}"), false),
+                    Ok(o) if o.healthy => (true, String::new(), false),
+                    Ok(o) => (false, format!("health check failed: {}", o.message), false),
+                    Err(e) => (false, format!("health check: {e}"), false),
+                };
+                phases.extend(health_phases(
+                    &clock,
+                    outcome.as_ref().ok(),
+                    ok,
+                    was_cancelled,
+                    &failure,
+                ));
+                if !ok {
+                    finish!(false, failure, was_cancelled);
                 }
+            }
+            let mut message = "deployed and healthy".to_string();
+            if let Some(a) = &analysis {
+                let clock = PhaseClock::start();
+                let Some(found) = a.run(host.as_deref(), &env, &cancel).await else {
+                    phases.push(clock.end(PhaseKind::Analysis, PhaseStatus::Cancelled, None));
+                    finish!(false, cancelled_message(), true);
+                };
+                verdicts = found;
+                let settled = a.settle(&shown, &verdicts).await;
+                policy_note = settled.policy.clone();
+                phases.push(clock.marks(
+                    PhaseKind::Analysis,
+                    settled.status,
+                    Some(settled.message.clone()),
+                    verdict_marks(&verdicts),
+                ));
+                if !settled.ok {
+                    finish!(false, settled.message, false);
+                }
+                message = format!("deployed and healthy; {}", settled.message);
             }
             for h in &hooks {
                 if let Err(e) = h.run_hook(Phase::PostService, &hook_ctx).await {
-                    return finish(false, format!("post-service hook: {e}"), false);
+                    finish!(false, format!("post-service hook: {e}"), false);
                 }
             }
-            finish(true, "deployed and healthy".into(), false)
+            finish!(true, message, false)
         }
     }
+}
+
+/// When a phase began, to close it with its duration.
+pub(super) struct PhaseClock {
+    at: DateTime<Utc>,
+    started: Instant,
+}
+
+impl PhaseClock {
+    pub fn start() -> PhaseClock {
+        PhaseClock {
+            at: Utc::now(),
+            started: Instant::now(),
+        }
+    }
+
+    /// The phase from the start until now.
+    pub fn end(&self, kind: PhaseKind, status: PhaseStatus, message: Option<String>) -> StepPhase {
+        self.marks(kind, status, message, Vec::new())
+    }
+
+    /// [`PhaseClock::end`], with its probes.
+    pub fn marks(
+        &self,
+        kind: PhaseKind,
+        status: PhaseStatus,
+        message: Option<String>,
+        samples: Vec<ProbeMark>,
+    ) -> StepPhase {
+        StepPhase {
+            kind,
+            started_at: self.at,
+            seconds: self.started.elapsed().as_secs_f64(),
+            status,
+            message,
+            samples,
+        }
+    }
+}
+
+/// The health phase (samples until enough consecutive ones were healthy)
+/// and, when it began, the soak, each with its probes.
+fn health_phases(
+    clock: &PhaseClock,
+    outcome: Option<&HealthOutcome>,
+    ok: bool,
+    cancelled: bool,
+    failure: &str,
+) -> Vec<StepPhase> {
+    let failed = if cancelled {
+        PhaseStatus::Cancelled
+    } else {
+        PhaseStatus::Failed
+    };
+    let message = (!ok).then(|| failure.to_string());
+    let marks = |soak: bool| -> Vec<ProbeMark> {
+        outcome
+            .map(|o| {
+                o.probes
+                    .iter()
+                    .filter(|p| p.soak == soak)
+                    .map(|p| ProbeMark {
+                        timestamp: p.timestamp,
+                        ok: p.healthy,
+                        message: (!p.healthy).then(|| p.detail.clone()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut health = clock.marks(
+        PhaseKind::Health,
+        if ok { PhaseStatus::Succeeded } else { failed },
+        message.clone(),
+        marks(false),
+    );
+    let Some(soak_at) = outcome.and_then(|o| o.soak_started_at) else {
+        return vec![health];
+    };
+    let total = health.seconds;
+    let before_soak = (soak_at - health.started_at)
+        .to_std()
+        .map_or(0.0, |d| d.as_secs_f64())
+        .min(total);
+    health.seconds = before_soak;
+    health.status = PhaseStatus::Succeeded;
+    health.message = None;
+    let soak = StepPhase {
+        kind: PhaseKind::Soak,
+        started_at: soak_at,
+        seconds: total - before_soak,
+        status: if ok { PhaseStatus::Succeeded } else { failed },
+        message,
+        samples: marks(true),
+    };
+    vec![health, soak]
+}
+
+/// One mark per metric at the end of its window: whether it passed.
+fn verdict_marks(verdicts: &[MetricVerdict]) -> Vec<ProbeMark> {
+    verdicts
+        .iter()
+        .map(|v| ProbeMark {
+            timestamp: DateTime::from_timestamp_millis(i64::try_from(v.window.end_ms).unwrap_or(0))
+                .unwrap_or_else(Utc::now),
+            ok: v.verdict == Verdict::Pass,
+            message: Some(format!("{}: {}", v.metric, v.verdict)),
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::config::Environment;
+use crate::config::{Config, Environment};
 use crate::ml::DurationEstimate;
 use crate::monitor::Snapshot;
 use crate::report::Decision;
@@ -21,9 +21,11 @@ use super::super::types::DeploymentRequest;
 impl Engine {
     /// The operator's strategy, or the selector's choice among the
     /// installed ones (with the selection, for the max-time check).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn select_strategy(
         &self,
         req: &DeploymentRequest,
+        config: &Config,
         environment: Environment,
         metrics: &Snapshot,
         recent: &[bool],
@@ -39,7 +41,7 @@ impl Engine {
                 (name.to_string(), None)
             }
             _ => {
-                let candidates = self.strategies();
+                let candidates = self.offered(config);
                 let sel = self.selector.select(&SelectionContext {
                     environment,
                     size: req.size,
@@ -47,10 +49,13 @@ impl Engine {
                     services: &req.services,
                     candidates: &candidates,
                     recent_outcomes: recent,
-                    config: &self.config,
+                    config,
                     learning,
                     max_time: req.max_time,
                 });
+                if let Some(e) = &sel.exploration {
+                    log.record(Decision::Exploration(e.clone()));
+                }
                 log.record(Decision::StrategyPredicted {
                     strategy: sel.strategy.clone(),
                     confidence: sel.confidence,
@@ -70,6 +75,7 @@ impl Engine {
     pub(super) fn check_max_time(
         &self,
         req: &DeploymentRequest,
+        config: &Config,
         strategy: String,
         selection: Option<&Selection>,
         durations: &BTreeMap<String, DurationEstimate>,
@@ -117,7 +123,7 @@ impl Engine {
                 sel.scores.iter().map(|c| c.strategy.clone()).collect()
             }
             _ => {
-                let mut c = self.strategies();
+                let mut c = self.offered(config);
                 c.sort_by(|a, b| {
                     let m = |s: &str| durations.get(s).map_or(f64::INFINITY, |e| e.minutes);
                     m(a).total_cmp(&m(b))
@@ -256,6 +262,7 @@ impl Engine {
     /// local and development.
     pub(super) fn safety_override(
         &self,
+        config: &Config,
         environment: Environment,
         metrics: &Snapshot,
         strategy: String,
@@ -264,7 +271,7 @@ impl Engine {
         let careful_env = matches!(environment, Environment::Staging | Environment::Production);
         if strategy == "aggressive"
             && careful_env
-            && metrics.cpu_percent > self.config.thresholds.high_cpu
+            && metrics.cpu_percent > config.thresholds.high_cpu
             && self.plugins.get("balanced").is_ok()
         {
             log.record(Decision::SafetyOverride {
@@ -273,7 +280,7 @@ impl Engine {
                 to: Some("balanced".into()),
                 reason: Some(format!(
                     "CPU {:.1}% is over thresholds.high_cpu {:.1}% in {environment}",
-                    metrics.cpu_percent, self.config.thresholds.high_cpu
+                    metrics.cpu_percent, config.thresholds.high_cpu
                 )),
             });
             return "balanced".to_string();

@@ -12,9 +12,11 @@
 //! refused here, before the run lock is taken or anything is written, so a
 //! typo never leaves a trace in the history. A dry run ends after this phase.
 
+mod analysis;
 mod choose;
+pub(crate) mod versions;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,23 +24,25 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::secret::Redactor;
-use crate::config::{Environment, ResourceLimits};
+use crate::config::{Config, Environment, ResourceLimits, VersionOverride};
 use crate::detect::EnvironmentDetector;
-use crate::history::{DeploymentRecord, History};
-use crate::ml::{DurationEstimate, FeatureContext, Outcome, Streaks};
+use crate::history::{DeploymentRecord, HistoryBackend, HistoryError, HistoryWindow};
+use crate::ml::{DurationEstimate, FeatureContext, Streaks};
 use crate::monitor::Snapshot;
-use crate::plugin::{DeploymentContext, Plugin, Rollout};
+use crate::plugin::{DeploymentContext, Plugin, PluginSource, Rollout};
 use crate::report::decision::LoadedModel;
 use crate::report::{Approval, Decision, PlanView};
 
 use super::Engine;
+use super::analysis::ServiceAnalysis;
 use super::context::{deployment_context, limits_for};
 use super::error::EngineError;
 use super::event::DeploymentEvent;
-use super::learn::{self, ModelState};
+use super::learn::{self, ModelState, Past};
 use super::log::DecisionLog;
 use super::select::LearningContext;
 use super::types::{Confirm, DeploymentRequest};
+use versions::ServiceVersion;
 
 /// A deployment that passed every check and has a plan: what execution
 /// and recording need.
@@ -47,18 +51,25 @@ pub(crate) struct Planned {
     pub started_at: DateTime<Utc>,
     pub started: Instant,
     pub req: DeploymentRequest,
+    /// The config this deployment runs under: the engine's, with the
+    /// request's versions and the environment's settings
+    /// (`environments.<env>`) applied. Execution and recording read this.
+    pub config: Arc<Config>,
     pub log: DecisionLog,
     /// Each service's `env`, secrets resolved.
     pub service_env: HashMap<String, Vec<(String, String)>>,
     pub environment: Environment,
     /// The environment is in `approvals.required_for`.
     pub needs_approval: bool,
-    pub confirm: Option<Confirm>,
+    /// Shared with the steps, which may ask about inconclusive analyses.
+    pub confirm: Option<Arc<Confirm>>,
     /// The machine's load before anything ran.
     pub baseline: Snapshot,
-    /// Earlier deployments, newest first, and their outcomes.
+    /// The newest earlier deployments (`history.window` of them), newest
+    /// first, and the learning's view: their outcomes plus totals over the
+    /// whole history.
     pub past: Vec<DeploymentRecord>,
-    pub outcomes: Vec<Outcome>,
+    pub outcomes: Past,
     pub model_state: ModelState,
     /// Earlier deployments with recorded features.
     pub training_samples: usize,
@@ -74,6 +85,10 @@ pub(crate) struct Planned {
     pub streaks: Streaks,
     /// The duration similar deployments took.
     pub prediction: Option<DurationEstimate>,
+    /// Each requested service's version and the one it replaces.
+    pub versions: BTreeMap<String, ServiceVersion>,
+    /// The metric analysis of each service that has one.
+    pub analysis: BTreeMap<String, ServiceAnalysis>,
 }
 
 impl Engine {
@@ -86,9 +101,29 @@ impl Engine {
         confirm: Option<Confirm>,
     ) -> Result<Planned, EngineError> {
         self.check_request(&req)?;
+        // The request's versions, and health expectations that need one,
+        // are checked before anything is written.
+        let mut config = self.config.clone();
+        let versions: Vec<VersionOverride> = req
+            .versions
+            .iter()
+            .map(|(service, version)| VersionOverride {
+                service: service.clone(),
+                version: version.clone(),
+            })
+            .collect();
+        config.set_versions(&versions)?;
+        config.check_health_versions(&req.services)?;
         let started_at = Utc::now();
         let started = Instant::now();
-        let id = format!("deploy_{}", started_at.timestamp_millis());
+        // Unique across runners of a shared history (and runs of one state
+        // directory) that start in the same millisecond: records are keyed
+        // by id, so a collision would replace another run's record.
+        let id = format!(
+            "deploy_{}_{:04x}",
+            started_at.timestamp_millis(),
+            rand::random::<u16>()
+        );
         // Secrets of the services' environments: resolved now (a missing
         // variable is bad input, before anything is written) and redacted
         // from everything this deployment writes or sends.
@@ -108,7 +143,9 @@ impl Engine {
             }
         }
         let mut log = DecisionLog::new(events, Arc::new(Redactor::new(secrets)));
-        self.note_experiments(&mut log);
+        if let Some(wide) = crate::fs::state_dir_warning(&self.state_dir) {
+            log.warn(wide.to_string());
+        }
         self.note_overrides(&mut log);
 
         // Detect the environment; does it need an approval? Any credible
@@ -136,6 +173,31 @@ impl Engine {
         }
         log.record(Decision::EnvironmentDetected(detected));
         self.check_time(&req, "environment detection")?;
+        // From here on, the environment's settings apply.
+        let effective = config.for_environment(environment);
+        if !effective.overrides.is_empty() {
+            log.record(Decision::EnvironmentSettings {
+                environment,
+                overrides: effective.overrides.clone(),
+            });
+        }
+        effective.apply_to(&mut config);
+        let config = Arc::new(config);
+        self.note_experiments(&config, &mut log);
+        self.check_offered(&req, environment, &config)?;
+        // The environment's own settings may require an approval too
+        // (fail closed: either list counts).
+        if config.approvals.required_for.contains(&environment)
+            && !named.iter().any(|s| s.environment == environment)
+        {
+            named.insert(
+                0,
+                crate::detect::Signal {
+                    environment,
+                    by: "the detected environment".to_string(),
+                },
+            );
+        }
         let needs_approval = !named.is_empty();
         if needs_approval {
             let usable = match &req.approval {
@@ -169,42 +231,33 @@ impl Engine {
 
         let baseline = self.baseline(&mut log).await;
 
-        // Load the history: read what exists. Creating the database waits
-        // until something is deployed (a refused or dry run leaves the state
-        // dir untouched).
-        let history = if !crate::history::database_path(&self.state_dir).exists() {
-            None
-        } else if req.dry_run {
-            History::open(&self.state_dir).ok()
-        } else {
-            Some(History::open(&self.state_dir)?)
-        };
-        let past: Vec<DeploymentRecord> = history
-            .as_ref()
-            .and_then(|h| h.list_deployments(usize::MAX).ok())
-            .unwrap_or_default();
-        let outcomes = learn::outcomes(&past);
+        // Load the history: the newest `history.window` deployments and the
+        // aggregates, never every record (see `engine/past.rs`), and the
+        // model. Creating an embedded database waits until something is
+        // deployed (a refused or dry run leaves the state dir untouched).
+        let (window, model_state) = self.load_history(req.dry_run).await?;
+        let past = window.recent;
+        let outcomes = Past::from_window(&HistoryWindow {
+            recent: past.clone(),
+            aggregates: window.aggregates,
+        });
+        let versions = versions::resolve(&config, &req.services, environment, &past);
         let recent: Vec<bool> = outcomes
             .iter()
             .filter(|o| o.environment == environment)
             .map(|o| o.success)
             .collect();
-        let model_state = match &history {
-            Some(h) if req.dry_run => learn::load_model(h).unwrap_or(ModelState::Missing),
-            Some(h) => learn::load_model(h)?,
-            None => ModelState::Missing,
-        };
         if let ModelState::Discarded(reason) = &model_state {
             log.record(Decision::ModelDiscarded {
                 reason: reason.clone(),
             });
         }
-        let training_samples = outcomes.iter().filter(|o| o.features.is_some()).count();
+        let training_samples = outcomes.training_samples();
+        let (in_environment, environment_rate) = outcomes.in_environment(environment);
         log.record(Decision::HistoryLoaded {
-            deployments: outcomes.len(),
-            in_environment: recent.len(),
-            recent_success_rate: (!recent.is_empty())
-                .then(|| recent.iter().filter(|ok| **ok).count() as f64 / recent.len() as f64),
+            deployments: outcomes.deployments(),
+            in_environment,
+            recent_success_rate: environment_rate,
             training_samples,
             model: match &model_state {
                 ModelState::Ready(m) => Some(LoadedModel::Trained {
@@ -220,13 +273,15 @@ impl Engine {
         });
 
         // Choose the strategy.
-        let candidates = self.strategies();
+        let candidates = self.offered(&config);
+        let evidence = learn::Evidence::new(&outcomes, &config.ml_config, Utc::now());
         let features = learn::feature_context(
             &baseline,
             environment,
             req.size,
-            req.services.len(),
+            &req.services,
             &outcomes,
+            &evidence.recency,
             "",
         );
         let durations =
@@ -234,20 +289,34 @@ impl Engine {
         let learning = LearningContext {
             model: &model_state,
             outcomes: &outcomes,
+            evidence: &evidence,
             training_samples,
             features: &features,
             durations: &durations,
-            roll: rand::random::<f64>(),
+            roll: self.draw(),
         };
-        let learning = (!outcomes.is_empty()).then_some(&learning);
-        let (strategy, selection) =
-            self.select_strategy(&req, environment, &baseline, &recent, learning, &mut log);
-        let strategy =
-            self.check_max_time(&req, strategy, selection.as_ref(), &durations, &mut log)?;
-        let strategy = self.safety_override(environment, &baseline, strategy, &mut log);
+        let learning = (outcomes.deployments() > 0).then_some(&learning);
+        let (strategy, selection) = self.select_strategy(
+            &req,
+            &config,
+            environment,
+            &baseline,
+            &recent,
+            learning,
+            &mut log,
+        );
+        let strategy = self.check_max_time(
+            &req,
+            &config,
+            strategy,
+            selection.as_ref(),
+            &durations,
+            &mut log,
+        )?;
+        let strategy = self.safety_override(&config, environment, &baseline, strategy, &mut log);
         let prediction = durations.get(&strategy).cloned();
         let mut warnings = Vec::new();
-        if self.config.experimental.enable_rollback_prediction {
+        if config.experimental.enable_rollback_prediction {
             warnings.extend(self.predict_rollback(
                 &req,
                 environment,
@@ -261,20 +330,24 @@ impl Engine {
         let streaks = crate::ml::streaks(&outcomes, environment, &req.services);
 
         // Resources and validation.
-        let limits = limits_for(&self.config, &strategy);
+        let limits = limits_for(&config, &strategy);
         log.record(Decision::ResourcesCalculated {
             strategy: strategy.clone(),
             limits: limits.clone(),
         });
-        self.validate_conditions(&req, &baseline, &mut log)?;
+        validate_conditions(&config, &req, &baseline, &mut log)?;
+        let (analysis, analysis_views) = self
+            .plan_analysis(&id, &req, environment, &strategy, &versions)
+            .await?;
 
         // The plan.
         let plugin = self.plugins.get(&strategy)?.clone();
-        let ctx = deployment_context(&self.config, &id, &req, environment, &baseline, &limits);
+        let ctx = deployment_context(&config, &id, &req, environment, &baseline, &limits);
         let rollout = plugin.plan(&ctx).await?.value;
         self.check_time(&req, "planning")?;
         let mut view = PlanView::new(&strategy, &rollout);
         view.warnings = warnings;
+        view.analysis = analysis_views;
         log.record(Decision::Plan(view.clone()));
         log.emit(DeploymentEvent::Planned {
             strategy: strategy.clone(),
@@ -286,11 +359,12 @@ impl Engine {
             started_at,
             started,
             req,
+            config,
             log,
             service_env,
             environment,
             needs_approval,
-            confirm,
+            confirm: confirm.map(Arc::new),
             baseline,
             past,
             outcomes,
@@ -305,7 +379,44 @@ impl Engine {
             features,
             streaks,
             prediction,
+            versions,
+            analysis,
         })
+    }
+
+    /// The window of the history a deployment starts from, and the stored
+    /// model. Nothing without a history yet. A dry run goes on without
+    /// history when the embedded one cannot be read (its choice is only
+    /// shown); a real run does not.
+    async fn load_history(
+        &self,
+        dry_run: bool,
+    ) -> Result<(HistoryWindow, ModelState), EngineError> {
+        let window = self.config.history.window.max(1) as usize;
+        let loaded = async {
+            let Some(history) = self.existing_history().await? else {
+                return Ok((HistoryWindow::default(), ModelState::Missing));
+            };
+            Ok::<_, EngineError>((
+                history.window(window).await?,
+                learn::load_model(history).await?,
+            ))
+        }
+        .await;
+        match loaded {
+            // A shared history that cannot be reached (or used) is always
+            // an error: the operator configured it.
+            Err(EngineError::History(
+                e @ (HistoryError::Unreachable { .. }
+                | HistoryError::Settings { .. }
+                | HistoryError::NewerSchema { .. }),
+            )) => Err(e.into()),
+            Err(e) if dry_run => {
+                tracing::warn!("the history cannot be read ({e}); this dry run goes on without it");
+                Ok((HistoryWindow::default(), ModelState::Missing))
+            }
+            other => other,
+        }
     }
 
     fn check_request(&self, req: &DeploymentRequest) -> Result<(), EngineError> {
@@ -350,7 +461,14 @@ impl Engine {
             baseline.network_latency_ms = crate::monitor::median_latency(&endpoints);
             log.record(Decision::NetworkLatency { endpoints });
         }
-        log.record(Decision::SystemMetrics(baseline));
+        log.record(Decision::SystemMetrics {
+            snapshot: baseline,
+            cpu_basis: self
+                .metering
+                .measures_the_machine()
+                .then(|| self.metering.monitor.cpu_basis())
+                .flatten(),
+        });
         baseline
     }
 
@@ -359,8 +477,8 @@ impl Engine {
     /// of the adaptive choice and a valid `--strategy`. Record that it is
     /// active, and which component answers to `canary` (a plugin file may
     /// override the built-in).
-    fn note_experiments(&self, log: &mut DecisionLog) {
-        if self.config.experimental.enable_canary_deployments {
+    fn note_experiments(&self, config: &Config, log: &mut DecisionLog) {
+        if config.experimental.enable_canary_deployments {
             let source = self
                 .plugins
                 .get("canary")
@@ -370,7 +488,7 @@ impl Engine {
                 switch: "enable_canary_deployments".into(),
                 strategy: "canary".into(),
                 source,
-                adaptive_candidate: self.strategies().iter().any(|s| s == "canary"),
+                adaptive_candidate: self.offered(config).iter().any(|s| s == "canary"),
             });
         }
     }
@@ -402,40 +520,86 @@ impl Engine {
         }
     }
 
-    /// Memory over `thresholds.critical_memory` or free disk under
-    /// `thresholds.min_free_disk_percent` refuses the deployment, unless
-    /// `--force`.
-    fn validate_conditions(
+    /// The strategies this deployment may use: the installed ones, less an
+    /// experimental built-in whose switch is off in this deployment's
+    /// (effective) config. The canary is installed when any environment
+    /// turns it on; it is offered only where the setting is on.
+    pub(super) fn offered(&self, config: &Config) -> Vec<String> {
+        self.strategies()
+            .into_iter()
+            .filter(|name| self.experiment_off(config, name).is_none())
+            .collect()
+    }
+
+    /// The switch of the experimental built-in `name` when it is off in
+    /// `config` (`None`: not experimental, a plugin file, or on).
+    fn experiment_off(&self, config: &Config, name: &str) -> Option<&'static str> {
+        let built_in = self
+            .plugins
+            .get(name)
+            .is_ok_and(|p| matches!(p.source(), PluginSource::BuiltIn));
+        match name {
+            "canary" if built_in && !config.experimental.enable_canary_deployments => {
+                Some("experimental.enable_canary_deployments")
+            }
+            _ => None,
+        }
+    }
+
+    /// `--strategy` naming an experimental built-in that is off in this
+    /// environment is refused (bad input, before anything is written).
+    fn check_offered(
         &self,
         req: &DeploymentRequest,
-        metrics: &Snapshot,
-        log: &mut DecisionLog,
+        environment: Environment,
+        config: &Config,
     ) -> Result<(), EngineError> {
-        let t = &self.config.thresholds;
-        let mut problems = Vec::new();
-        if metrics.memory_percent > t.critical_memory {
-            problems.push(format!(
-                "memory {:.1}% is over thresholds.critical_memory {:.1}%",
-                metrics.memory_percent, t.critical_memory
-            ));
+        if let Some(name) = req.strategy.as_deref()
+            && let Some(switch) = self.experiment_off(config, name)
+        {
+            return Err(EngineError::StrategyNotEnabled {
+                name: name.to_string(),
+                environment,
+                switch: switch.to_string(),
+            });
         }
-        let free = 100.0 - metrics.disk_percent;
-        if free < t.min_free_disk_percent {
-            problems.push(format!(
-                "free disk {:.1}% is under thresholds.min_free_disk_percent {:.1}%",
-                free, t.min_free_disk_percent
-            ));
-        }
-        let passed = problems.is_empty() || req.force;
-        log.record(Decision::Validation {
-            passed,
-            problems: problems.clone(),
-            forced: req.force && !problems.is_empty(),
-        });
-        if passed {
-            Ok(())
-        } else {
-            Err(EngineError::ResourcesTooHigh { problems })
-        }
+        Ok(())
+    }
+}
+
+/// Memory over `thresholds.critical_memory` or free disk under
+/// `thresholds.min_free_disk_percent` refuses the deployment, unless
+/// `--force`.
+fn validate_conditions(
+    config: &Config,
+    req: &DeploymentRequest,
+    metrics: &Snapshot,
+    log: &mut DecisionLog,
+) -> Result<(), EngineError> {
+    let t = &config.thresholds;
+    let mut problems = Vec::new();
+    if metrics.memory_percent > t.critical_memory {
+        problems.push(format!(
+            "memory {:.1}% is over thresholds.critical_memory {:.1}%",
+            metrics.memory_percent, t.critical_memory
+        ));
+    }
+    let free = 100.0 - metrics.disk_percent;
+    if free < t.min_free_disk_percent {
+        problems.push(format!(
+            "free disk {:.1}% is under thresholds.min_free_disk_percent {:.1}%",
+            free, t.min_free_disk_percent
+        ));
+    }
+    let passed = problems.is_empty() || req.force;
+    log.record(Decision::Validation {
+        passed,
+        problems: problems.clone(),
+        forced: req.force && !problems.is_empty(),
+    });
+    if passed {
+        Ok(())
+    } else {
+        Err(EngineError::ResourcesTooHigh { problems })
     }
 }

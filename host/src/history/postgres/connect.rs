@@ -50,7 +50,7 @@ impl Connector {
     pub(crate) fn new(
         url: &HistoryUrl,
         password: Option<&PasswordSource>,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<Connector, HistoryError> {
         let redacted = url.redacted();
         crate::config::check_url(url.expose()).map_err(|reason| HistoryError::Settings {
@@ -160,7 +160,7 @@ fn tls() -> Result<MakeRustlsConnect, HistoryError> {
 fn resolve_password(
     config: &mut tokio_postgres::Config,
     source: Option<&PasswordSource>,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
     url: &str,
 ) -> Result<(), HistoryError> {
     if config.get_password().is_some() {
@@ -197,7 +197,7 @@ fn resolve_password(
 fn password_from_file(
     file: &Path,
     config: &tokio_postgres::Config,
-    env: &dyn Fn(&str) -> Option<String>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Option<String> {
     let text = std::fs::read_to_string(file).ok()?;
     #[cfg(unix)]

@@ -108,7 +108,7 @@ impl PgHistory {
         url: &HistoryUrl,
         password: Option<&PasswordSource>,
         state_dir: &Path,
-        env: &dyn Fn(&str) -> Option<String>,
+        env: &(dyn Fn(&str) -> Option<String> + Sync),
     ) -> Result<PgHistory, HistoryError> {
         let connector = Connector::new(url, password, env)?;
         let pool = connector.pool()?;
@@ -356,8 +356,8 @@ impl PgHistory {
     ) -> Result<(), Failure> {
         let old = tx
             .query_opt(
-                "SELECT counted, strategy, environment, services, success, duration_s, started_ms \
-                 FROM adeploy_deployments WHERE id = $1 FOR UPDATE",
+                "SELECT counted, strategy, environment, services, success, duration_s, started_ms, \
+                 has_features FROM adeploy_deployments WHERE id = $1 FOR UPDATE",
                 &[&record.id],
             )
             .await
@@ -371,6 +371,7 @@ impl PgHistory {
                     success: row.get::<_, Option<bool>>(4).unwrap_or(false),
                     duration_s: row.get::<_, Option<f64>>(5).unwrap_or(0.0),
                     started_ms: row.get(6),
+                    has_features: row.get(7),
                 })
             });
         let new = Contribution::of(record);
@@ -379,11 +380,12 @@ impl PgHistory {
         services.dedup();
         tx.execute(
             "INSERT INTO adeploy_deployments (id, started_ms, status, counted, strategy, environment, \
-             services, success, duration_s, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             services, success, duration_s, body, has_features) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (id) DO UPDATE SET started_ms = excluded.started_ms, status = excluded.status, \
              counted = excluded.counted, strategy = excluded.strategy, environment = excluded.environment, \
              services = excluded.services, success = excluded.success, duration_s = excluded.duration_s, \
-             body = excluded.body",
+             body = excluded.body, has_features = excluded.has_features",
             &[
                 &record.id,
                 &record.started_at.timestamp_millis(),
@@ -395,6 +397,7 @@ impl PgHistory {
                 &record.success,
                 &new.as_ref().map(|c| c.duration_s).or(record.duration_s),
                 &codec::compress(json),
+                &record.features.is_some(),
             ],
         )
         .await
@@ -426,7 +429,7 @@ impl PgHistory {
             .map_err(self.sort("update the aggregates"))?;
             let row = tx
                 .query_one(
-                    "SELECT deployments, successes, duration_s_total, last_started_ms \
+                    "SELECT deployments, successes, duration_s_total, last_started_ms, with_features \
                      FROM adeploy_agg_strategy WHERE strategy = $1 AND environment = $2 FOR UPDATE",
                     &[strategy, environment],
                 )
@@ -439,6 +442,7 @@ impl PgHistory {
                 successes: row.get::<_, i64>(1).max(0) as u64,
                 duration_s_total: row.get(2),
                 last_started_at: row.get::<_, Option<i64>>(3).and_then(from_ms),
+                with_features: row.get::<_, i64>(4).max(0) as u64,
             };
             let next = aggregate::apply_strategy(
                 Some(current),
@@ -449,7 +453,8 @@ impl PgHistory {
             );
             tx.execute(
                 "UPDATE adeploy_agg_strategy SET deployments = $3, successes = $4, \
-                 duration_s_total = $5, last_started_ms = $6 WHERE strategy = $1 AND environment = $2",
+                 duration_s_total = $5, last_started_ms = $6, with_features = $7 \
+                 WHERE strategy = $1 AND environment = $2",
                 &[
                     strategy,
                     environment,
@@ -457,6 +462,7 @@ impl PgHistory {
                     &(next.successes as i64),
                     &next.duration_s_total,
                     &next.last_started_at.map(|t| t.timestamp_millis()),
+                    &(next.with_features as i64),
                 ],
             )
             .await
@@ -640,6 +646,11 @@ impl PgHistory {
         self.journal.pending_items()
     }
 
+    /// The local journal's file (in the state directory).
+    pub fn journal_path(&self) -> std::path::PathBuf {
+        self.journal.path()
+    }
+
     fn encode_error(&self, key: &str, source: serde_json::Error) -> HistoryError {
         HistoryError::Encode {
             path: self.url().into(),
@@ -759,7 +770,8 @@ impl PgHistory {
                 "read the aggregates",
                 c.query(
                     "SELECT strategy, environment, deployments, successes, duration_s_total, \
-                     last_started_ms FROM adeploy_agg_strategy ORDER BY strategy, environment",
+                     last_started_ms, with_features FROM adeploy_agg_strategy \
+                     ORDER BY strategy, environment",
                     &[],
                 ),
             )
@@ -787,6 +799,7 @@ impl PgHistory {
                         successes: r.get::<_, i64>(3).max(0) as u64,
                         duration_s_total: r.get(4),
                         last_started_at: r.get::<_, Option<i64>>(5).and_then(from_ms),
+                        with_features: r.get::<_, i64>(6).max(0) as u64,
                     })
                     .collect(),
                 by_service: services

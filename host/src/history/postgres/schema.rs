@@ -19,7 +19,7 @@ use tokio_postgres::error::SqlState;
 use crate::history::HistoryError;
 
 /// The newest schema version this adeploy knows.
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// Advisory lock key (transaction scope) that serialises migrations.
 const MIGRATION_LOCK: i64 = 0x6164_6570_6c6f_7931; // "adeploy1"
@@ -27,7 +27,8 @@ const MIGRATION_LOCK: i64 = 0x6164_6570_6c6f_7931; // "adeploy1"
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
 /// Identifiers are `COLLATE "C"`, so that listings and exports order ids by
 /// bytes, as the redb backend does.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE adeploy_deployments (
     id          text COLLATE "C" PRIMARY KEY,
     started_ms  bigint NOT NULL,
@@ -99,7 +100,15 @@ CREATE TABLE adeploy_locks (
     since         timestamptz NOT NULL,
     backend_pid   integer NOT NULL
 );
-"#];
+"#,
+    // 2: the aggregates count the deployments whose record holds its feature
+    // context (the model's training rows); `has_features` is filled in from
+    // the records by `backfill_features` in the same transaction.
+    r#"
+ALTER TABLE adeploy_deployments ADD COLUMN has_features boolean NOT NULL DEFAULT false;
+ALTER TABLE adeploy_agg_strategy ADD COLUMN with_features bigint NOT NULL DEFAULT 0;
+"#,
+];
 
 /// Checks the schema version and applies missing migrations.
 pub(crate) async fn ensure(client: &mut Client, url: &str) -> Result<(), HistoryError> {
@@ -154,6 +163,9 @@ pub(crate) async fn ensure(client: &mut Client, url: &str) -> Result<(), History
         tx.batch_execute(sql)
             .await
             .map_err(fail("apply a schema migration"))?;
+        if version == 2 {
+            backfill_features(&tx, url).await?;
+        }
         tx.execute(
             "INSERT INTO adeploy_schema_version (version, applied_by) VALUES ($1, $2)",
             &[&(version as i32), &by],
@@ -165,6 +177,52 @@ pub(crate) async fn ensure(client: &mut Client, url: &str) -> Result<(), History
     tx.commit()
         .await
         .map_err(fail("commit the schema migration"))
+}
+
+/// Migration 2's data step: `has_features` of every counted deployment from
+/// its record, then `with_features` of every strategy aggregate. The
+/// records are compressed JSON, so this is done here rather than in SQL.
+async fn backfill_features(
+    tx: &tokio_postgres::Transaction<'_>,
+    url: &str,
+) -> Result<(), HistoryError> {
+    let fail = |action: &'static str| {
+        move |e: tokio_postgres::Error| HistoryError::Postgres {
+            url: url.to_string(),
+            action,
+            source: Box::new(e),
+        }
+    };
+    let rows = tx
+        .query(
+            "SELECT id, body FROM adeploy_deployments WHERE counted",
+            &[],
+        )
+        .await
+        .map_err(fail("read the deployments to migrate"))?;
+    let with: Vec<String> = rows
+        .iter()
+        .filter(|row| {
+            crate::history::codec::decode_record::<crate::history::DeploymentRecord>(
+                &row.get::<_, Vec<u8>>(1),
+            )
+            .is_ok_and(|r| r.features.is_some())
+        })
+        .map(|row| row.get(0))
+        .collect();
+    tx.execute(
+        "UPDATE adeploy_deployments SET has_features = true WHERE id = ANY($1)",
+        &[&with],
+    )
+    .await
+    .map_err(fail("mark the deployments with features"))?;
+    tx.execute(
+        "UPDATE adeploy_agg_strategy a SET with_features = (SELECT count(*) FROM adeploy_deployments d          WHERE d.counted AND d.has_features AND d.strategy = a.strategy AND d.environment = a.environment)",
+        &[],
+    )
+    .await
+    .map_err(fail("count the deployments with features"))?;
+    Ok(())
 }
 
 /// The highest applied version; 0 for a database adeploy never used.

@@ -503,6 +503,58 @@ fn a_schema_1_file_is_migrated_keeping_every_record() {
     assert!(txn.open_table(V1_DECISIONS).is_err());
 }
 
+#[test]
+fn a_schema_2_file_gets_its_training_rows_counted_and_its_running_deployments_indexed() {
+    // Version 2 aggregates had no `with_features`, and there was no index
+    // of running deployments: the migration to 3 rebuilds both.
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(dir.path()).unwrap();
+    history
+        .put_deployment(&featured(finished("a", 10, true, 30)))
+        .unwrap();
+    history
+        .put_deployment(&finished("b", 20, false, 30))
+        .unwrap();
+    history
+        .put_deployment(&featured(finished("c", 30, true, 30)))
+        .unwrap();
+    history
+        .put_deployment(&deployment("cut-off", 40, DeploymentStatus::Running))
+        .unwrap();
+    let path = history.path().to_path_buf();
+    put_raw(&path, |txn| {
+        let running: redb::TableDefinition<&str, ()> =
+            redb::TableDefinition::new("running_deployments");
+        txn.delete_table(running).unwrap();
+        txn.open_table(META)
+            .unwrap()
+            .insert("schema_version", 2)
+            .unwrap();
+        let mut table = txn.open_table(super::super::store::AGG_STRATEGY).unwrap();
+        let v2 = br#"{"strategy":"balanced","environment":"staging","deployments":3,"successes":2,"duration_s_total":90.0,"last_started_at":null}"#;
+        table
+            .insert(("balanced", "staging"), v2.as_slice())
+            .unwrap();
+    });
+    let history = History::open(dir.path()).unwrap();
+    let agg = history.aggregates().unwrap();
+    assert_eq!(
+        (agg.deployments(), agg.successes(), agg.with_features()),
+        (3, 2, 2)
+    );
+    assert_eq!(agg.by_service.len(), 2, "{:?}", agg.by_service);
+    let lock = RunLock::acquire(dir.path(), Duration::ZERO).unwrap();
+    assert_eq!(history.recover_interrupted(&lock).unwrap(), ["cut-off"]);
+    assert_eq!(
+        history.recover_interrupted(&lock).unwrap(),
+        Vec::<String>::new()
+    );
+    let db = redb::ReadOnlyDatabase::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let version = txn.open_table(META).unwrap().get("schema_version").unwrap();
+    assert_eq!(version.map(|v| v.value()), Some(SCHEMA_VERSION));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_run_names_the_holder_of_the_state_directory() {
     let dir = tempfile::tempdir().unwrap();

@@ -20,6 +20,7 @@ matrix!(
     undecodable_records_are_skipped_and_the_rest_listed,
     aggregates_follow_outcomes_and_replacements,
     the_window_is_the_newest_records_and_the_aggregates,
+    the_aggregates_count_the_training_rows,
     detail_is_one_deployment_with_its_decisions_and_samples,
     downsampling_keeps_the_means_of_old_deployments_only,
     export_then_import_preserves_every_record_byte_for_byte,
@@ -509,6 +510,40 @@ async fn the_window_is_the_newest_records_and_the_aggregates(kind: Kind) {
     assert_eq!(ids(&window.recent), ["d29", "d28", "d27", "d26", "d25"]);
     assert_eq!(window.aggregates.deployments(), 30);
     assert_eq!(window.aggregates.successes(), 20);
+    assert_eq!(window.aggregates.with_features(), 0);
+}
+
+async fn the_aggregates_count_the_training_rows(kind: Kind) {
+    let f = Fixture::new(kind).await;
+    let history = &f.store;
+    for i in 0..10 {
+        let record = finished(&format!("d{i}"), i * 100, true, 50);
+        let record = if i < 7 { featured(record) } else { record };
+        history.put_deployment(&record).await.unwrap();
+    }
+    // Not counted: still running (no outcome yet).
+    history
+        .put_deployment(&featured(deployment(
+            "running",
+            5_000,
+            DeploymentStatus::Running,
+        )))
+        .await
+        .unwrap();
+    let agg = history.aggregates().await.unwrap();
+    assert_eq!((agg.deployments(), agg.with_features()), (10, 7));
+    // Replacing a record replaces its contribution.
+    history
+        .put_deployment(&finished("d0", 0, true, 50))
+        .await
+        .unwrap();
+    history
+        .put_deployment(&featured(finished("d9", 900, false, 50)))
+        .await
+        .unwrap();
+    let agg = history.aggregates().await.unwrap();
+    assert_eq!((agg.deployments(), agg.with_features()), (10, 7));
+    assert_eq!(agg.successes(), 9);
 }
 
 async fn detail_is_one_deployment_with_its_decisions_and_samples(kind: Kind) {

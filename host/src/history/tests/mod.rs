@@ -1,5 +1,6 @@
 //! Tests on real redb files in temporary directories and a real PostgreSQL
-//! server started by the tests (`pg_server.rs`).
+//! server started by the tests (`adeploy_fixtures::pg_server`, shared with
+//! the CLI's tests).
 //!
 //! `matrix_tests.rs` holds the behaviour both backends must share; each of its
 //! cases runs once per backend (the [`matrix!`] macro writes the two test
@@ -14,10 +15,10 @@ use chrono::{DateTime, TimeZone, Utc};
 use super::store::{CHUNKS, DEPLOYMENTS, DEPLOYMENTS_BY_START};
 use super::*;
 use crate::config::HistoryUrl;
+use adeploy_fixtures::pg_server;
 
 mod embedded_tests;
 mod matrix_tests;
-mod pg_server;
 mod pg_tests;
 
 pub(crate) fn at(seconds: i64) -> DateTime<Utc> {
@@ -45,6 +46,29 @@ pub(crate) fn finished(id: &str, started: i64, success: bool, duration: i64) -> 
     };
     r.finish(status, at(started + duration));
     r
+}
+
+/// `record` with a feature context (a training row of the model).
+pub(crate) fn featured(mut record: DeploymentRecord) -> DeploymentRecord {
+    record.features = Some(FeatureContext {
+        cpu_percent: 10.0,
+        memory_percent: 20.0,
+        disk_percent: 30.0,
+        load_per_core: 0.2,
+        network_latency_ms: None,
+        environment: crate::config::Environment::Staging,
+        size_ordinal: 1.0,
+        service_count: 2.0,
+        hour: 12.0,
+        weekday: 2.0,
+        success_rate_overall: 0.5,
+        success_rate_strategy: 0.5,
+        recent_failures: 0.0,
+        mean_duration_min: 1.0,
+        service_success_min: None,
+        service_success_product: None,
+    });
+    record
 }
 
 pub(crate) fn ids(records: &[DeploymentRecord]) -> Vec<&str> {
@@ -227,5 +251,8 @@ pub(crate) fn step(service: &str, wave: u32, message: &str) -> StepRecord {
         message: message.into(),
         rolled_back: None,
         rollback_message: None,
+        version: None,
+        previous_version: None,
+        phases: Vec::new(),
     }
 }

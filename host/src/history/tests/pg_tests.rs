@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::pg_server::{self, PW_PASSWORD, PW_USER, PgServer};
 use super::*;
 use crate::config::PasswordSource;
+use adeploy_fixtures::pg_server::{self, PW_PASSWORD, PW_USER, PgServer};
 
 fn closed_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -166,6 +166,59 @@ async fn a_newer_schema_is_refused_and_left_untouched() {
     // Untouched: the record is still there, the version row too.
     assert_eq!(ids(&store.list_deployments(10).await.unwrap()), ["d1"]);
     assert_eq!(pg.schema_version().await.unwrap(), PG_SCHEMA_VERSION + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_1_database_gets_its_training_rows_counted() {
+    let url = shared_database().await;
+    let store = connect_env(&url, None, &|_| None).await.unwrap();
+    store
+        .put_deployment(&featured(finished("a", 10, true, 30)))
+        .await
+        .unwrap();
+    store
+        .put_deployment(&finished("b", 20, false, 30))
+        .await
+        .unwrap();
+    store
+        .put_deployment(&featured(finished("c", 30, false, 30)))
+        .await
+        .unwrap();
+    // Back to version 1, as a database that adeploy 0.1 phase 1 created.
+    let pg = store.as_postgres().unwrap();
+    pg.execute_raw(
+        "ALTER TABLE adeploy_deployments DROP COLUMN has_features",
+        &[],
+    )
+    .await
+    .unwrap();
+    pg.execute_raw(
+        "ALTER TABLE adeploy_agg_strategy DROP COLUMN with_features",
+        &[],
+    )
+    .await
+    .unwrap();
+    pg.execute_raw("DELETE FROM adeploy_schema_version WHERE version > 1", &[])
+        .await
+        .unwrap();
+    drop(store);
+
+    let store = connect_env(&url, None, &|_| None).await.unwrap();
+    assert_eq!(
+        store.as_postgres().unwrap().schema_version().await.unwrap(),
+        PG_SCHEMA_VERSION
+    );
+    let agg = store.aggregates().await.unwrap();
+    assert_eq!(
+        (agg.deployments(), agg.successes(), agg.with_features()),
+        (3, 1, 2)
+    );
+    // Later writes keep it up to date.
+    store
+        .put_deployment(&finished("a", 10, true, 30))
+        .await
+        .unwrap();
+    assert_eq!(store.aggregates().await.unwrap().with_features(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,15 @@ pub struct DecisionView {
     pub details: Value,
 }
 
+impl DecisionView {
+    /// The decision as one readable line ([`Decision::summary`](crate::report::Decision::summary)):
+    /// the same sentence `run` and `report` print. A type or shape this
+    /// version does not know reads generically.
+    pub fn summary(&self) -> String {
+        crate::report::Decision::from_parts(&self.decision_type, self.details.clone()).summary()
+    }
+}
+
 /// The plan, as much of it as the pages show.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

@@ -151,7 +151,7 @@ fn summary(doc: &Document) -> Markup {
                     "Plan: " (p.waves.len()) " wave(s), concurrency " (p.concurrency)
                     @if p.health_checks { ", " (p.samples) " health sample(s) every " (p.interval_ms) " ms" }
                     @if p.soak_s > 0 { ", soak " (p.soak_s) " s" }
-                    ", at most " (p.max_failures) " failure(s), rollback scope " (p.rollback_scope) "."
+                    ", at most " (p.max_failures) " failure(s), rollback scope " (crate::report::summary::legacy_words(&p.rollback_scope)) "."
                 }
                 @if !p.warnings.is_empty() {
                     ul class="notes" { @for w in &p.warnings { li { "⚠ " (w) } } }
@@ -654,6 +654,8 @@ fn decisions_section(doc: &Document) -> Markup {
                                 }
                             }
                             strong { (d.decision_type.replace('_', " ")) }
+                            " "
+                            span class="summary" { (d.summary()) }
                             @let rows = detail_rows(&d.details);
                             @if !rows.is_empty() {
                                 dl { @for (k, v) in rows { dt { (k) } dd { (v) } } }

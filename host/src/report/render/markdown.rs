@@ -7,10 +7,8 @@
 //! backslash-escaped or written as an entity, and newlines become spaces,
 //! so a service name or message stays one inert line of text.
 
-use serde_json::Value;
-
 use super::document::{Document, Outcome};
-use super::svg::{duration, num};
+use super::svg::duration;
 
 /// Steps listed one by one up to this many; beyond, only the ones that did
 /// not succeed (a summary is read at a glance).
@@ -192,10 +190,9 @@ pub fn summary(doc: &Document) -> String {
         ));
         for (i, d) in doc.decision_process.iter().enumerate().take(MAX_DECISIONS) {
             out.push_str(&format!(
-                "{}. {}{}\n",
+                "{}. {}\n",
                 i + 1,
-                escape(&d.decision_type.replace('_', " ")),
-                brief(&d.details)
+                escape(&shorten(&d.summary(), 300))
             ));
         }
         if doc.decision_process.len() > MAX_DECISIONS {
@@ -207,35 +204,6 @@ pub fn summary(doc: &Document) -> String {
         out.push_str("\n</details>\n");
     }
     out
-}
-
-/// Up to four scalar details, `key value`, on one line.
-fn brief(v: &Value) -> String {
-    let Value::Object(m) = v else {
-        return String::new();
-    };
-    let parts: Vec<String> = m
-        .iter()
-        .filter_map(|(k, v)| {
-            let text = match v {
-                Value::String(s) => shorten(s, 60),
-                Value::Number(n) => n.as_f64().map(|f| num(f, 3)).unwrap_or_default(),
-                Value::Bool(b) => b.to_string(),
-                _ => return None,
-            };
-            Some(format!(
-                "{} {}",
-                escape(&k.replace('_', " ")),
-                escape(&text)
-            ))
-        })
-        .take(4)
-        .collect();
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" — {}", parts.join(", "))
-    }
 }
 
 fn shorten(s: &str, max: usize) -> String {
