@@ -89,6 +89,14 @@ struct Binding {
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Why a cached artefact is not used.
+enum Unbound {
+    /// It or its binding is not there (an older adeploy's entry).
+    Missing(String),
+    /// The binding does not check out: someone changed the entry.
+    Bad(String),
+}
+
 impl ComponentCache {
     pub fn new(engine: &Engine, dir: Option<PathBuf>) -> ComponentCache {
         let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -139,29 +147,40 @@ impl ComponentCache {
     /// removed (and reported).
     fn verified(&self, digest: &str, path: &Path) -> Option<Vec<u8>> {
         let sidecar = mac_path(path);
-        let check = || -> Result<Vec<u8>, String> {
-            let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
-            let text = std::fs::read(&sidecar).map_err(|e| format!("no binding ({e})"))?;
-            let b: Binding =
-                serde_json::from_slice(&text).map_err(|e| format!("unreadable binding ({e})"))?;
+        let check = || -> Result<Vec<u8>, Unbound> {
+            let bytes = std::fs::read(path).map_err(|e| Unbound::Missing(e.to_string()))?;
+            let text = std::fs::read(&sidecar)
+                .map_err(|e| Unbound::Missing(format!("no binding ({e})")))?;
+            let b: Binding = serde_json::from_slice(&text)
+                .map_err(|e| Unbound::Bad(format!("unreadable binding ({e})")))?;
             let actual = hex::encode(Sha256::digest(&bytes));
             if b.component_sha256 != digest || b.engine != self.engine_key {
-                return Err("bound to another component or engine".to_string());
+                return Err(Unbound::Bad("bound to another component or engine".into()));
             }
             if b.artifact_sha256 != actual {
-                return Err("the artifact is not the one that was compiled".to_string());
+                return Err(Unbound::Bad(
+                    "the artifact is not the one that was compiled".into(),
+                ));
             }
             let mac = self
                 .mac(digest, &actual)
-                .ok_or_else(|| "no key".to_string())?;
-            let tag = hex::decode(&b.mac).map_err(|_| "malformed MAC".to_string())?;
+                .ok_or_else(|| Unbound::Bad("no key".into()))?;
+            let tag = hex::decode(&b.mac).map_err(|_| Unbound::Bad("malformed MAC".into()))?;
             mac.verify_slice(&tag)
-                .map_err(|_| "the MAC does not match".to_string())?;
+                .map_err(|_| Unbound::Bad("the MAC does not match".into()))?;
             Ok(bytes)
         };
         match check() {
             Ok(bytes) => Some(bytes),
-            Err(why) => {
+            Err(Unbound::Missing(why)) => {
+                // An entry of an older adeploy (or a crash between the two
+                // writes): recompiled, nothing suspicious.
+                tracing::debug!(path = %path.display(), "recompiling cached component: {why}");
+                let _ = std::fs::remove_file(path);
+                let _ = std::fs::remove_file(&sidecar);
+                None
+            }
+            Err(Unbound::Bad(why)) => {
                 tracing::warn!(path = %path.display(), "discarding cached component: {why}");
                 let _ = std::fs::remove_file(path);
                 let _ = std::fs::remove_file(&sidecar);
@@ -283,12 +302,12 @@ fn prepare(dir: &Path) -> std::io::Result<[u8; 32]> {
                 m.uid()
             )));
         }
-        Ok(m) if m.mode() & 0o077 != 0 => {
+        Ok(m) if m.mode() & 0o022 != 0 => {
             // Ours, but others could have written to it: nothing in it can
             // be trusted. Start again, private.
             tracing::warn!(
                 dir = %dir.display(),
-                "the component cache was open to others (mode {:o}): emptied and recreated with mode 0700",
+                "the component cache was writable by others (mode {:o}): emptied and recreated with mode 0700",
                 m.mode() & 0o7777
             );
             std::fs::remove_dir_all(dir)?;

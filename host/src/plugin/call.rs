@@ -124,8 +124,10 @@ impl LiftLimit {
 }
 
 /// The most time `describe` may take while a plugin is loaded, whatever the
-/// plugin's own deadline: loading must stay quick.
-const DESCRIBE_DEADLINE: Duration = Duration::from_millis(1000);
+/// plugin's own deadline: loading must stay quick. (The plugin's own
+/// deadline applies below it: a JavaScript or Python component needs more
+/// than a Rust one to start on a busy machine.)
+const DESCRIBE_DEADLINE: Duration = Duration::from_millis(5000);
 
 impl Plugin {
     /// Runs `body` in a fresh store under the plugin's memory cap, its
