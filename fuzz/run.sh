@@ -34,6 +34,11 @@ if [ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VE
     cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
 
+# The built-in plugins (wasm32-wasip2 guests, built by host/build.rs) are
+# built with the pinned toolchain, which has the wasm target; the nightly
+# that builds the fuzz targets may not (and cannot fetch it offline).
+export ADEPLOY_GUEST_TOOLCHAIN="${ADEPLOY_GUEST_TOOLCHAIN:-$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)}"
+
 build_args=(--sanitizer "$SANITIZER")
 if [ -n "${JOBS:-}" ]; then build_args+=(--jobs "$JOBS"); fi
 cargo +nightly fuzz build "${build_args[@]}"
