@@ -69,7 +69,9 @@ pub fn target_dir(out_dir: &Path) -> Result<PathBuf, String> {
 const GUEST_TOOLCHAIN: &str = "ADEPLOY_GUEST_TOOLCHAIN";
 
 fn guest_toolchain() -> Option<String> {
-    std::env::var(GUEST_TOOLCHAIN).ok().filter(|t| !t.is_empty())
+    std::env::var(GUEST_TOOLCHAIN)
+        .ok()
+        .filter(|t| !t.is_empty())
 }
 
 /// Installs the wasm32-wasip2 standard library with rustup when the toolchain
