@@ -114,6 +114,7 @@ async fn lists_of_empty_entries_are_refused_while_they_are_lifted() {
 
 #[tokio::test]
 async fn non_finite_and_overflowing_numbers_are_refused_at_the_boundary() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let host = host(empty_world(root.path()));
     for (mode, what) in [
@@ -147,6 +148,7 @@ async fn non_finite_and_overflowing_numbers_are_refused_at_the_boundary() {
 
 #[tokio::test]
 async fn read_file_refuses_a_fifo_without_opening_it() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("granted")).unwrap();
     let fifo = root.path().join("granted/fifo");
@@ -181,6 +183,7 @@ async fn read_file_refuses_a_fifo_without_opening_it() {
 
 #[tokio::test]
 async fn a_plugin_sleeping_through_wasi_is_stopped_at_its_deadline() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let host = host(empty_world(root.path()));
     let started = Instant::now();
@@ -210,6 +213,7 @@ async fn a_plugin_sleeping_through_wasi_is_stopped_at_its_deadline() {
 
 #[tokio::test]
 async fn an_absolute_link_in_the_root_resolves_inside_the_root() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     // The image: /var/run -> /run (absolute, as in every Debian image) and
     // /run/adeploy-test-…/token. The host gets a file of the same name in
     // its own /run with other content: what the plugin reads must be the
@@ -257,6 +261,7 @@ async fn an_absolute_link_in_the_root_resolves_inside_the_root() {
 
 #[tokio::test]
 async fn exit_is_named_as_such() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let host = host(empty_world(root.path()));
     let err = hostile_plan(
@@ -286,6 +291,7 @@ async fn exit_is_named_as_such() {
 
 #[tokio::test]
 async fn a_plan_deploying_a_dependent_first_is_a_plan_error() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let host = host(empty_world(root.path()));
     let err = hostile_plan(
@@ -315,6 +321,7 @@ async fn a_plan_deploying_a_dependent_first_is_a_plan_error() {
 
 #[tokio::test]
 async fn a_looping_describe_is_refused_at_load_as_bad_input() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let host = host(empty_world(root.path()));
     let started = Instant::now();
@@ -349,6 +356,7 @@ async fn a_looping_describe_is_refused_at_load_as_bad_input() {
 
 #[tokio::test]
 async fn floods_of_logs_and_denials_are_held_to_a_few_events() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let host = host(empty_world(root.path()));
     for mode in ["log-flood", "deny-flood"] {
@@ -392,6 +400,7 @@ fn cache_host(dir: &Path, world_root: &Path) -> PluginHost {
 
 #[tokio::test]
 async fn a_cache_open_to_others_is_emptied_and_made_private() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     use std::os::unix::fs::PermissionsExt;
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("components");
@@ -426,6 +435,7 @@ async fn a_cache_open_to_others_is_emptied_and_made_private() {
 
 #[tokio::test]
 async fn a_swapped_compiled_artefact_is_discarded_and_the_pinned_component_runs() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let base = tempfile::tempdir().unwrap();
     let dir = base.path().join("components");
     let h = cache_host(&dir, base.path());
@@ -572,6 +582,7 @@ fn prepare(setup: Setup, w: &World) -> (PathBuf, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_plugin_combination_skips_an_approval_the_operator_signal_requires() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let mut checked = 0;
     for setup in SETUPS {
         for signal in [Signal::Flag, Signal::Variable, Signal::VariableAgainstFlag] {
@@ -682,6 +693,7 @@ async fn no_plugin_combination_skips_an_approval_the_operator_signal_requires() 
 
 #[tokio::test]
 async fn wasi_gives_clocks_and_random_but_no_files_sockets_or_environment() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let root = tempfile::tempdir().unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -719,6 +731,7 @@ async fn wasi_gives_clocks_and_random_but_no_files_sockets_or_environment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_time_covers_detection_and_planning() {
+    let _heavy = crate::common::MEMORY_HEAVY.lock().await;
     let w = World::new();
     let mut entries = String::new();
     for i in 0..12 {
