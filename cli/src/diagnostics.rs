@@ -215,6 +215,29 @@ impl CommandOutput for Output {
                 .map(|l| format!(", last {l}"))
                 .unwrap_or_default()
         ));
+        for c in &d.containers {
+            s.push_str(&format!(
+                "container {}{} [{}] via {}: {}\n",
+                c.service,
+                c.host.as_ref().map(|h| format!("@{h}")).unwrap_or_default(),
+                status(c.status),
+                c.runtime.as_deref().unwrap_or("no runtime"),
+                c.message
+            ));
+            for f in &c.containers {
+                s.push_str(&format!(
+                    "  {} {} {} {}{}{}\n",
+                    f.name,
+                    f.status,
+                    f.image,
+                    f.digest,
+                    f.since
+                        .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M:%S UTC")))
+                        .unwrap_or_default(),
+                    if f.owned { "" } else { " (not adeploy's)" }
+                ));
+            }
+        }
         s.push_str(&format!("model: {} — {}\n", d.model.method, d.model.detail));
         s.push_str(&format!(
             "config: {} (valid; services: {})\n",

@@ -42,6 +42,8 @@ fn context(rng: &mut StdRng) -> FeatureContext {
         mean_duration_min: rng.gen_range(1.0..30.0),
         service_success_min: Some(rng.gen_range(0.3..1.0)),
         service_success_product: Some(rng.gen_range(0.6..1.0)),
+        image_bucket: None,
+        image_success_min: None,
     }
 }
 

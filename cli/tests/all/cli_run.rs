@@ -485,6 +485,7 @@ fn list_shows_the_per_host_results_of_fleet_steps() {
         version: None,
         previous_version: None,
         phases: Vec::new(),
+        container: None,
     };
     let mut record = DeploymentRecord::running("deploy_1", chrono::Utc::now());
     record.strategy = "conservative".into();
@@ -597,7 +598,7 @@ fn a_misspelt_feature_weight_is_refused_with_its_position() {
         .unwrap_or_else(|| panic!("{err}"));
     assert!(
         line.contains("config.yaml:")
-            && line.contains(":5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, cpu_percent"),
+            && line.contains(":5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, image_history, cpu_percent"),
         "{err}"
     );
     assert!(!w.state().exists(), "bad input leaves no trace");

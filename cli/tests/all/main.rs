@@ -9,6 +9,10 @@ mod analysis_flow;
 mod cli;
 mod cli_run;
 mod common;
+#[allow(dead_code)]
+#[path = "../../../host/tests/all/container_support.rs"]
+mod container_support;
+mod containers;
 mod demo_port;
 mod diagnostics;
 mod examples;

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 mod analysis;
+pub mod container;
 mod environments;
 mod history;
 pub mod placeholders;
@@ -350,7 +351,8 @@ impl Config {
     fn validate_services(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let err = |keys: &[&str], message: String| error_at(path, text, keys, message);
         for (name, s) in &self.services {
-            if s.deploy.is_none() {
+            container::validate(name, s, &err)?;
+            if s.deploy.is_none() && s.target != TargetKind::Container {
                 return Err(err(
                     &["services", name],
                     "has no `deploy` command".to_string(),
@@ -386,6 +388,7 @@ impl Config {
                     ));
                 }
                 if let Some(addr) = &h.tcp
+                    && !(s.target == TargetKind::Container && addr.contains("${ADEPLOY_"))
                     && addr
                         .rsplit_once(':')
                         .is_none_or(|(_, p)| p.parse::<u16>().is_err())
@@ -435,7 +438,7 @@ impl Config {
         let Some(s) = self.services.get(name) else {
             return Vec::new();
         };
-        if s.target != TargetKind::Ssh {
+        if !s.is_fleet() {
             return Vec::new();
         }
         self.inventory
@@ -458,7 +461,7 @@ impl Config {
         s: &ServiceConfig,
         err: &dyn Fn(&[&str], String) -> ConfigError,
     ) -> Result<(), ConfigError> {
-        let fleet = s.target == TargetKind::Ssh;
+        let fleet = s.is_fleet();
         if !fleet && (!s.hosts.is_empty() || !s.host_labels.is_empty()) {
             return Err(err(
                 &["services", name, "hosts"],
@@ -469,7 +472,8 @@ impl Config {
             if s.health.as_ref().and_then(|h| h.from) == Some(HealthFrom::Remote) {
                 return Err(err(
                     &["services", name, "health", "from"],
-                    "`from: remote` needs `target: ssh`".to_string(),
+                    "`from: remote` needs `target: ssh` (or a container service with hosts)"
+                        .to_string(),
                 ));
             }
             return Ok(());
@@ -973,7 +977,7 @@ mod tests {
         let e = err("ml_config:\n  feature_weights:\n    system_cpu: 2\n    sytem_memory: 3\n");
         assert!(
             e.starts_with(
-                "my.yaml:4:5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, cpu_percent,"
+                "my.yaml:4:5: ml_config.feature_weights.sytem_memory: unknown feature \"sytem_memory\"; the known ones are system_cpu, historical_success_rate, environment_type, service_history, image_history, cpu_percent,"
             ),
             "{e}"
         );
@@ -1091,7 +1095,7 @@ mod tests {
                     "",
                 ),
                 "expect_body",
-                "services.api.health.expect_body: unknown placeholder ${ADEPLOY_VERISON} (known: ${ADEPLOY_SERVICE}, ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_ENVIRONMENT}, ${ADEPLOY_VERSION}, ${ADEPLOY_PREVIOUS_VERSION}, ${ADEPLOY_HOST})",
+                "services.api.health.expect_body: unknown placeholder ${ADEPLOY_VERISON} (known: ${ADEPLOY_SERVICE}, ${ADEPLOY_DEPLOYMENT_ID}, ${ADEPLOY_ENVIRONMENT}, ${ADEPLOY_VERSION}, ${ADEPLOY_PREVIOUS_VERSION}, ${ADEPLOY_HOST}, ${ADEPLOY_HOST_ADDRESS}, ${ADEPLOY_PORT})",
             ),
             (
                 service(

@@ -28,6 +28,14 @@ pub const PLACEHOLDERS: &[(&str, &str)] = &[
         "ADEPLOY_HOST",
         "the fleet host of the step (`localhost` for a local service)",
     ),
+    (
+        "ADEPLOY_HOST_ADDRESS",
+        "the fleet host's address (`127.0.0.1` for a local service)",
+    ),
+    (
+        "ADEPLOY_PORT",
+        "a blue-green container's slot port (the new container's)",
+    ),
 ];
 
 const PREFIX: &str = "${ADEPLOY_";

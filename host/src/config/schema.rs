@@ -372,6 +372,41 @@ pub enum TargetKind {
     Local,
     /// Commands on the inventory hosts, over the system OpenSSH client.
     Ssh,
+    /// A container image run by podman or docker: here, or with `hosts` /
+    /// `host_labels` on those inventory hosts over ssh.
+    Container,
+}
+
+/// `services.<name>.runtime`: the container runtime a `target: container`
+/// service runs under.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerRuntime {
+    Podman,
+    Docker,
+}
+
+impl ContainerRuntime {
+    /// The program's name.
+    pub fn program(self) -> &'static str {
+        match self {
+            ContainerRuntime::Podman => "podman",
+            ContainerRuntime::Docker => "docker",
+        }
+    }
+}
+
+/// `services.<name>.strategy_mode`: how a container replaces the running one.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainerMode {
+    /// Stop the old container, start the new one (the old one is kept,
+    /// stopped, until the deployment is recorded).
+    #[default]
+    Replace,
+    /// Start the new one beside the old one on the other slot's port, judge
+    /// it, run `switch`, then stop the old one.
+    BlueGreen,
 }
 
 /// `services.<name>`.
@@ -406,6 +441,48 @@ pub struct ServiceConfig {
     pub host_labels: Vec<String>,
     /// Metrics judged while each step soaks (`services.<name>.analysis`).
     pub analysis: Option<ServiceAnalysis>,
+    /// `target: container`: the image without its tag (`localhost/web`,
+    /// `registry.example.com/team/web`); `version` is the tag.
+    pub image: Option<String>,
+    /// `target: container`: podman or docker (default: whichever is installed,
+    /// podman first).
+    pub runtime: Option<ContainerRuntime>,
+    /// `target: container`: options before the runtime's subcommand
+    /// (`["--runtime", "runc"]`).
+    pub runtime_options: Vec<String>,
+    /// `target: container`: extra options of its `run` (`["--network", "host"]`).
+    pub run_options: Vec<String>,
+    /// `target: container`: `--publish` specs (`127.0.0.1:8080:80`).
+    pub ports: Vec<String>,
+    /// `target: container`: `--volume` specs.
+    pub volumes: Vec<String>,
+    /// `target: container`: the command and arguments after the image.
+    pub args: Vec<String>,
+    /// `target: container`: replace (default) or blue-green.
+    pub strategy_mode: ContainerMode,
+    /// `strategy_mode: blue-green`: the two ports the slots (blue, green)
+    /// take turns on; the new container's is `${ADEPLOY_PORT}`.
+    pub slot_ports: Vec<u16>,
+    /// `strategy_mode: blue-green`: sends traffic to the new container (e.g.
+    /// rewrites a proxy's upstream to `$ADEPLOY_PORT` and reloads it); run
+    /// after the new one is judged healthy, and again towards the old one on
+    /// rollback.
+    pub switch: Option<CommandSpec>,
+    /// `target: container`: seconds the runtime's `stop` waits before it
+    /// kills (default 10).
+    pub stop_timeout_s: Option<u32>,
+}
+
+impl ServiceConfig {
+    /// Runs on inventory hosts over ssh: `target: ssh`, or `target:
+    /// container` with `hosts`/`host_labels`.
+    pub fn is_fleet(&self) -> bool {
+        match self.target {
+            TargetKind::Ssh => true,
+            TargetKind::Container => !self.hosts.is_empty() || !self.host_labels.is_empty(),
+            TargetKind::Local => false,
+        }
+    }
 }
 
 /// `inventory`.

@@ -106,6 +106,55 @@ pub struct Diagnostics {
     pub state: StateCheck,
     pub model: ModelCheck,
     pub config: ConfigCheck,
+    /// Per container service (and fleet host): what runs against what the
+    /// history says was deployed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerCheck>,
+}
+
+/// A container service on one machine: running containers against the
+/// history's last successful deployment of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContainerCheck {
+    pub service: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// `podman` or `docker` (none: none is available).
+    pub runtime: Option<String>,
+    /// What the newest successful deployment of the service put out here.
+    pub deployed: Option<DeployedContainer>,
+    /// The service's containers (adeploy's, and any under its names).
+    pub containers: Vec<FoundContainer>,
+    /// ok: as deployed; caution: drift, or a container adeploy did not start.
+    pub status: CheckStatus,
+    pub message: String,
+}
+
+/// A container the history records as deployed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployedContainer {
+    pub deployment_id: String,
+    pub name: String,
+    pub image: String,
+    pub id: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// A container the runtime has.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FoundContainer {
+    pub name: String,
+    pub id: String,
+    pub image: String,
+    pub digest: String,
+    /// `running`, `exited`, ...
+    pub status: String,
+    /// When it last started.
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The deployment that started it (its label); none: not adeploy's.
+    pub deployment: Option<String>,
+    /// Started by adeploy (it has the `adeploy.service` label).
+    pub owned: bool,
 }
 
 /// The live samples diagnostics adds to the history's for the trends (two
@@ -164,6 +213,7 @@ impl Engine {
         system.snapshot.network_latency_ms = monitor::median_latency(&latency);
 
         let (state, recent) = self.state_check().await;
+        let containers = self.container_checks(&recent).await;
         let thresholds = self.threshold_checks(
             &effective.thresholds,
             &effective.overrides,
@@ -199,7 +249,40 @@ impl Engine {
                 valid: true,
                 services: self.config.services.keys().cloned().collect(),
             },
+            containers,
         })
+    }
+
+    /// [`ContainerCheck`]s of every container service of the config.
+    async fn container_checks(&self, recent: &[DeploymentRecord]) -> Vec<ContainerCheck> {
+        use super::execute::container::ContainerJob;
+        let mut out = Vec::new();
+        let control = self.state_dir.join("ssh");
+        let control = control.is_dir().then_some(control);
+        for (name, service) in &self.config.services {
+            if service.target != crate::config::TargetKind::Container {
+                continue;
+            }
+            let hosts: Vec<Option<String>> = if service.is_fleet() {
+                self.config.hosts_of(name).into_iter().map(Some).collect()
+            } else {
+                vec![None]
+            };
+            for host in hosts {
+                let Some(job) = ContainerJob::of(
+                    &self.config,
+                    name,
+                    service,
+                    host.as_deref(),
+                    "",
+                    control.as_deref(),
+                ) else {
+                    continue;
+                };
+                out.push(container_check(&job, name, host, recent).await);
+            }
+        }
+        out
     }
 
     async fn model_check(&self) -> ModelCheck {
@@ -444,4 +527,133 @@ fn source_of(overrides: &[Override], key: &str) -> String {
         .iter()
         .find(|o| o.key == key)
         .map_or_else(|| key.to_string(), |o| o.source.clone())
+}
+
+/// One container service on one machine.
+async fn container_check(
+    job: &super::execute::container::ContainerJob,
+    service: &str,
+    host: Option<String>,
+    recent: &[DeploymentRecord],
+) -> ContainerCheck {
+    use crate::exec::container::LABEL_DEPLOYMENT;
+    let deployed = recent
+        .iter()
+        .filter(|r| r.status == DeploymentStatus::Succeeded)
+        .find_map(|r| {
+            r.steps
+                .iter()
+                .find(|s| s.service == service && s.host == host && s.container.is_some())
+                .and_then(|s| s.container.as_ref())
+                .map(|c| DeployedContainer {
+                    deployment_id: r.id.clone(),
+                    name: c.name.clone(),
+                    image: c.image.clone(),
+                    id: c.id.clone(),
+                    digest: c.digest.clone(),
+                })
+        });
+    let mut check = ContainerCheck {
+        service: service.to_string(),
+        host: host.clone(),
+        runtime: None,
+        deployed,
+        containers: Vec::new(),
+        status: CheckStatus::Ok,
+        message: String::new(),
+    };
+    let runtime = match job.runtime().await {
+        Ok(r) => r,
+        Err(e) => {
+            check.status = CheckStatus::Caution;
+            check.message = e.to_string();
+            return check;
+        }
+    };
+    check.runtime = Some(runtime.program().to_string());
+    let found = match job.mine(&runtime).await {
+        Ok(f) => f,
+        Err(e) => {
+            check.status = CheckStatus::Caution;
+            check.message = e.to_string();
+            return check;
+        }
+    };
+    check.containers = found
+        .iter()
+        .map(|c| FoundContainer {
+            name: c.name.clone(),
+            id: c.id.clone(),
+            image: c.image.clone(),
+            digest: c.image_id.clone(),
+            status: c.status.clone(),
+            since: c.started_at,
+            deployment: c.label(LABEL_DEPLOYMENT).map(str::to_string),
+            owned: c.owned_by(service),
+        })
+        .collect();
+    let mut notes: Vec<String> = Vec::new();
+    for c in check.containers.iter().filter(|c| !c.owned) {
+        notes.push(format!(
+            "{} ({}) was not started by adeploy (no adeploy.service label): a deployment under that name refuses; remove or rename it",
+            c.name, c.status
+        ));
+    }
+    let running: Vec<&FoundContainer> = check
+        .containers
+        .iter()
+        .filter(|c| c.owned && c.status == "running")
+        .collect();
+    match &check.deployed {
+        Some(d) => {
+            let serving = running
+                .iter()
+                .find(|c| Some(&c.id) == d.id.as_ref() && Some(&c.digest) == d.digest.as_ref());
+            if serving.is_some() {
+                notes.insert(
+                    0,
+                    format!(
+                        "{} runs as deployed ({}, {})",
+                        d.name,
+                        d.image,
+                        d.digest.as_deref().unwrap_or("no digest")
+                    ),
+                );
+            } else {
+                check.status = CheckStatus::Caution;
+                notes.insert(
+                    0,
+                    format!(
+                        "drift: the history says {} ({}, {}) was deployed by {}, but it does not run; running: {}",
+                        d.name,
+                        d.image,
+                        d.digest.as_deref().unwrap_or("no digest"),
+                        d.deployment_id,
+                        if running.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            running
+                                .iter()
+                                .map(|c| format!("{} ({})", c.name, c.digest))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+        None if !running.is_empty() => {
+            check.status = CheckStatus::Caution;
+            notes.insert(
+                0,
+                "drift: containers of this service run, but no successful deployment of it is in the recent history".to_string(),
+            );
+        }
+        None => notes.insert(0, "not deployed yet".to_string()),
+    }
+    if check.containers.iter().any(|c| !c.owned) {
+        check.status = CheckStatus::Caution;
+    }
+    check.message = notes.join("; ");
+    check
 }

@@ -165,6 +165,14 @@ pub enum EngineError {
         #[from]
         source: RenderError,
     },
+    /// A container service cannot be run here: no runtime installed (checked
+    /// before anything is written).
+    #[error("services.{service}: {source}")]
+    Container {
+        service: String,
+        #[source]
+        source: Box<crate::exec::container::ContainerError>,
+    },
     /// An experimental built-in strategy named with `--strategy` in an
     /// environment where its switch is off.
     #[error(
@@ -204,6 +212,7 @@ impl EngineError {
                 source: LearnError::TooFewSamples { .. },
             } => true,
             EngineError::Analysis { bad_input, .. } => *bad_input,
+            EngineError::Container { source, .. } => source.is_bad_input(),
             EngineError::Plugin(p) => p.is_bad_input(),
             EngineError::Render {
                 source: RenderError::UnknownFormat { .. },

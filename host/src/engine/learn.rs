@@ -107,6 +107,15 @@ pub fn outcome_of(r: &DeploymentRecord) -> Option<Outcome> {
         .map(|s| s.service.clone())
         .collect();
     failed_services.dedup();
+    let mut images: Vec<(String, bool)> = Vec::new();
+    for s in &r.steps {
+        let Some(c) = &s.container else { continue };
+        let failed = matches!(s.status, StepStatus::Failed | StepStatus::Cancelled);
+        match images.iter_mut().find(|(i, _)| *i == c.image) {
+            Some(entry) => entry.1 |= failed,
+            None => images.push((c.image.clone(), failed)),
+        }
+    }
     Some(Outcome {
         id: r.id.clone(),
         started_at: r.started_at,
@@ -118,6 +127,7 @@ pub fn outcome_of(r: &DeploymentRecord) -> Option<Outcome> {
         success,
         duration_min: r.duration_s.unwrap_or(0.0) / 60.0,
         features: r.features.clone(),
+        images,
     })
 }
 
@@ -271,6 +281,8 @@ pub fn feature_context(
         mean_duration_min: past.mean_duration_in(environment).unwrap_or(0.0),
         service_success_min: Some(service_min),
         service_success_product: Some(service_product),
+        image_bucket: None,
+        image_success_min: None,
     };
     for_strategy(&ctx, past, strategy)
 }
@@ -303,6 +315,40 @@ fn service_rates(services: &[String], here: &[&Outcome], recency: &Recency) -> (
         .collect();
     let min = rates.iter().copied().fold(f64::INFINITY, f64::min);
     (min, rates.iter().product())
+}
+
+/// `ctx` with the image features of the container images about to go out
+/// (`image:version`, in request order; none: they stay `None`): the first
+/// image's bucket, and the lowest recency-weighted success rate of each
+/// exact image over this environment's past deployments that put it out.
+pub fn with_images(
+    mut ctx: FeatureContext,
+    images: &[String],
+    past: &Past,
+    recency: &Recency,
+) -> FeatureContext {
+    let Some(first) = images.first() else {
+        return ctx;
+    };
+    let repo = first.rsplit_once(':').map_or(first.as_str(), |(r, _)| r);
+    ctx.image_bucket = Some(crate::ml::features::image_bucket(repo));
+    let rate = |image: &String| {
+        let (mut ok, mut n) = (0.0, 0.0);
+        let with = past
+            .iter()
+            .filter(|o| o.environment == ctx.environment)
+            .filter_map(|o| o.images.iter().find(|(i, _)| i == image));
+        for (k, (_, failed)) in with.enumerate() {
+            let w = recency.by_count(k);
+            n += w;
+            if !failed {
+                ok += w;
+            }
+        }
+        (ok + 1.0) / (n + 2.0)
+    };
+    ctx.image_success_min = images.iter().map(rate).reduce(f64::min);
+    ctx
 }
 
 /// `ctx` with `success_rate_strategy` set for `strategy` (in `ctx`'s
@@ -700,4 +746,98 @@ pub async fn status(
         drift_p_value: ml.drift_p_value,
         drift_events,
     })
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+    use crate::ml::features::{image_bucket, tests::ctx};
+    use crate::ml::{ForestParams, StrategyModel, TrainingRow};
+
+    fn outcome(i: usize, image: &str, failed: bool) -> Outcome {
+        Outcome {
+            id: format!("d{i}"),
+            started_at: Utc::now() - chrono::Duration::minutes(i as i64),
+            strategy: "balanced".into(),
+            environment: Environment::Staging,
+            size: "small".into(),
+            services: vec!["web".into()],
+            failed_services: if failed { vec!["web".into()] } else { vec![] },
+            success: !failed,
+            duration_min: 1.0,
+            features: None,
+            images: vec![(image.to_string(), failed)],
+        }
+    }
+
+    #[test]
+    fn an_image_that_failed_before_scores_low_an_unknown_one_neutral() {
+        let mut v = Vec::new();
+        for i in 0..6 {
+            v.push(outcome(2 * i, "localhost/web:3", true));
+            v.push(outcome(2 * i + 1, "localhost/web:2", false));
+        }
+        let past = Past::from(v);
+        let base = ctx(Environment::Staging, 10.0);
+        let score = |images: &[&str]| {
+            let images: Vec<String> = images.iter().map(|s| s.to_string()).collect();
+            with_images(base.clone(), &images, &past, &Recency::OFF)
+        };
+        assert_eq!(
+            score(&["localhost/web:3"]).image_success_min,
+            Some(1.0 / 8.0)
+        );
+        assert_eq!(
+            score(&["localhost/web:2"]).image_success_min,
+            Some(7.0 / 8.0)
+        );
+        assert_eq!(score(&["localhost/web:4"]).image_success_min, Some(0.5));
+        // The lowest of several; the bucket is the first image's, tag ignored.
+        let both = score(&["localhost/web:2", "localhost/web:3"]);
+        assert_eq!(both.image_success_min, Some(1.0 / 8.0));
+        assert_eq!(both.image_bucket, Some(image_bucket("localhost/web")));
+        // Another environment's outcomes do not count.
+        let mut other = base.clone();
+        other.environment = Environment::Production;
+        let prod = with_images(other, &["localhost/web:3".into()], &past, &Recency::OFF);
+        assert_eq!(prod.image_success_min, Some(0.5));
+        // No container service: no image features.
+        assert_eq!(score(&[]).image_bucket, None);
+    }
+
+    #[test]
+    fn the_model_learns_that_rollouts_fail_more_with_some_images() {
+        let (good, bad) = ("localhost/web", "registry.example.com/web-nightly");
+        assert_ne!(
+            image_bucket(good),
+            image_bucket(bad),
+            "pick images in other buckets"
+        );
+        let rows: Vec<TrainingRow> = (0..160)
+            .map(|i| {
+                let failing = i % 2 == 0;
+                let mut context = ctx(Environment::Staging, (i * 37 % 100) as f64);
+                context.hour = (i % 24) as f64;
+                context.image_bucket = Some(image_bucket(if failing { bad } else { good }));
+                TrainingRow {
+                    context,
+                    strategy: "balanced".into(),
+                    // Mostly: a few of each go the other way.
+                    success: if i % 10 == 3 { failing } else { !failing },
+                    duration_min: 1.0,
+                    weight: 1.0,
+                }
+            })
+            .collect();
+        let m = StrategyModel::train(&rows, &BTreeMap::new(), &ForestParams::default()).unwrap();
+        let p = |image: &str| {
+            let mut c = ctx(Environment::Staging, 50.0);
+            c.image_bucket = Some(image_bucket(image));
+            m.predict_one(&c, "balanced").p_success
+        };
+        // Trees that do not see the column (feature_fraction) say little
+        // either way; the ones that do separate the images.
+        let (g, b) = (p(good), p(bad));
+        assert!(g > 0.5 && b < 0.5 && g - b > 0.3, "good {g}, bad {b}");
+    }
 }

@@ -128,6 +128,16 @@ impl Engine {
             .await?;
         let record = p.log.redactor().redact_value(&record);
         history.put_deployment(&record).await?;
+        // Recorded: what the container steps replaced is no longer needed
+        // for a rollback (still under the lock, so no other run is
+        // deploying these services).
+        super::execute::container::retire_replaced(
+            &p.config,
+            &self.state_dir,
+            &p.id,
+            &record.steps,
+        )
+        .await;
         lock.release().await;
         let offline = journaled(&history, &p.log);
         if offline && retrain.is_some() {

@@ -737,6 +737,7 @@ mod tests {
                 success: i < ok,
                 duration_min: 1.0,
                 features: None,
+                images: Vec::new(),
             })
             .collect()
     }

@@ -34,6 +34,7 @@
 //! Only Unix is supported (process groups and signals).
 
 pub mod command;
+pub mod container;
 pub mod env;
 pub mod health;
 pub mod log;

@@ -134,9 +134,9 @@ pub use lock::{LOCK_FILE, RETRAIN_LOCK_FILE, RunLock};
 pub use locking::{DeploymentLock, LockHolder, LockRequest, LockWait, RetrainLock};
 pub use postgres::{PG_SCHEMA_VERSION, PgHistory};
 pub use records::{
-    AuditEntry, DecisionRecord, DeploymentRecord, DeploymentStatus, FeatureContext, HistoryStats,
-    MetricSample, PhaseKind, PhaseStatus, ProbeMark, StepPhase, StepRecord, StepStatus, step_label,
-    steps_of_any_version,
+    AuditEntry, ContainerRef, ContainerStep, DecisionRecord, DeploymentRecord, DeploymentStatus,
+    FeatureContext, HistoryStats, MetricSample, PhaseKind, PhaseStatus, ProbeMark, StepPhase,
+    StepRecord, StepStatus, step_label, steps_of_any_version,
 };
 pub use store::SCHEMA_VERSION;
 pub use transfer::{EXPORT_FORMAT, EXPORT_VERSION, TransferSummary};

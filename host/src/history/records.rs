@@ -264,6 +264,59 @@ pub struct StepRecord {
     /// the order they ran; empty in records of versions before phases.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phases: Vec<StepPhase>,
+    /// A `target: container` step: the container that went out, the one it
+    /// replaced, and what serves after a rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerStep>,
+}
+
+/// What a container step did (`StepRecord::container`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStep {
+    /// `podman` or `docker`.
+    pub runtime: String,
+    /// The container adeploy started (`adeploy-<service>-<version>`).
+    pub name: String,
+    /// `image:version`.
+    pub image: String,
+    /// The started container's id (none if it never started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The image that went out: its content digest, the image id
+    /// (`sha256:…`), as the runtime reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Blue-green: the slot (`blue`, `green`) and its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// The container it replaces (stopped, or for blue-green still serving
+    /// until the switch), kept until the deployment is recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<ContainerRef>,
+    /// Blue-green: the switch ran (traffic went to the new container).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub switched: bool,
+    /// After a rollback: the digest of the image serving again (the
+    /// previous container's), none if nothing was there before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to: Option<String>,
+}
+
+/// A container adeploy found or left (`ContainerStep::previous`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerRef {
+    pub name: String,
+    pub id: String,
+    /// The image reference it was started from.
+    pub image: String,
+    /// Its image's id (`sha256:…`).
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 /// A timed part of a step: the report's timeline draws one bar per phase.
@@ -295,6 +348,8 @@ pub enum PhaseKind {
     Analysis,
     /// The rollback command.
     Rollback,
+    /// Blue-green containers: the `switch` command and stopping the old one.
+    Switch,
     /// A kind a newer version wrote.
     #[serde(other)]
     Other,
@@ -342,6 +397,7 @@ impl StepRecord {
             version: None,
             previous_version: None,
             phases: Vec::new(),
+            container: None,
         }
     }
 
@@ -421,6 +477,17 @@ pub struct FeatureContext {
     /// service succeeds, if they fail independently.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_success_product: Option<f64>,
+    /// Container services: the first requested one's image (without tag)
+    /// hashed into one of `ml::IMAGE_BUCKETS` buckets, so the forest can
+    /// tell images apart. `None`: no container service (encoded `-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_bucket: Option<f64>,
+    /// Container services: the lowest recency-weighted success rate,
+    /// (ok + 1) / (n + 2), of the exact images (`image:version`) about to go
+    /// out, over past deployments in this environment that put them out
+    /// (0.5 without history).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_success_min: Option<f64>,
 }
 
 /// One entry of a deployment's decision log ("every arrow is recorded as a

@@ -343,6 +343,7 @@ pub(crate) mod tests {
                 success,
                 duration_min: 1.0,
                 features: None,
+                images: Vec::new(),
             })
             .collect()
     }

@@ -166,6 +166,7 @@ mod tests {
             success,
             duration_min: minutes,
             features: None,
+            images: Vec::new(),
         }
     }
 

@@ -60,7 +60,20 @@ pub const FEATURE_NAMES: &[&str] = &[
     "mean_duration_min",
     "service_success_min",
     "service_success_product",
+    "image_bucket",
+    "image_success_min",
 ];
+
+/// How many buckets container images are hashed into (`image_bucket`).
+pub const IMAGE_BUCKETS: u32 = 16;
+
+/// The bucket of an image (without its tag): a stable hash, so a model
+/// trained yesterday reads today's bucket the same way.
+pub fn image_bucket(image: &str) -> f64 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(image.as_bytes());
+    f64::from(u32::from_be_bytes([d[0], d[1], d[2], d[3]]) % IMAGE_BUCKETS)
+}
 
 /// Weight keys that stand for groups of features, and the features they
 /// cover.
@@ -75,6 +88,7 @@ pub const ALIASES: &[(&str, &[&str])] = &[
         "service_history",
         &["service_success_min", "service_success_product"],
     ),
+    ("image_history", &["image_bucket", "image_success_min"]),
 ];
 
 /// Every key `ml_config.feature_weights` accepts: the aliases, then the
@@ -84,6 +98,7 @@ pub const KNOWN_WEIGHT_KEYS: &[&str] = &[
     "historical_success_rate",
     "environment_type",
     "service_history",
+    "image_history",
     "cpu_percent",
     "memory_percent",
     "disk_percent",
@@ -100,6 +115,8 @@ pub const KNOWN_WEIGHT_KEYS: &[&str] = &[
     "mean_duration_min",
     "service_success_min",
     "service_success_product",
+    "image_bucket",
+    "image_success_min",
 ];
 
 /// What a service (or a request) without history scores: no evidence either
@@ -157,6 +174,8 @@ pub fn extract(ctx: &FeatureContext) -> Vec<f64> {
         ctx.mean_duration_min,
         ctx.service_success_min.unwrap_or(NO_EVIDENCE),
         ctx.service_success_product.unwrap_or(NO_EVIDENCE),
+        ctx.image_bucket.unwrap_or(-1.0),
+        ctx.image_success_min.unwrap_or(NO_EVIDENCE),
     ]
 }
 
@@ -191,6 +210,8 @@ pub(crate) mod tests {
             mean_duration_min: 3.5,
             service_success_min: Some(0.75),
             service_success_product: None,
+            image_bucket: None,
+            image_success_min: None,
         }
     }
 

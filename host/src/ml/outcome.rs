@@ -31,4 +31,8 @@ pub struct Outcome {
     /// recorded before features were kept (they still count for durations,
     /// patterns and streaks, but not for training).
     pub features: Option<FeatureContext>,
+    /// Container images it put out (`image:version`) and whether a step
+    /// with that image failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<(String, bool)>,
 }

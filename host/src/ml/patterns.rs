@@ -480,6 +480,7 @@ mod tests {
             success,
             duration_min: 1.0,
             features: None,
+            images: Vec::new(),
         }
     }
 

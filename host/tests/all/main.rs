@@ -11,6 +11,9 @@ mod builtin_detector;
 mod builtin_hook;
 mod builtin_strategies;
 mod common;
+mod container_fleet;
+#[allow(dead_code)]
+mod container_support;
 mod containment;
 mod engine;
 mod fleet;

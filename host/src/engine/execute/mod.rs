@@ -21,6 +21,7 @@
 
 mod analysis;
 mod budget;
+pub(crate) mod container;
 mod hooks;
 mod progress;
 mod rollback;

@@ -11,6 +11,7 @@ use super::super::context::service_timeout;
 use super::super::event::DeploymentEvent;
 use super::super::log::DecisionLog;
 use super::Execution;
+use super::container::ContainerJob;
 use super::step::PhaseClock;
 
 impl Execution<'_> {
@@ -42,9 +43,37 @@ impl Execution<'_> {
                 .get(&name)
                 .cloned()
                 .unwrap_or_default();
-            let (ok, message) = match &service.rollback {
-                None => (false, "no rollback command configured".to_string()),
-                Some(cmd) => {
+            let job = ContainerJob::of(
+                self.config(),
+                &name,
+                &service,
+                host.as_deref(),
+                self.id,
+                self.ssh_control,
+            );
+            let wave = steps[i].wave;
+            let step_name = steps[i].label();
+            let (ok, message) = match (&service.rollback, job, steps[i].container.as_mut()) {
+                (_, Some(job), Some(state)) => {
+                    let (env, cwd) = self.command_env(&name, &service, wave, host.as_deref());
+                    let label = format!("{step_name} rollback");
+                    let opts = RunOptions {
+                        label: &label,
+                        env: &env,
+                        cwd: &cwd,
+                        timeout: service_timeout(&service),
+                        log: self.log,
+                        cancel: None,
+                        tracker: Some(self.tracker),
+                    };
+                    match job.rollback(state, &opts).await {
+                        Ok(m) => (true, format!("rolled back: {m}")),
+                        Err(e) => (false, format!("rollback failed: {e}")),
+                    }
+                }
+                (_, Some(_), None) => (true, "nothing was started".to_string()),
+                (None, None, _) => (false, "no rollback command configured".to_string()),
+                (Some(cmd), None, _) => {
                     let (env, cwd) =
                         self.command_env(&name, &service, steps[i].wave, host.as_deref());
                     let remote = self.remote(&service, host.as_deref());

@@ -167,6 +167,7 @@ impl Execution<'_> {
                 rec.seconds = done.seconds;
                 rec.message = done.message.clone();
                 rec.phases = std::mem::take(&mut done.phases);
+                rec.container = done.container.take();
                 rec.status = if done.cancelled {
                     StepStatus::Cancelled
                 } else if done.ok {

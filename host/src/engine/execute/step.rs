@@ -13,16 +13,17 @@ use crate::exec::HealthOutcome;
 use crate::history::{PhaseKind, PhaseStatus, ProbeMark, StepPhase};
 
 use crate::config::{
-    CommandSpec, HealthFrom, HealthSpec, InventoryHost, ServiceConfig, SshSettings, TargetKind,
+    CommandSpec, HealthFrom, HealthSpec, InventoryHost, ServiceConfig, SshSettings,
 };
 use crate::exec::ssh::SshTarget;
 use crate::exec::{self, CommandContext, HealthPolicy, RunOptions};
-use crate::history::step_label;
+use crate::history::{ContainerStep, step_label};
 use crate::plugin::Phase;
 use crate::report::StepRecord;
 
 use super::super::context::service_timeout;
 use super::Execution;
+use super::container::ContainerJob;
 
 /// How a step's task ended.
 pub(super) struct StepDone {
@@ -37,6 +38,8 @@ pub(super) struct StepDone {
     pub analysis: Vec<MetricVerdict>,
     /// What the environment's policy made of an inconclusive analysis.
     pub analysis_policy: Option<String>,
+    /// A container step: what it started and replaced.
+    pub container: Option<ContainerStep>,
 }
 
 /// A fleet step's host, owned so a step task can carry it.
@@ -141,7 +144,7 @@ impl Execution<'_> {
 
     /// How to reach the host of a fleet step (`None` for a local step).
     pub(super) fn remote(&self, service: &ServiceConfig, host: Option<&str>) -> Option<Remote> {
-        if service.target != TargetKind::Ssh {
+        if !service.is_fleet() {
             return None;
         }
         let name = host?;
@@ -172,8 +175,16 @@ impl Execution<'_> {
             .unwrap_or_default();
         let name = rec.service.clone();
         let host = rec.host.clone();
-        let (env, cwd) = self.command_env(&name, &service, rec.wave, host.as_deref());
+        let (mut env, cwd) = self.command_env(&name, &service, rec.wave, host.as_deref());
         let remote = self.remote(&service, host.as_deref());
+        let job = ContainerJob::of(
+            self.config(),
+            &name,
+            &service,
+            host.as_deref(),
+            self.id,
+            self.ssh_control,
+        );
         let mut timeout = service_timeout(&service);
         // When the deployment's deadline is nearer than the service's own
         // timeout, running out of time means the deadline, not a slow service.
@@ -202,6 +213,7 @@ impl Execution<'_> {
             let mut phases: Vec<StepPhase> = Vec::new();
             let mut verdicts: Vec<MetricVerdict> = Vec::new();
             let mut policy_note: Option<String> = None;
+            let mut container: Option<ContainerStep> = None;
             macro_rules! finish {
                 ($ok:expr, $message:expr, $cancelled:expr) => {
                     return StepDone {
@@ -213,6 +225,7 @@ impl Execution<'_> {
                         phases,
                         analysis: verdicts,
                         analysis_policy: policy_note,
+                        container,
                     }
                 };
             }
@@ -222,60 +235,106 @@ impl Execution<'_> {
                     finish!(false, format!("pre-service hook: {e}"), false);
                 }
             }
-            let Some(deploy) = &service.deploy else {
-                finish!(
+            let shown = step_label(&name, host.as_deref());
+            if let Some(job) = &job {
+                let label = format!("{shown} container");
+                let opts = RunOptions {
+                    label: &label,
+                    env: &env,
+                    cwd: &cwd,
+                    timeout,
+                    log: &log,
+                    cancel: Some(&cancel),
+                    tracker: None,
+                };
+                let clock = PhaseClock::start();
+                let deployed = job.deploy(&opts, &mut container).await;
+                match deployed {
+                    _ if *cancel.borrow() => {
+                        phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Cancelled, None));
+                        finish!(false, cancelled_message(), true);
+                    }
+                    Ok(port) => {
+                        phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Succeeded, None));
+                        if let Some(p) = port {
+                            env.push(("ADEPLOY_PORT".to_string(), p.to_string()));
+                        }
+                    }
+                    Err(e) => {
+                        let message = format!("deploy failed: {e}");
+                        phases.push(clock.end(
+                            PhaseKind::Deploy,
+                            PhaseStatus::Failed,
+                            Some(message.clone()),
+                        ));
+                        finish!(false, message, false);
+                    }
+                }
+            }
+            let deploy = match (&job, &service.deploy) {
+                (Some(_), _) => None,
+                (None, Some(d)) => Some(d),
+                (None, None) => finish!(
                     false,
                     format!("service '{name}' has no deploy command"),
                     false
-                );
+                ),
             };
-            let shown = step_label(&name, host.as_deref());
-            let deploy = match &remote {
-                Some(r) => r.wrap(deploy, &env),
-                None => deploy.clone(),
-            };
-            let label = format!("{shown} deploy");
-            let opts = RunOptions {
-                label: &label,
-                env: &env,
-                cwd: &cwd,
-                timeout,
-                log: &log,
-                cancel: Some(&cancel),
-                tracker: Some(&tracker),
-            };
-            let clock = PhaseClock::start();
-            match exec::run_command(&deploy, &opts).await {
-                Ok(o) if o.cancelled || (o.timed_out && clipped) => {
-                    phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Cancelled, None));
-                    finish!(false, cancelled_message(), true);
-                }
-                Ok(o) if !o.success => {
-                    let message = match &remote {
-                        Some(r) => r.describe("deploy", &o),
-                        None => format!("deploy failed: {}", o.describe()),
-                    };
-                    phases.push(clock.end(
-                        PhaseKind::Deploy,
-                        PhaseStatus::Failed,
-                        Some(message.clone()),
-                    ));
-                    finish!(false, message, false);
-                }
-                Ok(_) => phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Succeeded, None)),
-                Err(e) => {
-                    phases.push(clock.end(
-                        PhaseKind::Deploy,
-                        PhaseStatus::Failed,
-                        Some(e.to_string()),
-                    ));
-                    finish!(false, e.to_string(), false);
+            if let Some(deploy) = deploy {
+                let deploy = match &remote {
+                    Some(r) => r.wrap(deploy, &env),
+                    None => deploy.clone(),
+                };
+                let label = format!("{shown} deploy");
+                let opts = RunOptions {
+                    label: &label,
+                    env: &env,
+                    cwd: &cwd,
+                    timeout,
+                    log: &log,
+                    cancel: Some(&cancel),
+                    tracker: Some(&tracker),
+                };
+                let clock = PhaseClock::start();
+                match exec::run_command(&deploy, &opts).await {
+                    Ok(o) if o.cancelled || (o.timed_out && clipped) => {
+                        phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Cancelled, None));
+                        finish!(false, cancelled_message(), true);
+                    }
+                    Ok(o) if !o.success => {
+                        let message = match &remote {
+                            Some(r) => r.describe("deploy", &o),
+                            None => format!("deploy failed: {}", o.describe()),
+                        };
+                        phases.push(clock.end(
+                            PhaseKind::Deploy,
+                            PhaseStatus::Failed,
+                            Some(message.clone()),
+                        ));
+                        finish!(false, message, false);
+                    }
+                    Ok(_) => {
+                        phases.push(clock.end(PhaseKind::Deploy, PhaseStatus::Succeeded, None))
+                    }
+                    Err(e) => {
+                        phases.push(clock.end(
+                            PhaseKind::Deploy,
+                            PhaseStatus::Failed,
+                            Some(e.to_string()),
+                        ));
+                        finish!(false, e.to_string(), false);
+                    }
                 }
             }
             if check_health && let Some(health) = &service.health {
                 let health = match &remote {
                     Some(r) => r.health(health, &env),
                     None => health.clone(),
+                };
+                let health = if job.is_some() {
+                    fill_health(&health, &env)
+                } else {
+                    health
                 };
                 let hlabel = format!("{shown} health");
                 let hopts = RunOptions {
@@ -331,6 +390,32 @@ impl Execution<'_> {
                 }
                 message = format!("deployed and healthy; {}", settled.message);
             }
+            if let (Some(job), Some(state)) = (&job, container.as_mut())
+                && job.switch.is_some()
+            {
+                let label = format!("{shown} switch");
+                let opts = RunOptions {
+                    label: &label,
+                    env: &env,
+                    cwd: &cwd,
+                    timeout,
+                    log: &log,
+                    cancel: Some(&cancel),
+                    tracker: Some(&tracker),
+                };
+                let clock = PhaseClock::start();
+                if let Err(e) = job.switch_over(state, &opts).await {
+                    let message = format!("{e}");
+                    phases.push(clock.end(
+                        PhaseKind::Switch,
+                        PhaseStatus::Failed,
+                        Some(message.clone()),
+                    ));
+                    finish!(false, message, false);
+                }
+                phases.push(clock.end(PhaseKind::Switch, PhaseStatus::Succeeded, None));
+                message = format!("{message}; switched to {}", state.name);
+            }
             for h in &hooks {
                 if let Err(e) = h.run_hook(Phase::PostService, &hook_ctx).await {
                     finish!(false, format!("post-service hook: {e}"), false);
@@ -339,6 +424,31 @@ impl Execution<'_> {
             finish!(true, message, false)
         }
     }
+}
+
+/// A container service's health check with `${ADEPLOY_*}` in its URL,
+/// address or command filled in from the step's environment (the new
+/// container's port, for blue-green). A placeholder without a value is
+/// left as it is, and the check then fails naming it.
+fn fill_health(spec: &HealthSpec, env: &[(String, String)]) -> HealthSpec {
+    let fill = |t: &String| {
+        crate::config::placeholders::substitute(t, |n| {
+            env.iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+        })
+        .unwrap_or_else(|_| t.clone())
+    };
+    let mut h = spec.clone();
+    h.http = spec.http.as_ref().map(fill);
+    h.tcp = spec.tcp.as_ref().map(fill);
+    h.command = match &spec.command {
+        Some(CommandSpec::Shell(s)) => Some(CommandSpec::Shell(fill(s))),
+        Some(CommandSpec::Argv(v)) => Some(CommandSpec::Argv(v.iter().map(fill).collect())),
+        None => None,
+    };
+    h
 }
 
 /// When a phase began, to close it with its duration.

@@ -114,6 +114,7 @@ impl Engine {
             .collect();
         config.set_versions(&versions)?;
         config.check_health_versions(&req.services)?;
+        check_containers(&config, &req.services)?;
         let started_at = Utc::now();
         let started = Instant::now();
         // Unique across runners of a shared history (and runs of one state
@@ -284,6 +285,14 @@ impl Engine {
             &evidence.recency,
             "",
         );
+        let images: Vec<String> = req
+            .services
+            .iter()
+            .filter_map(|n| config.services.get(n))
+            .filter(|s| s.target == crate::config::TargetKind::Container)
+            .filter_map(|s| Some(format!("{}:{}", s.image.as_ref()?, s.version.as_ref()?)))
+            .collect();
+        let features = learn::with_images(features, &images, &outcomes, &evidence.recency);
         let durations =
             crate::ml::estimate_all(&outcomes, &candidates, environment, req.services.len());
         let learning = LearningContext {
@@ -602,4 +611,47 @@ fn validate_conditions(
     } else {
         Err(EngineError::ResourcesTooHigh { problems })
     }
+}
+
+/// Container services of the request: a version (the image tag) that is
+/// one, and — for one on this machine — a runtime that is installed.
+fn check_containers(config: &Config, services: &[String]) -> Result<(), EngineError> {
+    for name in services {
+        let Some(s) = config.services.get(name) else {
+            continue;
+        };
+        if s.target != crate::config::TargetKind::Container {
+            continue;
+        }
+        let path = config
+            .source
+            .clone()
+            .unwrap_or_else(|| std::path::PathBuf::from(crate::config::DEFAULT_CONFIG_NAME));
+        let Some(version) = &s.version else {
+            return Err(crate::config::ConfigError::Semantic {
+                path,
+                key: format!("services.{name}.version"),
+                message: format!(
+                    "a container service needs a version, the image tag: set services.{name}.version or run --set-version {name}=TAG"
+                ),
+            }
+            .into());
+        };
+        crate::config::container::check_tag(version).map_err(|message| {
+            crate::config::ConfigError::Semantic {
+                path,
+                key: format!("services.{name}.version"),
+                message,
+            }
+        })?;
+        if !s.is_fleet() {
+            crate::exec::container::local_runtime(s.runtime).map_err(|source| {
+                EngineError::Container {
+                    service: name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+        }
+    }
+    Ok(())
 }

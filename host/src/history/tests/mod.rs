@@ -66,6 +66,8 @@ pub(crate) fn featured(mut record: DeploymentRecord) -> DeploymentRecord {
         recent_failures: 0.0,
         mean_duration_min: 1.0,
         service_success_min: None,
+        image_bucket: None,
+        image_success_min: None,
         service_success_product: None,
     });
     record
@@ -254,5 +256,6 @@ pub(crate) fn step(service: &str, wave: u32, message: &str) -> StepRecord {
         version: None,
         previous_version: None,
         phases: Vec::new(),
+        container: None,
     }
 }
