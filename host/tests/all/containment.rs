@@ -217,28 +217,44 @@ async fn an_absolute_link_in_the_root_resolves_inside_the_root() {
     // The image: /var/run -> /run (absolute, as in every Debian image) and
     // /run/adeploy-test-…/token. The host gets a file of the same name in
     // its own /run with other content: what the plugin reads must be the
-    // image's, and a name only the host has must not be found.
+    // image's, and a name only the host has must not be found. (Without
+    // write access to the host's /run, an entry it already has stands in
+    // for the host-only name.)
     let img = tempfile::tempdir().unwrap();
     let host_run = tempfile::Builder::new()
         .prefix("adeploy-test-")
         .tempdir_in("/run")
-        .unwrap();
-    let name = host_run.path().file_name().unwrap().to_str().unwrap();
-    std::fs::write(host_run.path().join("token"), "HOST").unwrap();
-    std::fs::write(host_run.path().join("host-only"), "HOST").unwrap();
-    std::fs::create_dir_all(img.path().join("run").join(name)).unwrap();
+        .ok();
+    let (name, host_only) = match &host_run {
+        Some(d) => {
+            std::fs::write(d.path().join("token"), "HOST").unwrap();
+            std::fs::write(d.path().join("host-only"), "HOST").unwrap();
+            let name = d.path().file_name().unwrap().to_str().unwrap().to_string();
+            (name.clone(), format!("{name}/host-only"))
+        }
+        None => {
+            let existing = std::fs::read_dir("/run")
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .find(|n| !n.starts_with("adeploy-test-"))
+                .expect("the host's /run has an entry");
+            ("adeploy-test-image".to_string(), existing)
+        }
+    };
+    std::fs::create_dir_all(img.path().join("run").join(&name)).unwrap();
     std::fs::create_dir_all(img.path().join("var")).unwrap();
-    std::fs::write(img.path().join("run").join(name).join("token"), "IMAGE").unwrap();
+    std::fs::write(img.path().join("run").join(&name).join("token"), "IMAGE").unwrap();
     std::os::unix::fs::symlink("/run", img.path().join("var/run")).unwrap();
     let host = host(empty_world(img.path()));
     let grants = Grants {
         paths: vec!["/var/run".into()],
         ..Grants::default()
     };
-    let read = |file: &str| format!(r#"{{"mode": "read", "path": "/var/run/{name}/{file}"}}"#);
+    let read = |file: &str| format!(r#"{{"mode": "read", "path": "/var/run/{file}"}}"#);
     let err = hostile_plan(
         &host,
-        &read("token"),
+        &read(&format!("{name}/token")),
         grants.clone(),
         vec![service("a", &[])],
     )
@@ -248,7 +264,7 @@ async fn an_absolute_link_in_the_root_resolves_inside_the_root() {
         matches!(&err, PluginError::Refused { message, .. } if message == "read: ok: IMAGE"),
         "{err:?}"
     );
-    let err = hostile_plan(&host, &read("host-only"), grants, vec![service("a", &[])])
+    let err = hostile_plan(&host, &read(&host_only), grants, vec![service("a", &[])])
         .await
         .unwrap_err();
     assert!(
