@@ -15,7 +15,7 @@ set -euo pipefail
 
 SECONDS_PER_TARGET="${1:-60}"
 CARGO_FUZZ_VERSION="0.13.2"
-TARGETS="${TARGETS:-config_yaml manifest history_record}"
+TARGETS="${TARGETS:-config_yaml manifest history_record plugin_answers}"
 SANITIZER="${SANITIZER:-address}"
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,6 +33,11 @@ if [ "$(cargo fuzz --version 2>/dev/null || true)" != "cargo-fuzz $CARGO_FUZZ_VE
     echo "installing cargo-fuzz $CARGO_FUZZ_VERSION"
     cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
 fi
+
+# The built-in plugins (wasm32-wasip2 guests, built by host/build.rs) are
+# built with the pinned toolchain, which has the wasm target; the nightly
+# that builds the fuzz targets may not (and cannot fetch it offline).
+export ADEPLOY_GUEST_TOOLCHAIN="${ADEPLOY_GUEST_TOOLCHAIN:-$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)}"
 
 build_args=(--sanitizer "$SANITIZER")
 if [ -n "${JOBS:-}" ]; then build_args+=(--jobs "$JOBS"); fi

@@ -9,7 +9,7 @@ use adeploy::engine::{Engine, EngineOptions};
 use adeploy::history::AuditEntry;
 
 use crate::Context;
-use crate::output::{CommandOutput, emit, table};
+use crate::output::{CommandOutput, emit, safe, table};
 
 /// `adeploy audit`.
 #[derive(Debug, Args)]
@@ -39,9 +39,9 @@ impl CommandOutput for AuditOutput {
                             .with_timezone(&chrono::Local)
                             .format("%Y-%m-%d %H:%M:%S")
                             .to_string(),
-                        e.user.clone(),
-                        e.action.clone(),
-                        e.details.to_string(),
+                        safe(&e.user).into_owned(),
+                        safe(&e.action).into_owned(),
+                        safe(&e.details.to_string()).into_owned(),
                     ]
                 })
                 .collect(),
@@ -54,7 +54,8 @@ pub async fn run(ctx: &Context, args: AuditArgs) -> anyhow::Result<ExitCode> {
         state_dir: ctx.state_dir.clone(),
         ..EngineOptions::default()
     };
-    let engine = Engine::new(ctx.config()?, options).await?;
+    // The audit log needs no plugins: none are loaded.
+    let engine = Engine::for_queries(ctx.config()?, options)?;
     emit(
         &AuditOutput {
             entries: engine.audit_log(args.limit).await?,

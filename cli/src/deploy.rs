@@ -18,7 +18,7 @@ use adeploy::history::DeploymentRecord;
 use adeploy::report::{Decision, Format, PlanView, Report, step_label};
 
 use crate::Context;
-use crate::output::{CommandOutput, emit, table};
+use crate::output::{CommandOutput, emit, safe, table};
 
 /// `adeploy run`.
 #[derive(Debug, Args)]
@@ -162,6 +162,17 @@ async fn engine(
     Ok(Engine::new(config, options).await?)
 }
 
+/// An engine for `list` and `report`: they read the history and reports
+/// only, so no plugin is loaded (a config naming a plugin from a
+/// `--plugins` directory, or a broken plugin, does not stop them).
+fn query_engine(ctx: &Context) -> anyhow::Result<Engine> {
+    let options = EngineOptions {
+        state_dir: ctx.state_dir.clone(),
+        ..EngineOptions::default()
+    };
+    Ok(Engine::for_queries(ctx.config()?, options)?)
+}
+
 pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.interactive && !args.yes && !std::io::stdin().is_terminal() {
         return Err(crate::UsageError(
@@ -216,8 +227,10 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(Box::new(move |question: &Question<'_>| {
             let ask = || {
                 match question {
-                    Question::Plan(plan) => eprint!("{}", render_plan(plan)),
-                    Question::Inconclusive(analysis) => eprint!("{}", analysis.describe()),
+                    Question::Plan(plan) => crate::output::say_block(&render_plan(plan)),
+                    Question::Inconclusive(analysis) => {
+                        crate::output::say_block(&analysis.describe())
+                    }
                     _ => {}
                 }
                 if yes {
@@ -310,7 +323,9 @@ pub async fn run(ctx: &Context, args: RunArgs) -> anyhow::Result<ExitCode> {
                     .unwrap_or_default()
             ),
             Ok(_) => {}
-            Err(e) => eprintln!("warning: retraining the strategy model failed: {e}"),
+            Err(e) => crate::output::say(&format!(
+                "warning: retraining the strategy model failed: {e}"
+            )),
         }
     }
     Ok(if outcome.success {
@@ -336,7 +351,7 @@ fn step_summary(report: &Report) -> Option<PathBuf> {
 fn render_plan(plan: &PlanView) -> String {
     let mut s = format!(
         "plan: {} — {} wave(s), {} at a time, {} health sample(s) {} ms apart, {} s soak, rollback {}\n",
-        plan.strategy,
+        safe(&plan.strategy),
         plan.waves.len(),
         plan.concurrency,
         plan.samples,
@@ -345,13 +360,14 @@ fn render_plan(plan: &PlanView) -> String {
         plan.rollback_scope
     );
     for (i, w) in plan.waves.iter().enumerate() {
-        s.push_str(&format!("  wave {}: {}\n", i + 1, w.join(", ")));
+        let steps: Vec<_> = w.iter().map(|x| safe(x)).collect();
+        s.push_str(&format!("  wave {}: {}\n", i + 1, steps.join(", ")));
     }
     for n in &plan.notes {
-        s.push_str(&format!("  note: {n}\n"));
+        s.push_str(&format!("  note: {}\n", safe(n)));
     }
     for w in &plan.warnings {
-        s.push_str(&format!("  WARNING: {w}\n"));
+        s.push_str(&format!("  WARNING: {}\n", safe(w)));
     }
     for a in &plan.analysis {
         s.push_str(&a.describe());
@@ -366,10 +382,17 @@ async fn render_events(
     json: bool,
     bar: Option<indicatif::ProgressBar>,
 ) {
+    // Every line is made safe for the terminal as a whole: a field's
+    // newline or escape sequence is shown escaped, inside its line.
     let say = |line: String| match &bar {
-        Some(pb) => pb.println(line),
-        None if !json => eprintln!("{line}"),
+        Some(pb) => pb.println(safe(&line)),
+        None if !json => crate::output::say(&line),
         None => {}
+    };
+    // Warnings are printed with --json too (on stderr).
+    let warn = |line: String| match &bar {
+        Some(pb) => pb.println(safe(&line)),
+        None => crate::output::say(&line),
     };
     let started = Instant::now();
     let (mut total, mut done, mut step_secs) = (0usize, 0usize, 0.0f64);
@@ -379,6 +402,24 @@ async fn render_events(
     while let Some(ev) = rx.recv().await {
         match ev {
             DeploymentEvent::Decision(d) => {
+                if let Decision::PluginOverride {
+                    plugin,
+                    kind,
+                    source,
+                    sha256,
+                    grants_withheld,
+                } = &d.decision
+                {
+                    warn(format!(
+                        "warning: the built-in {kind} plugin '{plugin}' is replaced by {source} (sha256 {}){}",
+                        sha256.get(..12).unwrap_or(sha256),
+                        grants_withheld
+                            .as_deref()
+                            .map(|w| format!("; it runs without grants: {w}"))
+                            .unwrap_or_default()
+                    ));
+                    continue;
+                }
                 // The decisions that shape the run; the rest stay in the log.
                 let shown = match &d.decision {
                     Decision::SafetyOverride { applied, .. } => *applied != Some(false),
@@ -507,15 +548,18 @@ async fn render_events(
             } else {
                 format!("wave {}/{}", wave.0, wave.1)
             };
-            pb.set_message(format!(
-                "{stage} · {done}/{total} steps · {} running · {:.0} s elapsed{eta}",
-                if running.is_empty() {
-                    "none".to_string()
-                } else {
-                    running.join(", ")
-                },
-                started.elapsed().as_secs_f64()
-            ));
+            pb.set_message(
+                safe(&format!(
+                    "{stage} · {done}/{total} steps · {} running · {:.0} s elapsed{eta}",
+                    if running.is_empty() {
+                        "none".to_string()
+                    } else {
+                        running.join(", ")
+                    },
+                    started.elapsed().as_secs_f64()
+                ))
+                .into_owned(),
+            );
         }
     }
     if let Some(pb) = bar {
@@ -579,12 +623,12 @@ impl CommandOutput for ListOutput {
                         .format("%Y-%m-%d %H:%M:%S")
                         .to_string(),
                     d.status.as_str().to_string(),
-                    d.strategy.clone(),
-                    d.environment.clone(),
+                    safe(&d.strategy).into_owned(),
+                    safe(&d.environment).into_owned(),
                     d.duration_s
                         .map(|s| format!("{s:.1}s"))
                         .unwrap_or_else(|| "-".into()),
-                    d.services.join(","),
+                    safe(&d.services.join(",")).into_owned(),
                     adeploy::report::host_results(&d.steps).unwrap_or_else(|| "-".into()),
                     result_of(d),
                 ]
@@ -630,7 +674,7 @@ fn result_of(d: &DeploymentRecord) -> String {
 }
 
 pub async fn list(ctx: &Context, args: ListArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new(), None).await?;
+    let engine = query_engine(ctx)?;
     emit(
         &ListOutput {
             deployments: engine.list(args.limit).await?,
@@ -669,7 +713,7 @@ impl CommandOutput for ReportOutput {
                 d.timestamp
                     .with_timezone(&chrono::Local)
                     .format("%H:%M:%S%.3f"),
-                d.decision.summary()
+                safe(&d.decision.summary())
             ));
         }
         s
@@ -677,7 +721,7 @@ impl CommandOutput for ReportOutput {
 }
 
 pub async fn report(ctx: &Context, args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let engine = engine(ctx, Vec::new(), None).await?;
+    let engine = query_engine(ctx)?;
     let format = match args.format {
         Some(f) => f,
         None if args.output.is_some() || ctx.json => Format::Json,

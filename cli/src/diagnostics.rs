@@ -11,7 +11,7 @@ use adeploy::engine::{Engine, EngineOptions};
 use adeploy::plugin::{HostOptions, HostWorld};
 
 use crate::Context;
-use crate::output::{CommandOutput, emit, table};
+use crate::output::{CommandOutput, emit, safe, table};
 
 /// `adeploy diagnostics`.
 #[derive(Debug, Args)]
@@ -93,11 +93,15 @@ impl CommandOutput for Output {
         for ev in &e.evidence {
             s.push_str(&format!(
                 "  {} {} → {} (weight {}): {}\n",
-                ev.detector, ev.method, ev.environment, ev.weight, ev.detail
+                safe(&ev.detector),
+                safe(&ev.method),
+                ev.environment,
+                ev.weight,
+                safe(&ev.detail)
             ));
         }
         for n in &e.notes {
-            s.push_str(&format!("  note: {n}\n"));
+            s.push_str(&format!("  note: {}\n", safe(n)));
         }
         let m = &d.system;
         let snap = &m.snapshot;
@@ -186,9 +190,9 @@ impl CommandOutput for Output {
                 .iter()
                 .map(|p| {
                     vec![
-                        p.name.clone(),
+                        safe(&p.name).into_owned(),
                         p.kind.to_string(),
-                        p.source.clone(),
+                        safe(&p.source).into_owned(),
                         serde_json::to_value(p.outcome)
                             .ok()
                             .and_then(|v| v.as_str().map(String::from))

@@ -178,13 +178,18 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", error_text(&err));
+            output::say(&format!("error: {}", error_text(&err)));
             ExitCode::from(exit_code(&err))
         }
-    }
+    };
+    // The result is out. Whatever a plugin left behind (a host call that
+    // still waits on a blocking thread), the process ends now: dropping the
+    // runtime would wait for every blocking task.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -229,9 +234,12 @@ fn init_tracing(verbose: bool) {
         "warn"
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour codes of the subscriber itself would be escaped by the safe
+    // writer like everyone else's, so it writes plain text.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(output::SafeStderr::default)
+        .with_ansi(false)
         .with_target(false)
         .try_init();
 }

@@ -30,7 +30,8 @@ async fn engine(ctx: &Context) -> anyhow::Result<Engine> {
         state_dir: ctx.state_dir.clone(),
         ..EngineOptions::default()
     };
-    Ok(Engine::new(ctx.config()?, options).await?)
+    // The model needs no plugins: none are loaded.
+    Ok(Engine::for_queries(ctx.config()?, options)?)
 }
 
 pub async fn run(ctx: &Context, cmd: ModelCommand) -> anyhow::Result<ExitCode> {

@@ -13,7 +13,7 @@ use adeploy::plugin::{
 };
 
 use crate::Context;
-use crate::output::{CommandOutput, emit, table};
+use crate::output::{CommandOutput, emit, safe, table};
 use crate::scaffold::{Lang, ScaffoldRequest, Scaffolded, scaffold};
 
 #[derive(Debug, Subcommand)]
@@ -78,6 +78,10 @@ pub async fn run(ctx: &Context, cmd: PluginsCommand) -> anyhow::Result<ExitCode>
                         description: p.info().description.clone(),
                         source: p.source().to_string(),
                         builtin: matches!(p.source(), adeploy::plugin::PluginSource::BuiltIn),
+                        overrides: p
+                            .overrides_builtin()
+                            .then(|| format!("built-in {}", p.name())),
+                        grants_withheld: p.grants_withheld().map(String::from),
                         sha256: p.sha256().to_string(),
                         wit_version: p.wit_version().to_string(),
                         grants: p.grants().clone(),
@@ -136,6 +140,10 @@ struct PluginRow {
     /// `built-in` or the component's path.
     source: String,
     builtin: bool,
+    /// What this file replaces (`built-in NAME`), when it replaces a built-in.
+    overrides: Option<String>,
+    /// Why the config's grants for this name were not given to the file.
+    grants_withheld: Option<String>,
     sha256: String,
     wit_version: String,
     grants: Grants,
@@ -153,12 +161,12 @@ impl CommandOutput for PluginList {
             .iter()
             .map(|p| {
                 vec![
-                    p.name.clone(),
+                    safe(&p.name).into_owned(),
                     p.kind.to_string(),
-                    p.version.clone(),
-                    p.source.clone(),
+                    safe(&p.version).into_owned(),
+                    safe(&p.source).into_owned(),
                     p.sha256.chars().take(12).collect(),
-                    grants_summary(&p.grants),
+                    safe(&grants_summary(&p.grants)).into_owned(),
                 ]
             })
             .collect();
@@ -166,12 +174,25 @@ impl CommandOutput for PluginList {
             &["NAME", "KIND", "VERSION", "SOURCE", "SHA256", "GRANTS"],
             rows,
         );
+        for p in &self.plugins {
+            if let Some(what) = &p.overrides {
+                out.push_str(&format!(
+                    "{}: {} replaces the {what}{}\n",
+                    safe(&p.name),
+                    safe(&p.source),
+                    p.grants_withheld
+                        .as_deref()
+                        .map(|w| format!("; it runs without grants: {}", safe(w)))
+                        .unwrap_or_default()
+                ));
+            }
+        }
         for p in self.plugins.iter().filter(|p| !p.missing_grants.is_empty()) {
             out.push_str(&format!(
                 "{}: its manifest asks for {}, which the config does not grant (denied until plugins.{}.grants lists them)\n",
-                p.name,
-                grants_summary(&p.missing_grants),
-                p.name
+                safe(&p.name),
+                safe(&grants_summary(&p.missing_grants)),
+                safe(&p.name)
             ));
         }
         out
@@ -187,23 +208,29 @@ impl CommandOutput for InspectOutput {
         let i = &self.0;
         let mut s = format!(
             "name:        {}\nkind:        {}\nworld:       {}\nversion:     {}\ndescription: {}\nsha256:      {}\nsize:        {} bytes\n",
-            i.name, i.kind, i.world, i.version, i.description, i.sha256, i.size
+            safe(&i.name),
+            i.kind,
+            i.world,
+            safe(&i.version),
+            safe(&i.description),
+            i.sha256,
+            i.size
         );
         s.push_str("imports:\n");
         for imp in &i.imports {
-            s.push_str(&format!("  {imp}\n"));
+            s.push_str(&format!("  {}\n", safe(imp)));
         }
         s.push_str("exports:\n");
         for exp in &i.exports {
-            s.push_str(&format!("  {exp}\n"));
+            s.push_str(&format!("  {}\n", safe(exp)));
         }
         match &i.manifest {
             Some(m) => s.push_str(&format!(
                 "manifest:    {} (name {}, kind {}, grants asked: {})\n",
-                m.path.display(),
-                m.name,
+                safe(&m.path.display().to_string()),
+                safe(&m.name),
                 m.kind,
-                grants_summary(&m.grants)
+                safe(&grants_summary(&m.grants))
             )),
             None => s.push_str("manifest:    none\n"),
         }

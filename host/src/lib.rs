@@ -34,3 +34,4 @@ pub mod ml;
 pub mod monitor;
 pub mod plugin;
 pub mod report;
+pub mod terminal;

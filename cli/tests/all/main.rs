@@ -17,6 +17,7 @@ mod demo_port;
 mod diagnostics;
 mod examples;
 mod golden;
+mod hostile;
 mod human_output;
 mod metric_provider;
 #[path = "../../../host/tests/all/prometheus_support.rs"]

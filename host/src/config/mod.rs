@@ -125,18 +125,7 @@ fn strip_location(message: &str) -> String {
 /// error quoting a user's key or value stays one line: a quoted key such as
 /// `"a\nb"` must not break the message, or forge a second line, in a log.
 pub(crate) fn one_line(text: &str) -> std::borrow::Cow<'_, str> {
-    if !text.chars().any(char::is_control) {
-        return std::borrow::Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    std::borrow::Cow::Owned(out)
+    crate::terminal::safe(text)
 }
 
 /// Converts a YAML value (a plugin's free-form `config`) to a JSON string.
@@ -249,10 +238,30 @@ impl Config {
                 ),
             ));
         }
-        if self.plugin_defaults.timeout_ms == 0 || self.plugin_defaults.memory_mb == 0 {
+        let d = &self.environment_detection;
+        let w = &d.weights;
+        if [w.env_var, w.hostname, w.network, w.filesystem, w.process]
+            .iter()
+            .any(|x| !x.is_finite() || *x < 0.0 || *x > 1e6)
+        {
+            return Err(semantic(
+                "environment_detection.weights".to_string(),
+                "weights are numbers from 0 to 1000000".to_string(),
+            ));
+        }
+        if !(d.min_confidence.is_finite() && (0.0..=1.0).contains(&d.min_confidence)) {
+            return Err(semantic(
+                "environment_detection.min_confidence".to_string(),
+                "must be a number from 0 to 1".to_string(),
+            ));
+        }
+        if self.plugin_defaults.timeout_ms == 0
+            || self.plugin_defaults.memory_mb == 0
+            || self.plugin_defaults.deployment_budget_ms == 0
+        {
             return Err(semantic(
                 "plugin_defaults".to_string(),
-                "timeout_ms and memory_mb must be at least 1".to_string(),
+                "timeout_ms, memory_mb and deployment_budget_ms must be at least 1".to_string(),
             ));
         }
         for (name, p) in &self.plugins {

@@ -222,14 +222,35 @@ pub struct Experimental {
     pub enable_rollback_prediction: bool,
 }
 
-/// Sandbox limits of one plugin call.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// Sandbox limits of plugin calls (`plugin_defaults`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginLimits {
     /// Wall-clock deadline of one call, in milliseconds.
     pub timeout_ms: u64,
     /// Linear-memory cap of one instance, in MiB.
     pub memory_mb: u64,
+    /// Plugin time of one deployment, all calls together (detectors, plan,
+    /// on-progress, hooks, metric queries), in milliseconds.
+    pub deployment_budget_ms: u64,
+    /// The longest pause a strategy may ask for (`pause` decisions and a
+    /// wave's `pause-after-s`), in seconds.
+    pub max_pause_s: u32,
+    /// Whether a plugin file may replace a built-in plugin of the same name
+    /// (always announced; `false` refuses it).
+    pub allow_overrides: bool,
+}
+
+impl Default for PluginLimits {
+    fn default() -> Self {
+        PluginLimits {
+            timeout_ms: 2000,
+            memory_mb: 128,
+            deployment_budget_ms: 300_000,
+            max_pause_s: 300,
+            allow_overrides: true,
+        }
+    }
 }
 
 /// Per-plugin overrides of [`PluginLimits`].

@@ -167,6 +167,11 @@ impl Engine {
     /// about two seconds; the trends add the samples the history stored
     /// over `monitoring.trend_window_s`.
     pub async fn diagnostics(&self) -> Result<Diagnostics, EngineError> {
+        if !self.plugins_loaded {
+            return Err(EngineError::QueriesOnly {
+                what: "run diagnostics",
+            });
+        }
         let environment = EnvironmentDetector::new(&self.plugins, &self.config)
             .detect(None)
             .await?;

@@ -39,9 +39,27 @@ pub enum EngineError {
     #[error("{error}")]
     Secret { service: String, error: SecretError },
     #[error(
-        "deployments to {environment} need an approval (approvals.required_for): pass --approve, or run with --interactive on a terminal and confirm"
+        "deployments to {environment} need an approval (approvals.required_for; {environment} is named by {}): pass --approve, or run with --interactive on a terminal and confirm",
+        crate::terminal::safe(&named_by.join(", "))
     )]
-    ApprovalRequired { environment: Environment },
+    ApprovalRequired {
+        environment: Environment,
+        /// The credible signals that name it (`--environment`,
+        /// `DEPLOYMENT_ENVIRONMENT="production"`, a detector's evidence).
+        named_by: Vec<String>,
+    },
+    /// The environment cannot be determined (an unreadable
+    /// `DEPLOYMENT_ENVIRONMENT`).
+    #[error(transparent)]
+    Detect(#[from] crate::detect::DetectError),
+    /// The deployment's deadline passed before anything was deployed.
+    #[error("the deployment's deadline ({limit}) was reached during {phase}; nothing was deployed")]
+    OutOfTime { phase: &'static str, limit: String },
+    /// The engine was opened for queries only ([`Engine::for_queries`](super::Engine::for_queries)).
+    #[error(
+        "this engine was opened for queries only, without plugins; open it with Engine::new to {what}"
+    )]
+    QueriesOnly { what: &'static str },
     /// `--max-time` is shorter than similar past deployments took.
     #[error(
         "--max-time of {max_time_minutes:.1} min is too short for {strategy}: similar deployments took {:.1} min (median of {}, {}){}; raise --max-time, choose a faster strategy, or pass --force",
@@ -180,6 +198,7 @@ impl EngineError {
             | EngineError::UnknownStrategy { .. }
             | EngineError::Secret { .. }
             | EngineError::ApprovalRequired { .. }
+            | EngineError::Detect(_)
             | EngineError::MaxTimeTooShort { .. }
             | EngineError::PredictedFailure { .. }
             | EngineError::ResourcesTooHigh { .. }

@@ -55,7 +55,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::config::Config;
 use crate::history::HistoryStore;
 use crate::monitor::{Snapshot, SystemMonitor};
-use crate::plugin::{HostOptions, PluginHost, PluginKind, PluginSet};
+use crate::plugin::{DeploymentScope, HostOptions, PluginHost, PluginKind, PluginSet};
 
 pub use crate::report::{
     Approval, CandidateScore, Decision, DecisionEntry, DriftDetection, Exploration, StepRecord,
@@ -99,7 +99,9 @@ pub struct Engine {
     config: Config,
     state_dir: PathBuf,
     plugins: PluginSet,
-    _host: PluginHost,
+    _host: Option<PluginHost>,
+    /// False for an engine opened with [`Engine::for_queries`].
+    plugins_loaded: bool,
     metering: Metering,
     selector: Box<dyn StrategySelector>,
     lock_wait: Duration,
@@ -124,19 +126,10 @@ impl Engine {
     /// Loads the plugins and prepares the state directory's paths (nothing is
     /// written until a deployment starts).
     pub async fn new(config: Config, options: EngineOptions) -> Result<Engine, EngineError> {
-        let state_dir = options.state_dir.clone().unwrap_or_else(|| {
-            let s = &config.state_dir;
-            if s.is_absolute() {
-                s.clone()
-            } else {
-                std::env::current_dir().unwrap_or_default().join(s)
-            }
-        });
+        let state_dir = Engine::state_dir_of(&config, &options);
         // The monitor first: it takes its first CPU reading now, so the
         // window the first figure needs passes while the plugins load.
-        let monitor = Arc::new(SystemMonitor::new(
-            state_dir.parent().unwrap_or(Path::new("/")),
-        )?);
+        let monitor = Engine::monitor_for(&state_dir)?;
         let host = PluginHost::new(
             options
                 .host
@@ -144,10 +137,57 @@ impl Engine {
                 .unwrap_or_else(|| HostOptions::for_config(&config)),
         )?;
         let plugins = PluginSet::load(&host, &config, &options.plugin_dirs).await?;
+        Engine::assemble(config, options, state_dir, monitor, plugins, Some(host))
+    }
+
+    /// An engine for the queries only (`list`, `report`, `audit_log`,
+    /// the model): no plugin host, no plugin loaded, so a config that names
+    /// plugins from a `--plugins` directory, or a broken plugin, does not
+    /// stop anyone from reading the history. `deploy` and `diagnostics`
+    /// refuse with [`EngineError::QueriesOnly`].
+    pub fn for_queries(config: Config, options: EngineOptions) -> Result<Engine, EngineError> {
+        let state_dir = Engine::state_dir_of(&config, &options);
+        let monitor = Engine::monitor_for(&state_dir)?;
+        Engine::assemble(
+            config,
+            options,
+            state_dir,
+            monitor,
+            PluginSet::default(),
+            None,
+        )
+    }
+
+    fn state_dir_of(config: &Config, options: &EngineOptions) -> PathBuf {
+        options.state_dir.clone().unwrap_or_else(|| {
+            let s = &config.state_dir;
+            if s.is_absolute() {
+                s.clone()
+            } else {
+                std::env::current_dir().unwrap_or_default().join(s)
+            }
+        })
+    }
+
+    fn monitor_for(state_dir: &Path) -> Result<Arc<SystemMonitor>, EngineError> {
+        Ok(Arc::new(SystemMonitor::new(
+            state_dir.parent().unwrap_or(Path::new("/")),
+        )?))
+    }
+
+    fn assemble(
+        config: Config,
+        options: EngineOptions,
+        state_dir: PathBuf,
+        monitor: Arc<SystemMonitor>,
+        plugins: PluginSet,
+        host: Option<PluginHost>,
+    ) -> Result<Engine, EngineError> {
         Ok(Engine {
             config,
             state_dir,
             plugins,
+            plugins_loaded: host.is_some(),
             _host: host,
             metering: Metering::new(options.metrics_source, options.fixed_metrics, monitor),
             selector: Box::new(AdaptiveSelector),
@@ -177,9 +217,28 @@ impl Engine {
         events: Option<UnboundedSender<DeploymentEvent>>,
         confirm: Option<Confirm>,
     ) -> Result<DeploymentOutcome, EngineError> {
-        let planned = self.preflight(req, events, confirm).await?;
-        let executed = self.execute(planned).await?;
-        self.record(executed).await
+        if !self.plugins_loaded {
+            return Err(EngineError::QueriesOnly { what: "deploy" });
+        }
+        // One scope for the whole deployment: every plugin call in it (and
+        // in the tasks it spawns) shares the plugin time budget and the
+        // deadline, and its output is rate-limited.
+        let deadline =
+            types::deadline_label(&req, &self.config).map(|(d, _)| std::time::Instant::now() + d);
+        let scope = Arc::new(DeploymentScope::new(
+            Duration::from_millis(self.config.plugin_defaults.deployment_budget_ms),
+            deadline,
+        ));
+        let outcome = scope
+            .clone()
+            .within(async {
+                let planned = self.preflight(req, events, confirm).await?;
+                let executed = self.execute(planned).await?;
+                self.record(executed).await
+            })
+            .await;
+        scope.gate().summarize("this deployment");
+        outcome
     }
 
     /// Phase two (see [`execute`]): what execution may use of the engine.

@@ -220,3 +220,22 @@ impl Metering {
             })
     }
 }
+
+/// The deployment's hard deadline, and what set it: `--max-time`, else
+/// `thresholds.max_deployment_time` (none when both are off).
+pub(crate) fn deadline_label(
+    req: &DeploymentRequest,
+    config: &crate::config::Config,
+) -> Option<(Duration, String)> {
+    match req.max_time {
+        Some(d) => Some((d, format!("--max-time of {} min", d.as_secs().div_ceil(60)))),
+        None if config.thresholds.max_deployment_time > 0 => {
+            let m = config.thresholds.max_deployment_time;
+            Some((
+                Duration::from_secs(u64::from(m) * 60),
+                format!("thresholds.max_deployment_time of {m} min"),
+            ))
+        }
+        None => None,
+    }
+}

@@ -12,14 +12,16 @@
 //! [`TypedPre`] variant (three match arms below) and a [`PluginKind`]
 //! variant, and write its export method in `exports.rs`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtime::component::InstancePre;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::error::error_line;
-use super::sandbox::PluginState;
-use super::{EPOCH_TICK, Plugin, PluginError, PluginEvent, PluginInfo, PluginKind, bindings};
+use super::sandbox::{PluginState, Used};
+use super::scope::{Allowance, Binding, DeploymentScope, OutputGate};
+use super::{Plugin, PluginError, PluginEvent, PluginInfo, PluginKind, bindings};
 
 /// The value a plugin call returned, with what happened during it.
 #[derive(Debug, Clone)]
@@ -30,6 +32,8 @@ pub struct Called<T> {
     /// Events beyond the per-call limit, counted only.
     pub dropped_events: usize,
     pub elapsed: Duration,
+    /// The granted capabilities the call used successfully.
+    pub used: Used,
 }
 
 /// The instance-pre of a plugin, typed by its world: the only place that
@@ -98,28 +102,100 @@ impl TypedPre {
     }
 }
 
+/// How much host memory one call's values may take: the most the host
+/// copies out of the plugin in one lift (an export's answer, or the
+/// arguments of one host import). Enforced by wasmtime while it lifts
+/// ("hostcall fuel": every list costs its length times the host size of an
+/// element, every string its bytes), so a 128 MiB guest cannot make the host
+/// allocate millions of empty strings, or the same string a million times.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LiftLimit(pub usize);
+
+impl LiftLimit {
+    /// Enough for any answer within the text and entry caps of
+    /// `validate.rs`, and for a host import's arguments.
+    pub const BASE: LiftLimit = LiftLimit(1 << 20);
+
+    /// The base plus `n` items of `each` bytes (a plan's steps, a query's
+    /// samples).
+    pub fn with(n: usize, each: usize) -> LiftLimit {
+        LiftLimit(Self::BASE.0.saturating_add(n.saturating_mul(each)))
+    }
+}
+
+/// The most time `describe` may take while a plugin is loaded, whatever the
+/// plugin's own deadline: loading must stay quick. (The plugin's own
+/// deadline applies below it: a JavaScript or Python component needs more
+/// than a Rust one to start on a busy machine.)
+const DESCRIBE_DEADLINE: Duration = Duration::from_millis(5000);
+
 impl Plugin {
-    /// Runs `body` in a fresh store under the plugin's memory cap and
-    /// deadline, and classifies a failure as a [`PluginError`] naming the
-    /// plugin and `function`.
+    /// Runs `body` in a fresh store under the plugin's memory cap, its
+    /// deadline (cut to what the current [`DeploymentScope`] allows), and the
+    /// lift limit, and classifies a failure as a [`PluginError`] naming the
+    /// plugin and `function`. The call's time is charged to the scope.
     pub(super) async fn call<T>(
         &self,
         function: &'static str,
+        lift: LiftLimit,
         body: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<Called<T>, PluginError> {
+        let scope = DeploymentScope::current();
+        let own = if function == "describe" {
+            self.timeout.min(DESCRIBE_DEADLINE)
+        } else {
+            self.timeout
+        };
+        let allowance = match &scope {
+            Some(s) => s.allowance(own),
+            None => Allowance {
+                time: own,
+                binding: Binding::Own,
+            },
+        };
+        let out_of_time = |binding: Binding| match binding {
+            Binding::Own => PluginError::Deadline {
+                plugin: self.name.clone(),
+                function,
+                deadline_ms: u64::try_from(own.as_millis()).unwrap_or(u64::MAX),
+            },
+            Binding::Budget => PluginError::Budget {
+                plugin: self.name.clone(),
+                function,
+                budget_ms: scope.as_ref().map_or(0, |s| {
+                    u64::try_from(s.budget().as_millis()).unwrap_or(u64::MAX)
+                }),
+            },
+            Binding::Deadline => PluginError::DeploymentDeadline {
+                plugin: self.name.clone(),
+                function,
+            },
+        };
+        if allowance.time.is_zero() {
+            return Err(out_of_time(allowance.binding));
+        }
+        let gate = scope
+            .as_ref()
+            .map_or_else(|| self.sandbox.gate.clone(), |s| s.gate().clone());
         let started = Instant::now();
-        let mut store = self.new_store();
-        let outcome = tokio::time::timeout(self.timeout, body(&mut store)).await;
-        let deadline_ms = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut store = self.new_store(started + allowance.time, lift, gate);
+        // The epoch callback stops a spinning guest at the wall-clock
+        // deadline; the timeout also stops a guest waiting in a host import.
+        let outcome = tokio::time::timeout(allowance.time, body(&mut store)).await;
+        let elapsed = started.elapsed();
+        if let Some(s) = &scope {
+            s.charge(elapsed);
+        }
         let value = match outcome {
-            Err(_elapsed) => {
-                return Err(PluginError::Deadline {
-                    plugin: self.name.clone(),
-                    function,
-                    deadline_ms,
-                });
+            Err(_elapsed) => return Err(out_of_time(allowance.binding)),
+            Ok(Err(e)) => {
+                if store.data().deadline_hit
+                    || matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt))
+                {
+                    return Err(out_of_time(allowance.binding));
+                }
+                return Err(self.classify(function, &e, store.data(), lift));
             }
-            Ok(Err(e)) => return Err(self.classify(function, &e, store.data(), deadline_ms)),
             Ok(Ok(v)) => v,
         };
         let state = store.into_data();
@@ -127,31 +203,38 @@ impl Plugin {
             value,
             events: state.events,
             dropped_events: state.dropped_events,
-            elapsed: started.elapsed(),
+            elapsed,
+            used: state.used,
         })
     }
 
     /// [`Plugin::call`] of an export that answers `result<T, string>`: the
-    /// plugin's own `Err` is a refusal, and `check` judges an `Ok` answer (a
-    /// failed check is a malformed value).
+    /// plugin's own `Err` is a refusal (its message cut to
+    /// [`MAX_REASON_BYTES`](super::MAX_REASON_BYTES)), and `check` judges an
+    /// `Ok` answer (a failed check is a malformed value).
     pub(super) async fn call_checked<T>(
         &self,
         function: &'static str,
+        lift: LiftLimit,
         body: impl AsyncFnOnce(&mut Store<PluginState>) -> wasmtime::Result<Result<T, String>>,
-        check: impl FnOnce(&T) -> Result<(), String>,
+        check: impl FnOnce(&mut T) -> Result<(), String>,
     ) -> Result<Called<T>, PluginError> {
         let Called {
             value,
             events,
             dropped_events,
             elapsed,
-        } = self.call(function, body).await?;
-        let value = value.map_err(|message| PluginError::Refused {
-            plugin: self.name.clone(),
-            function,
-            message,
+            used,
+        } = self.call(function, lift, body).await?;
+        let mut value = value.map_err(|mut message| {
+            super::validate::cap_reason(&mut message);
+            PluginError::Refused {
+                plugin: self.name.clone(),
+                function,
+                message,
+            }
         })?;
-        check(&value).map_err(|reason| PluginError::Malformed {
+        check(&mut value).map_err(|reason| PluginError::Malformed {
             plugin: self.name.clone(),
             function,
             reason,
@@ -161,19 +244,36 @@ impl Plugin {
             events,
             dropped_events,
             elapsed,
+            used,
         })
     }
 
-    /// A fresh store with the plugin's memory cap and epoch deadline.
-    fn new_store(&self) -> Store<PluginState> {
+    /// A fresh store with the plugin's memory cap, the lift limit, and an
+    /// epoch callback that ends the call at `deadline` (wall clock: the
+    /// epoch ticker only says when to look, so a ticker slowed by a busy
+    /// machine cannot stretch a deadline) and yields to the runtime between
+    /// ticks.
+    fn new_store(
+        &self,
+        deadline: Instant,
+        lift: LiftLimit,
+        gate: Arc<OutputGate>,
+    ) -> Store<PluginState> {
         let mut store = Store::new(
             &self.engine,
-            PluginState::new(self.sandbox.clone(), self.memory_bytes),
+            PluginState::new(self.sandbox.clone(), self.memory_bytes, gate),
         );
         store.limiter(|s| &mut s.limiter);
-        let ticks = (self.timeout.as_micros() / EPOCH_TICK.as_micros()).max(1) + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        store.set_hostcall_fuel(lift.0);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().deadline_hit = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
         store
     }
 
@@ -182,7 +282,7 @@ impl Plugin {
         function: &'static str,
         e: &wasmtime::Error,
         state: &PluginState,
-        deadline_ms: u64,
+        lift: LiftLimit,
     ) -> PluginError {
         let plugin = self.name.clone();
         if state.limiter.hit {
@@ -192,11 +292,18 @@ impl Plugin {
                 cap_mib: (self.memory_bytes >> 20) as u64,
             };
         }
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return PluginError::Deadline {
+        if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            return PluginError::Exited {
                 plugin,
                 function,
-                deadline_ms,
+                code: exit.0,
+            };
+        }
+        if format!("{e:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
+            return PluginError::TooLarge {
+                plugin,
+                function,
+                limit_bytes: lift.0 as u64,
             };
         }
         let mut reason = e
@@ -211,6 +318,7 @@ impl Plugin {
             .map(str::trim)
             .rfind(|l| !l.is_empty() && !l.starts_with("note: "))
         {
+            let line = crate::config::one_line(line);
             reason = format!("{reason} (plugin stderr: {line})");
         }
         PluginError::Trap {
@@ -220,3 +328,8 @@ impl Plugin {
         }
     }
 }
+
+/// What wasmtime says when a lift runs out of hostcall fuel (its error type
+/// is private; `hostcall_fuel_message_is_recognised` in the tests pins the
+/// text).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";

@@ -93,6 +93,57 @@ pub enum PluginError {
         function: &'static str,
         message: String,
     },
+    #[error(
+        "plugin '{plugin}' was stopped in {function}: the deployment's plugin time budget of {budget_ms} ms (plugin_defaults.deployment_budget_ms) is used up"
+    )]
+    Budget {
+        plugin: String,
+        function: &'static str,
+        budget_ms: u64,
+    },
+    #[error(
+        "plugin '{plugin}' was stopped in {function}: the deployment's deadline (--max-time or thresholds.max_deployment_time) was reached"
+    )]
+    DeploymentDeadline {
+        plugin: String,
+        function: &'static str,
+    },
+    #[error(
+        "plugin '{plugin}' called exit({code}) in {function}: a plugin returns its answer, it must not end its process"
+    )]
+    Exited {
+        plugin: String,
+        function: &'static str,
+        code: i32,
+    },
+    #[error(
+        "plugin '{plugin}' passed the host more than {limit_bytes} bytes in {function} (the most the host copies out of a plugin in one call); refused"
+    )]
+    TooLarge {
+        plugin: String,
+        function: &'static str,
+        limit_bytes: u64,
+    },
+    #[error(
+        "plugin name {}: {reason}",
+        crate::terminal::safe(&format!("{name:?}"))
+    )]
+    BadName { name: String, reason: String },
+    #[error(
+        "plugin '{plugin}' ({}) would replace the built-in {plugin} plugin, but plugin_defaults.allow_overrides is false",
+        path.display()
+    )]
+    OverrideForbidden { plugin: String, path: PathBuf },
+    #[error(
+        "plugin '{plugin}' ({}) is a {actual} plugin, but it would replace the built-in {expected} plugin '{plugin}': an override must be of the same kind",
+        path.display()
+    )]
+    OverrideKind {
+        plugin: String,
+        path: PathBuf,
+        expected: PluginKind,
+        actual: PluginKind,
+    },
     #[error("plugin host: {0}")]
     Engine(String),
 }
@@ -116,14 +167,45 @@ impl PluginError {
             | PluginError::Deadline { plugin, .. }
             | PluginError::MemoryCap { plugin, .. }
             | PluginError::Malformed { plugin, .. }
-            | PluginError::Refused { plugin, .. } => plugin,
+            | PluginError::Refused { plugin, .. }
+            | PluginError::Budget { plugin, .. }
+            | PluginError::DeploymentDeadline { plugin, .. }
+            | PluginError::Exited { plugin, .. }
+            | PluginError::TooLarge { plugin, .. }
+            | PluginError::OverrideForbidden { plugin, .. }
+            | PluginError::OverrideKind { plugin, .. } => plugin,
+            PluginError::BadName { name, .. } => name,
             PluginError::Engine(_) => "",
         }
     }
 
+    /// The export the error happened in, for errors of a call.
+    pub fn function(&self) -> Option<&'static str> {
+        match self {
+            PluginError::Trap { function, .. }
+            | PluginError::Deadline { function, .. }
+            | PluginError::MemoryCap { function, .. }
+            | PluginError::Malformed { function, .. }
+            | PluginError::Refused { function, .. }
+            | PluginError::Budget { function, .. }
+            | PluginError::DeploymentDeadline { function, .. }
+            | PluginError::Exited { function, .. }
+            | PluginError::TooLarge { function, .. } => Some(function),
+            _ => None,
+        }
+    }
+
     /// True for errors caused by the plugin file or its configuration (bad
-    /// input, exit code 2), false for failures while it runs.
+    /// input, exit code 2), false for failures while it runs. A plugin that
+    /// fails while it is being loaded (`describe`, or instantiating it) is a
+    /// bad plugin file, whatever the failure.
     pub fn is_bad_input(&self) -> bool {
+        if self.function() == Some("describe") {
+            return !matches!(
+                self,
+                PluginError::Budget { .. } | PluginError::DeploymentDeadline { .. }
+            );
+        }
         !matches!(
             self,
             PluginError::Trap { .. }
@@ -131,6 +213,10 @@ impl PluginError {
                 | PluginError::MemoryCap { .. }
                 | PluginError::Malformed { .. }
                 | PluginError::Refused { .. }
+                | PluginError::Budget { .. }
+                | PluginError::DeploymentDeadline { .. }
+                | PluginError::Exited { .. }
+                | PluginError::TooLarge { .. }
                 | PluginError::Engine(_)
         )
     }

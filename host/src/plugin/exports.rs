@@ -4,11 +4,16 @@
 
 use std::time::Duration;
 
-use super::call::TypedPre;
+use super::call::{LiftLimit, TypedPre};
 use super::{
     Called, Decision, DeploymentContext, Detection, DetectionRules, HookContext, HookReport, Phase,
     Plugin, PluginError, PluginInfo, PluginKind, Progress, Rollout, validate,
 };
+
+/// Host bytes a plan may use per step of the deployment, beyond the base
+/// lift limit: a step (service and host strings, 48 bytes) with generous
+/// room for the names it repeats and the wave it sits in.
+const PLAN_BYTES_PER_STEP: usize = 1024;
 
 impl Plugin {
     pub(super) fn wrong_kind(&self, expected: PluginKind) -> PluginError {
@@ -29,17 +34,27 @@ impl Plugin {
     /// Instantiates the plugin in a fresh store without calling it, and returns
     /// how long that took: the fixed cost every call pays.
     pub async fn instantiate(&self) -> Result<Duration, PluginError> {
-        self.call("instantiate", async |store| {
+        self.call("instantiate", LiftLimit::BASE, async |store| {
             self.typed.instantiate(store).await
         })
         .await
         .map(|c| c.elapsed)
     }
 
-    /// Calls the plugin's `describe`.
+    /// Calls the plugin's `describe` (bounded: a short name and version, a
+    /// description of at most 1 KiB; see `validate::plugin_info`).
     pub async fn describe(&self) -> Result<Called<PluginInfo>, PluginError> {
-        self.call("describe", async |store| self.typed.describe(store).await)
-            .await
+        let called = self
+            .call("describe", LiftLimit::BASE, async |store| {
+                self.typed.describe(store).await
+            })
+            .await?;
+        validate::plugin_info(&called.value).map_err(|reason| PluginError::Malformed {
+            plugin: self.name.clone(),
+            function: "describe",
+            reason,
+        })?;
+        Ok(called)
     }
 
     /// Calls a detector's `detect` and checks the answer.
@@ -49,6 +64,7 @@ impl Plugin {
         };
         self.call_checked(
             "detect",
+            LiftLimit::BASE,
             async |store| {
                 let i = pre.instantiate_async(&mut *store).await?;
                 i.adeploy_plugin_detector()
@@ -66,8 +82,10 @@ impl Plugin {
             return Err(self.wrong_kind(PluginKind::Strategy));
         };
         let own = self.with_own_config(ctx);
+        let steps: usize = ctx.services.iter().map(|s| s.hosts.len().max(1)).sum();
         self.call_checked(
             "plan",
+            LiftLimit::with(steps, PLAN_BYTES_PER_STEP),
             async |store| {
                 let i = pre.instantiate_async(&mut *store).await?;
                 i.adeploy_plugin_strategy().call_plan(store, &own).await
@@ -89,16 +107,14 @@ impl Plugin {
         };
         let own = self.with_own_config(ctx);
         let mut called = self
-            .call("on-progress", async |store| {
+            .call("on-progress", LiftLimit::BASE, async |store| {
                 let i = pre.instantiate_async(&mut *store).await?;
                 i.adeploy_plugin_strategy()
                     .call_on_progress(store, &own, event)
                     .await
             })
             .await?;
-        if let Decision::Abort(r) | Decision::Rollback(r) = &mut called.value {
-            validate::cap_reason(r);
-        }
+        validate::decision(&mut called.value);
         Ok(called)
     }
 
@@ -115,6 +131,7 @@ impl Plugin {
         own.deployment.config.clone_from(&self.config_json);
         self.call_checked(
             "run",
+            LiftLimit::BASE,
             async |store| {
                 let i = pre.instantiate_async(&mut *store).await?;
                 i.adeploy_plugin_hook().call_run(store, phase, &own).await

@@ -2,7 +2,7 @@
 //! Kept apart from the import implementations so every rule is unit-tested
 //! without a component.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use crate::config::Grants;
 
@@ -64,18 +64,22 @@ pub enum PathDenial {
     Invalid(String),
     /// Outside every granted prefix (lexically, or after following links).
     Denied(String),
+    /// The lookup itself failed (a loop of links, no permission).
+    Failed(String),
 }
 
 /// Checks `requested` (an absolute path as the plugin sees it) against
-/// `grants.paths` and maps it under `root`. `..` components are refused
-/// outright; symbolic links are followed and the result must still lie under
-/// a granted prefix (also resolved under `root`). Returns the real path to use,
-/// or `Ok(None)` when it does not exist.
-pub fn resolve_path(
+/// `grants.paths` and looks it up inside `root` (`rootfs.rs`: the kernel
+/// resolves it, absolute links included, as if `root` were `/`). `..`
+/// components are refused outright; where the path leads must still lie
+/// under a granted prefix (itself resolved inside `root`), so a link out of
+/// the prefix is refused. Returns what was found, or `Ok(None)` when it does
+/// not exist.
+pub(crate) fn resolve_path(
     grants: &Grants,
     root: &Path,
     requested: &str,
-) -> Result<Option<PathBuf>, PathDenial> {
+) -> Result<Option<super::rootfs::Found>, PathDenial> {
     let path = Path::new(requested);
     if requested.is_empty() || !path.is_absolute() {
         return Err(PathDenial::Invalid(format!(
@@ -99,36 +103,25 @@ pub fn resolve_path(
             "path {requested:?} is not under grants.paths"
         )));
     }
-    let real = under_root(root, path);
-    let canonical = match real.canonicalize() {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // A dangling link inside the prefix is also "not there".
-            return Ok(None);
+    let found = match super::rootfs::lookup(root, path) {
+        Ok(Some(f)) => f,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            return Err(PathDenial::Failed(format!(
+                "path {requested:?} cannot be looked up: {e}"
+            )));
         }
-        Err(_) => return Ok(None),
     };
     let inside = prefixes.iter().any(|p| {
-        under_root(root, p)
-            .canonicalize()
-            .map(|cp| canonical.starts_with(cp))
-            .unwrap_or(false)
+        matches!(super::rootfs::lookup(root, p), Ok(Some(granted)) if found.inside.starts_with(&granted.inside))
     });
     if inside {
-        Ok(Some(canonical))
+        Ok(Some(found))
     } else {
         Err(PathDenial::Denied(format!(
             "path {requested:?} leads outside grants.paths through a symbolic link"
         )))
     }
-}
-
-fn under_root(root: &Path, path: &Path) -> PathBuf {
-    let relative: PathBuf = path
-        .components()
-        .filter(|c| matches!(c, Component::Normal(_)))
-        .collect();
-    root.join(relative)
 }
 
 #[cfg(test)]
@@ -190,9 +183,10 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        assert_eq!(
-            resolve_path(&g, root.path(), "/granted/missing").unwrap(),
-            None
+        assert!(
+            resolve_path(&g, root.path(), "/granted/missing")
+                .unwrap()
+                .is_none()
         );
         assert!(matches!(
             resolve_path(&g, root.path(), "/secret"),
@@ -220,10 +214,35 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(root.path().join("granted")).unwrap();
         std::fs::write(root.path().join("secret"), "s").unwrap();
-        std::os::unix::fs::symlink(root.path().join("secret"), root.path().join("granted/link"))
-            .unwrap();
+        // An absolute link inside the root means the root's /secret.
+        std::os::unix::fs::symlink("/secret", root.path().join("granted/link")).unwrap();
         let err = resolve_path(&grants(), root.path(), "/granted/link").unwrap_err();
         assert!(matches!(err, PathDenial::Denied(m) if m.contains("symbolic link")));
+    }
+
+    #[test]
+    fn a_granted_prefix_through_an_absolute_link_stays_in_the_root() {
+        // /var/run -> /run inside the image; the grant names /var/run/s.
+        let img = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(img.path().join("run/s")).unwrap();
+        std::fs::create_dir_all(img.path().join("var")).unwrap();
+        std::fs::write(img.path().join("run/s/token"), "image").unwrap();
+        std::os::unix::fs::symlink("/run", img.path().join("var/run")).unwrap();
+        let g = Grants {
+            paths: vec!["/var/run/s".into()],
+            ..Grants::default()
+        };
+        let found = resolve_path(&g, img.path(), "/var/run/s/token")
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.inside, Path::new("/run/s/token"));
+        // The host's own /run/s does not exist or is not what is read: a
+        // path that exists only on the host is not found.
+        assert!(
+            resolve_path(&g, img.path(), "/var/run/s/only-on-the-host")
+                .unwrap()
+                .is_none()
+        );
     }
 }
 

@@ -16,6 +16,7 @@ use wasmtime::component::{Component, HasSelf, Linker};
 use super::call::TypedPre;
 use super::error::error_line;
 use super::sandbox::{PluginState, Sandbox};
+use super::scope::{LINES_PER_DEPLOYMENT, OutputGate};
 use super::{
     EPOCH_TICK, HostWorld, LoadStats, Manifest, Plugin, PluginError, PluginInfo, PluginKind,
     PluginSource, bindings, cache, default_cache_dir,
@@ -109,7 +110,15 @@ pub struct PluginHost {
     cache: cache::ComponentCache,
     world: Arc<HostWorld>,
     http: Arc<OnceLock<reqwest::Client>>,
+    /// Output of plugin calls made outside a deployment.
+    gate: Arc<OutputGate>,
     _ticker: EpochTicker,
+}
+
+impl Drop for PluginHost {
+    fn drop(&mut self) {
+        self.gate.summarize("plugin calls outside a deployment");
+    }
 }
 
 impl std::fmt::Debug for PluginHost {
@@ -169,8 +178,14 @@ impl PluginHost {
             cache,
             world: Arc::new(options.world),
             http: Arc::new(OnceLock::new()),
+            gate: Arc::new(OutputGate::new(LINES_PER_DEPLOYMENT)),
             _ticker: ticker,
         })
+    }
+
+    /// The machine as plugins see it.
+    pub fn world(&self) -> &Arc<HostWorld> {
+        &self.world
     }
 
     /// The directory of the compiled-component cache, when enabled.
@@ -241,6 +256,7 @@ impl PluginHost {
             grants: settings.grants.clone(),
             world: self.world.clone(),
             http: self.http.clone(),
+            gate: self.gate.clone(),
         });
         let mut plugin = Plugin {
             name: name.to_string(),
@@ -266,6 +282,8 @@ impl PluginHost {
             engine: self.engine.clone(),
             typed,
             sandbox,
+            overrides_builtin: false,
+            grants_withheld: None,
         };
         let info = plugin.describe().await?.value;
         plugin.info = PluginInfo {
@@ -284,17 +302,17 @@ impl PluginHost {
         Ok(plugin)
     }
 
-    /// Reads and loads a component file. Its name is the manifest's, else the file stem.
+    /// Reads and loads a component file, named by its file name (a manifest
+    /// may not rename it; see [`PluginSet::load`](super::PluginSet::load)).
     pub async fn load_file(
         &self,
         path: &Path,
         settings: PluginSettings,
     ) -> Result<Plugin, PluginError> {
-        let stem = path
+        let name = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let name = settings.manifest.as_ref().map_or(stem, |m| m.name.clone());
         self.load_named_file(&name, path, settings).await
     }
 

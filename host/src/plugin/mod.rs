@@ -27,8 +27,10 @@ mod grants;
 mod host;
 mod provider;
 mod registry;
+mod rootfs;
 mod sandbox;
-mod validate;
+mod scope;
+pub mod validate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,9 +57,16 @@ pub use error::PluginError;
 pub use grants::summary as grants_summary;
 pub use host::{HostOptions, Inspection, PluginHost, PluginSettings};
 pub use provider::{MAX_SAMPLES, MetricQuery, ProviderError, QueryError, Sample, TimeWindow};
-pub use registry::{BUILTIN_NAMES, EXPERIMENTAL_BUILTINS, Manifest, PluginSet, builtin_component};
-pub use sandbox::{EnvSource, HostWorld, PluginEvent};
-pub use validate::{MAX_REASON_BYTES, MAX_TEXT_BYTES};
+pub use registry::{
+    BUILTIN_NAMES, EXPERIMENTAL_BUILTINS, Manifest, PluginSet, builtin_component, builtin_kind,
+    check_name,
+};
+pub use sandbox::{EnvSource, HostWorld, PluginEvent, Used};
+pub use scope::{DeploymentScope, LINES_PER_CALL, LINES_PER_DEPLOYMENT, OutputGate};
+pub use validate::{
+    MAX_DESCRIPTION_BYTES, MAX_DETAILS, MAX_EVIDENCE, MAX_NAME_BYTES, MAX_NOTES, MAX_REASON_BYTES,
+    MAX_TEXT_BYTES, MAX_WEIGHT,
+};
 
 use crate::config::Grants;
 use call::TypedPre;
@@ -178,6 +187,10 @@ pub struct Plugin {
     engine: Engine,
     typed: TypedPre,
     sandbox: Arc<Sandbox>,
+    /// This file replaces the built-in plugin of the same name.
+    overrides_builtin: bool,
+    /// Why the config's grants for this name were not given to it.
+    grants_withheld: Option<String>,
 }
 
 impl std::fmt::Debug for Plugin {
@@ -239,5 +252,14 @@ impl Plugin {
     /// The plugin's own config, as the JSON it receives.
     pub fn config_json(&self) -> &str {
         &self.config_json
+    }
+    /// Whether this file replaces the built-in plugin of the same name.
+    pub fn overrides_builtin(&self) -> bool {
+        self.overrides_builtin
+    }
+    /// Why the config's `plugins.<name>.grants` were not given to this file
+    /// (an override the config did not pin), when they were not.
+    pub fn grants_withheld(&self) -> Option<&str> {
+        self.grants_withheld.as_deref()
     }
 }

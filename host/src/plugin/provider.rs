@@ -14,6 +14,7 @@
 use std::sync::Arc;
 
 use super::bindings::types::Detail;
+use super::call::LiftLimit;
 use super::{Called, Plugin, PluginError, PluginKind, PluginSet, TypedPre};
 
 pub use super::bindings::provider_api::{MetricQuery, ProviderError, Sample, TimeWindow};
@@ -160,12 +161,16 @@ impl Plugin {
         };
         let own = self.own_request(request);
         let called = self
-            .call("query", async |store| {
-                let i = pre.instantiate_async(&mut *store).await?;
-                i.adeploy_plugin_metric_provider()
-                    .call_query(store, &own)
-                    .await
-            })
+            .call(
+                "query",
+                LiftLimit::with(MAX_SAMPLES, std::mem::size_of::<Sample>()),
+                async |store| {
+                    let i = pre.instantiate_async(&mut *store).await?;
+                    i.adeploy_plugin_metric_provider()
+                        .call_query(store, &own)
+                        .await
+                },
+            )
             .await
             .map_err(wrap)?;
         let called =
@@ -190,7 +195,7 @@ impl Plugin {
         };
         let own = self.own_request(request);
         let called = self
-            .call("check", async |store| {
+            .call("check", LiftLimit::BASE, async |store| {
                 let i = pre.instantiate_async(&mut *store).await?;
                 i.adeploy_plugin_metric_provider()
                     .call_check(store, &own)
@@ -200,6 +205,16 @@ impl Plugin {
             .map_err(wrap)?;
         let called =
             transpose(called).map_err(|e| QueryError::from_provider(&self.name, &metric, e))?;
+        if called.value.len() > super::validate::MAX_DETAILS {
+            return Err(wrap(self.malformed_answer(
+                "check",
+                format!(
+                    "{} details, more than the {} a plugin may return",
+                    called.value.len(),
+                    super::validate::MAX_DETAILS
+                ),
+            )));
+        }
         super::validate::text_budget(
             "the check's details",
             called
@@ -279,12 +294,14 @@ fn transpose<T, E>(called: Called<Result<T, E>>) -> Result<Called<T>, E> {
         events,
         dropped_events,
         elapsed,
+        used,
     } = called;
     value.map(|value| Called {
         value,
         events,
         dropped_events,
         elapsed,
+        used,
     })
 }
 

@@ -153,6 +153,16 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 #[derive(Debug, Default)]
 pub struct PluginSet {
     plugins: BTreeMap<String, Arc<Plugin>>,
+    world: Option<Arc<super::HostWorld>>,
+}
+
+/// Where a plugin file came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A `--plugins` directory: the file `NAME.wasm`.
+    Dir,
+    /// `plugins.NAME.path` of the config.
+    ConfigPath,
 }
 
 /// A plugin file found on disk, not loaded yet.
@@ -160,18 +170,63 @@ struct Found {
     name: String,
     path: PathBuf,
     manifest: Option<Manifest>,
+    origin: Origin,
+}
+
+/// The kind of each built-in plugin: an override must be of the same kind.
+pub fn builtin_kind(name: &str) -> Option<PluginKind> {
+    match name {
+        "detector" => Some(PluginKind::Detector),
+        "conservative" | "balanced" | "aggressive" | "canary" => Some(PluginKind::Strategy),
+        "http-smoke" => Some(PluginKind::Hook),
+        "prometheus" => Some(PluginKind::MetricProvider),
+        _ => None,
+    }
+}
+
+/// Plugin names are what file names and config keys can safely be: a
+/// letter or digit, then letters, digits, `-`, `_` or `.`, at most 64 bytes.
+pub fn check_name(name: &str) -> Result<(), PluginError> {
+    let bad = |reason: &str| {
+        Err(PluginError::BadName {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
+    };
+    if name.is_empty() || name.len() > 64 {
+        return bad("a plugin name has 1 to 64 characters");
+    }
+    let mut chars = name.chars();
+    if !chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return bad(
+            "a plugin name starts with a letter or digit and holds only letters, digits, '-', '_' and '.' (rename the file or the plugins.<name> key)",
+        );
+    }
+    Ok(())
 }
 
 impl PluginSet {
     /// Loads the built-ins, then every component in `dirs`, then the config's
     /// `plugins.<name>.path` entries; each with the grants, limits and config
     /// of its `plugins.<name>` entry. A config entry naming no plugin is an error.
+    ///
+    /// Identity: a plugin is named by its file (`NAME.wasm` in a directory)
+    /// or by its `plugins.NAME.path` key, never by what its manifest or
+    /// `describe` say (a manifest naming another plugin is refused). A file
+    /// that takes a built-in's name replaces the built-in only when
+    /// `plugin_defaults.allow_overrides` is on and it is of the built-in's
+    /// kind; it is announced ([`Plugin::overrides_builtin`], a decision in
+    /// every deployment), and it does not inherit the grants the config
+    /// gives the built-in unless the config pins its sha256 or names its
+    /// path. Plugins load concurrently, so N slow or broken files cost one
+    /// load deadline, not N.
     pub async fn load(
         host: &PluginHost,
         config: &Config,
         dirs: &[PathBuf],
     ) -> Result<PluginSet, PluginError> {
-        let mut set = PluginSet::default();
         let mut found: BTreeMap<String, Found> = BTreeMap::new();
         for dir in dirs {
             for f in scan_dir(dir)? {
@@ -182,6 +237,7 @@ impl PluginSet {
             }
         }
         for (name, entry) in &config.plugins {
+            check_name(name)?;
             if let Some(path) = &entry.path {
                 let path = if path.is_absolute() {
                     path.clone()
@@ -189,33 +245,87 @@ impl PluginSet {
                     config.base_dir().join(path)
                 };
                 let manifest = Manifest::beside(&path)?;
+                check_manifest_name(name, &path, manifest.as_ref())?;
                 found.insert(
                     name.clone(),
                     Found {
                         name: name.clone(),
                         path,
                         manifest,
+                        origin: Origin::ConfigPath,
                     },
                 );
             }
         }
-        for (name, bytes) in BUILTINS {
-            if !builtin_enabled(config, name) {
-                continue;
+        // Built-ins replaced by a file: allowed at all?
+        for f in found.values() {
+            if builtin_kind(&f.name).is_some()
+                && builtin_component(&f.name).is_some()
+                && builtin_enabled(config, &f.name)
+                && !config.plugin_defaults.allow_overrides
+            {
+                return Err(PluginError::OverrideForbidden {
+                    plugin: f.name.clone(),
+                    path: f.path.clone(),
+                });
             }
-            if found.contains_key(*name) {
-                tracing::info!(plugin = %name, "a plugin file overrides the built-in");
-                continue;
-            }
-            let settings = settings_for(config, name, None);
-            let plugin = host
-                .load(name, PluginSource::BuiltIn, bytes, settings)
-                .await?;
-            set.plugins.insert((*name).to_string(), Arc::new(plugin));
         }
-        for (name, f) in found {
-            let settings = settings_for(config, &name, f.manifest);
-            let plugin = host.load_named_file(&name, &f.path, settings).await?;
+        let builtins: Vec<_> = BUILTINS
+            .iter()
+            .filter(|(name, _)| builtin_enabled(config, name) && !found.contains_key(*name))
+            .collect();
+        let builtins = builtins.into_iter().map(|(name, bytes)| async move {
+            let settings = settings_for(config, name, None);
+            host.load(name, PluginSource::BuiltIn, bytes, settings)
+                .await
+                .map(|p| ((*name).to_string(), p))
+        });
+        let files = found.into_values().map(|f| async move {
+            let replaces = builtin_component(&f.name)
+                .is_some()
+                .then(|| builtin_kind(&f.name))
+                .flatten()
+                .filter(|_| builtin_enabled(config, &f.name));
+            let mut settings = settings_for(config, &f.name, f.manifest);
+            let mut withheld = None;
+            if replaces.is_some()
+                && f.origin == Origin::Dir
+                && config.plugins.get(&f.name).is_some_and(|e| e.sha256.is_none())
+                && !settings.grants.is_empty()
+            {
+                // The entry's grants were written for the built-in.
+                settings.grants = Grants::default();
+                withheld = Some(format!(
+                    "plugins.{}.grants belong to the built-in {}; pin this file's sha256 (plugins.{}.sha256) or name it with plugins.{}.path to give them to it",
+                    f.name, f.name, f.name, f.name
+                ));
+            }
+            let mut plugin = host.load_named_file(&f.name, &f.path, settings).await?;
+            if let Some(expected) = replaces {
+                if plugin.kind != expected {
+                    return Err(PluginError::OverrideKind {
+                        plugin: f.name.clone(),
+                        path: f.path.clone(),
+                        expected,
+                        actual: plugin.kind,
+                    });
+                }
+                plugin.overrides_builtin = true;
+            }
+            plugin.grants_withheld = withheld;
+            Ok((f.name, plugin))
+        });
+        let (builtins, files) = futures_util::future::join(
+            futures_util::future::join_all(builtins),
+            futures_util::future::join_all(files),
+        )
+        .await;
+        let mut set = PluginSet {
+            plugins: BTreeMap::new(),
+            world: Some(host.world().clone()),
+        };
+        for loaded in builtins.into_iter().chain(files) {
+            let (name, plugin) = loaded?;
             set.plugins.insert(name, Arc::new(plugin));
         }
         for plugin in set.plugins.values() {
@@ -258,10 +368,49 @@ impl PluginSet {
         self.plugins.values().filter(move |p| p.kind() == kind)
     }
 
+    /// The plugin files that replace a built-in plugin.
+    pub fn overrides(&self) -> impl Iterator<Item = &Arc<Plugin>> {
+        self.plugins.values().filter(|p| p.overrides_builtin())
+    }
+
     /// All plugin names, sorted.
     pub fn names(&self) -> Vec<String> {
         self.plugins.keys().cloned().collect()
     }
+
+    /// The machine as these plugins see it (the host's [`HostWorld`](super::HostWorld));
+    /// the default world for a set that was not loaded by a host.
+    pub fn world(&self) -> Arc<super::HostWorld> {
+        self.world.clone().unwrap_or_default()
+    }
+}
+
+/// A manifest cannot rename a plugin: its `name` must be the plugin's name
+/// (or, for `plugins.NAME.path`, the file's own name).
+fn check_manifest_name(
+    name: &str,
+    path: &Path,
+    manifest: Option<&Manifest>,
+) -> Result<(), PluginError> {
+    let Some(m) = manifest else {
+        return Ok(());
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if m.name == name || m.name == stem {
+        return Ok(());
+    }
+    Err(PluginError::Manifest {
+        plugin: name.to_string(),
+        path: m.path.clone(),
+        location: m.path.display().to_string(),
+        reason: format!(
+            "declares the name {:?}, but the plugin is {name:?} (its file name or plugins.<name> key); a manifest cannot rename a plugin",
+            m.name
+        ),
+    })
 }
 
 /// The grants, limits and config `name` runs with.
@@ -293,6 +442,7 @@ fn settings_for(config: &Config, name: &str, manifest: Option<Manifest>) -> Plug
     }
 }
 
+/// The components `NAME.wasm` of a directory, named by their file names.
 fn scan_dir(dir: &Path) -> Result<Vec<Found>, PluginError> {
     let read_err = |source| PluginError::Read {
         plugin: String::new(),
@@ -308,16 +458,18 @@ fn scan_dir(dir: &Path) -> Result<Vec<Found>, PluginError> {
     paths
         .into_iter()
         .map(|path| {
-            let manifest = Manifest::beside(&path)?;
-            let stem = path
+            let name = path
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let name = manifest.as_ref().map_or(stem, |m| m.name.clone());
+            check_name(&name)?;
+            let manifest = Manifest::beside(&path)?;
+            check_manifest_name(&name, &path, manifest.as_ref())?;
             Ok(Found {
                 name,
                 path,
                 manifest,
+                origin: Origin::Dir,
             })
         })
         .collect()

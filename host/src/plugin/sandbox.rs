@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
+
 use std::time::{Duration, Instant};
 
 use wasmtime::ResourceLimiter;
@@ -20,6 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::host::{self, HostError, HttpRequest, HttpResponse, LogLevel, ProcessInfo};
 use super::bindings::types;
 use super::grants::{self, PathDenial};
+use super::scope::OutputGate;
 use crate::config::Grants;
 
 /// Largest body `http-fetch` returns.
@@ -27,9 +29,9 @@ const MAX_HTTP_BODY: usize = 1 << 20;
 /// Largest file `read-file` returns, whatever the plugin asks for.
 const MAX_READ: u32 = 1 << 20;
 /// Events a single call may record; more are counted, not kept.
-const MAX_EVENTS: usize = 1000;
-/// Longest log line kept.
-const MAX_LOG_LINE: usize = 4096;
+const MAX_EVENTS: usize = 100;
+/// Longest log line kept (or printed).
+const MAX_LOG_LINE: usize = 1024;
 /// Bytes of a plugin's stderr kept (a Rust guest's panic message lands there).
 pub(crate) const STDERR_CAPACITY: usize = 4096;
 
@@ -75,6 +77,29 @@ pub enum PluginEvent {
     Denied { capability: String, detail: String },
 }
 
+/// The granted capabilities a call used successfully (a detector may claim
+/// a method only if it used its grant; see `detect`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Used {
+    /// Read a set environment variable.
+    pub env: bool,
+    /// Read the host name.
+    pub hostname: bool,
+    /// Found or read a granted path.
+    pub paths: bool,
+    /// Resolved a name, or reached a granted endpoint.
+    pub network: bool,
+    /// Listed the processes.
+    pub processes: bool,
+}
+
+impl Used {
+    /// Whether any granted import was used.
+    pub fn any(&self) -> bool {
+        self.env || self.hostname || self.paths || self.network || self.processes
+    }
+}
+
 /// What one plugin may do, shared by all its calls.
 #[derive(Debug)]
 pub(crate) struct Sandbox {
@@ -82,6 +107,8 @@ pub(crate) struct Sandbox {
     pub grants: Grants,
     pub world: Arc<HostWorld>,
     pub http: Arc<OnceLock<reqwest::Client>>,
+    /// Where this plugin's output goes when no deployment is running.
+    pub gate: Arc<OutputGate>,
 }
 
 /// Caps linear memory and remembers whether the cap was hit, so a failure can
@@ -129,6 +156,14 @@ pub(crate) struct PluginState {
     sandbox: Arc<Sandbox>,
     pub events: Vec<PluginEvent>,
     pub dropped_events: usize,
+    /// The output gate of the deployment (or the host) this call is part of.
+    gate: Arc<OutputGate>,
+    /// Lines this call made the host print.
+    printed: usize,
+    /// The epoch callback ended the call at its deadline.
+    pub deadline_hit: bool,
+    /// What the call used of its grants.
+    pub used: Used,
 }
 
 impl std::fmt::Debug for PluginState {
@@ -140,7 +175,7 @@ impl std::fmt::Debug for PluginState {
 }
 
 impl PluginState {
-    pub fn new(sandbox: Arc<Sandbox>, max_memory: usize) -> PluginState {
+    pub fn new(sandbox: Arc<Sandbox>, max_memory: usize, gate: Arc<OutputGate>) -> PluginState {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder()
             .stderr(stderr.clone())
@@ -159,7 +194,21 @@ impl PluginState {
             sandbox,
             events: Vec::new(),
             dropped_events: 0,
+            gate,
+            printed: 0,
+            deadline_hit: false,
+            used: Used::default(),
         }
+    }
+
+    /// Whether one more line of this plugin's output may be printed (see
+    /// `scope.rs`: per call and per deployment).
+    fn may_print(&mut self) -> bool {
+        let ok = self.gate.admit(self.printed);
+        if ok {
+            self.printed += 1;
+        }
+        ok
     }
 
     fn record(&mut self, event: PluginEvent) {
@@ -171,7 +220,10 @@ impl PluginState {
     }
 
     fn deny(&mut self, capability: &str, detail: String) -> HostError {
-        tracing::warn!(plugin = %self.sandbox.plugin, capability, "denied: {detail}");
+        let detail = truncate(detail, MAX_LOG_LINE);
+        if self.may_print() {
+            tracing::warn!(plugin = %self.sandbox.plugin, capability, "denied: {detail}");
+        }
         self.record(PluginEvent::Denied {
             capability: capability.to_string(),
             detail: detail.clone(),
@@ -179,10 +231,15 @@ impl PluginState {
         HostError::Denied(detail)
     }
 
-    fn check_path(&mut self, capability: &str, path: &str) -> Result<Option<PathBuf>, HostError> {
+    fn check_path(
+        &mut self,
+        capability: &str,
+        path: &str,
+    ) -> Result<Option<super::rootfs::Found>, HostError> {
         match grants::resolve_path(&self.sandbox.grants, &self.sandbox.world.root, path) {
             Ok(p) => Ok(p),
             Err(PathDenial::Invalid(m)) => Err(HostError::Invalid(m)),
+            Err(PathDenial::Failed(m)) => Err(HostError::Failed(m)),
             Err(PathDenial::Denied(m)) => Err(self.deny(capability, m)),
         }
     }
@@ -233,8 +290,23 @@ fn io_error(what: &str, e: &std::io::Error) -> HostError {
 impl host::Host for PluginState {
     async fn log(&mut self, level: LogLevel, message: String) {
         let message = truncate(message, MAX_LOG_LINE);
+        let enabled = match level {
+            LogLevel::Trace => tracing::enabled!(tracing::Level::TRACE),
+            LogLevel::Debug => tracing::enabled!(tracing::Level::DEBUG),
+            LogLevel::Info => tracing::enabled!(tracing::Level::INFO),
+            LogLevel::Warn => tracing::enabled!(tracing::Level::WARN),
+            LogLevel::Error => tracing::enabled!(tracing::Level::ERROR),
+        };
+        let print = enabled && self.may_print();
         let plugin = self.sandbox.plugin.as_str();
         let level_name = match level {
+            _ if !print => match level {
+                LogLevel::Trace => "trace",
+                LogLevel::Debug => "debug",
+                LogLevel::Info => "info",
+                LogLevel::Warn => "warn",
+                LogLevel::Error => "error",
+            },
             LogLevel::Trace => {
                 tracing::trace!(plugin, "{message}");
                 "trace"
@@ -276,10 +348,12 @@ impl host::Host for PluginState {
                 format!("environment variable {name:?} is not in grants.env"),
             ));
         }
-        Ok(match &self.sandbox.world.env {
+        let value = match &self.sandbox.world.env {
             EnvSource::Process => std::env::var(&name).ok(),
             EnvSource::Fixed(map) => map.get(&name).cloned(),
-        })
+        };
+        self.used.env |= value.is_some();
+        Ok(value)
     }
 
     async fn hostname(&mut self) -> Result<String, HostError> {
@@ -290,34 +364,45 @@ impl host::Host for PluginState {
             ));
         }
         if let Some(h) = &self.sandbox.world.hostname {
+            self.used.hostname = true;
             return Ok(h.clone());
         }
-        sysinfo::System::host_name()
-            .map_err(|e| HostError::Failed(format!("the host name is unknown: {e}")))
+        let name = sysinfo::System::host_name()
+            .map_err(|e| HostError::Failed(format!("the host name is unknown: {e}")))?;
+        self.used.hostname = true;
+        Ok(name)
     }
 
     async fn path_exists(&mut self, path: String) -> Result<bool, HostError> {
-        Ok(self.check_path("path-exists", &path)?.is_some())
+        let found = self.check_path("path-exists", &path)?.is_some();
+        self.used.paths |= found;
+        Ok(found)
     }
 
     async fn read_file(&mut self, path: String, max_bytes: u32) -> Result<Vec<u8>, HostError> {
-        let Some(real) = self.check_path("read-file", &path)? else {
+        let Some(found) = self.check_path("read-file", &path)? else {
             return Err(HostError::NotFound(format!("{path} does not exist")));
         };
+        // A FIFO, socket or device is refused before it is opened for
+        // reading (nothing can block on it); the regular file is read on a
+        // blocking thread, which the call's deadline stops waiting for.
+        if found.file_type() != rustix::fs::FileType::RegularFile {
+            let e = super::rootfs::read_regular(&self.sandbox.world.root, &found, 0)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            return Err(HostError::Invalid(format!("{path}: {e}")));
+        }
         let limit = u64::from(max_bytes.min(MAX_READ));
-        let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-            use std::io::Read;
-            let file = std::fs::File::open(&real)?;
-            if !file.metadata()?.is_file() {
-                return Err(std::io::Error::other("not a regular file"));
-            }
-            let mut buf = Vec::new();
-            file.take(limit).read_to_end(&mut buf)?;
-            Ok(buf)
-        })
-        .await;
+        let root = self.sandbox.world.root.clone();
+        let read =
+            tokio::task::spawn_blocking(move || super::rootfs::read_regular(&root, &found, limit))
+                .await;
         match read {
-            Ok(Ok(buf)) => Ok(buf),
+            Ok(Ok(buf)) => {
+                self.used.paths = true;
+                Ok(buf)
+            }
             Ok(Err(e)) => Err(io_error(&path, &e)),
             Err(e) => Err(HostError::Failed(format!("{path}: {e}"))),
         }
@@ -357,7 +442,10 @@ impl host::Host for PluginState {
         })
         .await;
         match list {
-            Ok(Ok(list)) => Ok(list),
+            Ok(Ok(list)) => {
+                self.used.processes = true;
+                Ok(list)
+            }
             Ok(Err(e)) => Err(HostError::Failed(format!("listing processes: {e}"))),
             Err(e) => Err(HostError::Failed(format!("listing processes: {e}"))),
         }
@@ -375,6 +463,7 @@ impl host::Host for PluginState {
                 let mut ips: Vec<String> = addrs.map(|a| a.ip().to_string()).collect();
                 ips.sort();
                 ips.dedup();
+                self.used.network |= !ips.is_empty();
                 Ok(ips)
             }
             Err(e) => Err(HostError::NotFound(format!("{name} does not resolve: {e}"))),
@@ -396,7 +485,10 @@ impl host::Host for PluginState {
         )
         .await
         {
-            Ok(Ok(_stream)) => Ok(u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX)),
+            Ok(Ok(_stream)) => {
+                self.used.network = true;
+                Ok(u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX))
+            }
             Ok(Err(e)) => Err(io_error(&format!("{host}:{port}"), &e)),
             Err(_) => Err(HostError::Timeout(format!(
                 "{host}:{port} did not answer within {timeout_ms} ms"
@@ -469,6 +561,7 @@ impl host::Host for PluginState {
                 break;
             }
         }
+        self.used.network = true;
         Ok(HttpResponse {
             status,
             headers,

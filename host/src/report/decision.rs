@@ -245,6 +245,22 @@ pub enum Decision {
         /// `null` without one.
         approval: Option<Approval>,
         dry_run: bool,
+        /// The credible signals naming an environment in
+        /// `approvals.required_for` (any one of them requires the approval).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        named_by: Vec<String>,
+    },
+    /// A plugin file replaces the built-in plugin of the same name
+    /// (announced in every deployment; `plugin_defaults.allow_overrides:
+    /// false` refuses it).
+    PluginOverride {
+        plugin: String,
+        kind: String,
+        source: String,
+        sha256: String,
+        /// Why the config's grants for the name were not given to the file.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grants_withheld: Option<String>,
     },
     /// Round trips to `monitoring.latency_endpoints`.
     NetworkLatency { endpoints: Vec<EndpointLatency> },

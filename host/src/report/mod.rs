@@ -602,55 +602,59 @@ impl Report {
 
     /// A few lines for the terminal.
     pub fn human_summary(&self) -> String {
+        use crate::terminal::safe;
         let s = &self.deployment_summary;
+        let services: Vec<_> = s.services.iter().map(|x| safe(x)).collect();
         let mut out = format!(
             "{} {}: {} in {} with {} ({:.2} min){}\n",
-            s.id,
+            safe(&s.id),
             if s.success { "succeeded" } else { "FAILED" },
-            s.services.join(", "),
+            services.join(", "),
             s.environment,
-            s.strategy_used,
+            safe(&s.strategy_used),
             s.duration_minutes,
             if s.dry_run { " [dry run]" } else { "" },
         );
         for st in &self.steps {
             let rb = match (st.rolled_back, &st.rollback_message) {
                 (Some(true), _) => " → rolled back".to_string(),
-                (Some(false), Some(m)) => format!(" → rollback: {m}"),
+                (Some(false), Some(m)) => format!(" → rollback: {}", safe(m)),
                 _ => String::new(),
             };
             out.push_str(&format!(
                 "  wave {} {:<20} {:<10} {}{rb}\n",
                 st.wave,
-                st.label(),
+                safe(&st.label()),
                 serde_json::to_value(st.status)
                     .ok()
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default(),
-                st.message
+                safe(&st.message)
             ));
         }
         for v in &s.versions {
-            out.push_str(&format!("  version: {}\n", v.describe()));
+            out.push_str(&format!("  version: {}\n", safe(&v.describe())));
         }
         for l in &s.left_deployed {
             out.push_str(&format!(
                 "  LEFT DEPLOYED: {}{} (rollback failed: {})\n",
-                l.step,
-                l.version
-                    .as_deref()
-                    .map(|v| format!(" {v}"))
-                    .unwrap_or_default(),
-                l.message
+                safe(&l.step),
+                safe(
+                    &l.version
+                        .as_deref()
+                        .map(|v| format!(" {v}"))
+                        .unwrap_or_default()
+                ),
+                safe(&l.message)
             ));
         }
         for v in &self.analysis {
             out.push_str(&format!(
                 "  analysis {} {}: {} — {}\n",
-                step_label(&v.service, v.host.as_deref()),
-                v.metric,
+                safe(&step_label(&v.service, v.host.as_deref())),
+                safe(&v.metric),
                 v.verdict,
-                v.reason
+                safe(&v.reason)
             ));
         }
         let p = &self.performance_analysis;
@@ -678,10 +682,10 @@ impl Report {
             im.memory_impact_percent
         ));
         for l in &self.lessons_learned {
-            out.push_str(&format!("  lesson: {l}\n"));
+            out.push_str(&format!("  lesson: {}\n", safe(l)));
         }
         for r in &self.recommendations {
-            out.push_str(&format!("  recommendation: {r}\n"));
+            out.push_str(&format!("  recommendation: {}\n", safe(r)));
         }
         out
     }

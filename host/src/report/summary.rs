@@ -189,13 +189,33 @@ impl Decision {
                 environment,
                 approval: a,
                 dry_run,
+                named_by,
             } => format!(
-                "{environment} needs an approval: {}{}",
+                "{environment} needs an approval{}: {}{}",
+                if named_by.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (named by {})", named_by.join(", "))
+                },
                 a.as_ref().map_or("none given".to_string(), |a| format!(
                     "given by {}",
                     approval(a)
                 )),
                 if *dry_run { " (dry run)" } else { "" }
+            ),
+            Decision::PluginOverride {
+                plugin,
+                kind,
+                source,
+                sha256,
+                grants_withheld,
+            } => format!(
+                "the built-in {kind} plugin '{plugin}' is replaced by {source} (sha256 {}){}",
+                sha256.get(..12).unwrap_or(sha256),
+                grants_withheld
+                    .as_deref()
+                    .map(|w| format!("; it runs without grants: {w}"))
+                    .unwrap_or_default()
             ),
             Decision::NetworkLatency { endpoints } => format!(
                 "network latency: {}",
@@ -528,10 +548,11 @@ mod tests {
             environment: Environment::Production,
             approval: Some(Approval::Flag { user: "ana".into() }),
             dry_run: false,
+            named_by: vec!["--environment (production)".into()],
         };
         assert_eq!(
             d.summary(),
-            "production needs an approval: given by ana (--approve)"
+            "production needs an approval (named by --environment (production)): given by ana (--approve)"
         );
     }
 

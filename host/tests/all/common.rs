@@ -21,6 +21,11 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("component-cache")
 }
 
+/// Held by the tests that measure this process's RSS and by the tests that
+/// fill a lot of guest memory or start many plugin hosts (containment.rs),
+/// so the one does not see the other's pages.
+pub static MEMORY_HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A world with no environment, a fixed hostname and an empty root.
 pub fn empty_world(root: &std::path::Path) -> HostWorld {
     HostWorld {

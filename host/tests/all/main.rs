@@ -14,6 +14,7 @@ mod common;
 mod container_fleet;
 #[allow(dead_code)]
 mod container_support;
+mod containment;
 mod engine;
 mod fleet;
 mod flow;

@@ -62,12 +62,31 @@ pub fn target_dir(out_dir: &Path) -> Result<PathBuf, String> {
         })
 }
 
+/// Names a rustup toolchain to build the guests with instead of the outer
+/// build's: the fuzz targets build with a nightly that may lack the
+/// wasm32-wasip2 standard library (and cannot download it offline), while
+/// the pinned toolchain has it.
+const GUEST_TOOLCHAIN: &str = "ADEPLOY_GUEST_TOOLCHAIN";
+
+fn guest_toolchain() -> Option<String> {
+    std::env::var(GUEST_TOOLCHAIN)
+        .ok()
+        .filter(|t| !t.is_empty())
+}
+
 /// Installs the wasm32-wasip2 standard library with rustup when the toolchain
 /// lacks it (rust-toolchain.toml lists the target, but rustup only adds it
 /// when it installs the toolchain itself).
 fn ensure_target() -> Result<(), String> {
-    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let sysroot = Command::new(&rustc)
+    let mut rustc = match guest_toolchain() {
+        Some(t) => {
+            let mut c = Command::new("rustc");
+            c.env("RUSTUP_TOOLCHAIN", t);
+            c
+        }
+        None => Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into())),
+    };
+    let sysroot = rustc
         .args(["--print", "sysroot"])
         .output()
         .map_err(|e| format!("cannot run rustc: {e}"))?;
@@ -76,7 +95,11 @@ fn ensure_target() -> Result<(), String> {
         return Ok(());
     }
     println!("cargo:warning=installing the {TARGET} target with rustup");
-    let status = Command::new("rustup")
+    let mut rustup = Command::new("rustup");
+    if let Some(t) = guest_toolchain() {
+        rustup.env("RUSTUP_TOOLCHAIN", t);
+    }
+    let status = rustup
         .args(["target", "add", TARGET])
         .status()
         .map_err(|e| {
@@ -104,10 +127,21 @@ pub fn build(
     for w in watch {
         println!("cargo:rerun-if-changed={}", root.join(w).display());
     }
+    println!("cargo:rerun-if-env-changed={GUEST_TOOLCHAIN}");
     ensure_target()?;
     let guest_target = target.join("guests");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = Command::new(cargo);
+    let mut cmd = match guest_toolchain() {
+        // Another toolchain: rustup's `cargo` proxy with that toolchain, and
+        // none of the outer build's compiler settings.
+        Some(t) => {
+            let mut c = Command::new("cargo");
+            c.env("RUSTUP_TOOLCHAIN", t)
+                .env_remove("RUSTC")
+                .env_remove("RUSTDOC");
+            c
+        }
+        None => Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())),
+    };
     cmd.current_dir(root)
         .arg("build")
         .arg("--target")

@@ -186,18 +186,8 @@ pub(crate) async fn execute(
     });
     let ssh_control = ssh_control_dir(s, &req.services, &mut planned.log);
     // --max-time, else thresholds.max_deployment_time, is a hard deadline.
-    let (limit, deadline_label) = match req.max_time {
-        Some(d) => (
-            Some(d),
-            format!("--max-time of {} min", d.as_secs().div_ceil(60)),
-        ),
-        None if s.config.thresholds.max_deployment_time > 0 => {
-            let m = s.config.thresholds.max_deployment_time;
-            (
-                Some(Duration::from_secs(u64::from(m) * 60)),
-                format!("thresholds.max_deployment_time of {m} min"),
-            )
-        }
+    let (limit, deadline_label) = match super::types::deadline_label(req, s.config) {
+        Some((d, label)) => (Some(d), label),
         None => (None, String::new()),
     };
     let run = Execution {

@@ -106,19 +106,32 @@ impl Execution<'_> {
         }
     }
 
-    /// Waits `seconds` (at most until the deadline).
+    /// Waits `seconds`: at most `plugin_defaults.max_pause_s` (a strategy
+    /// decides how long, the operator how long at most) and at most until
+    /// the deadline.
     pub(super) async fn pause(&self, seconds: u32, reason: &str, dl: &mut DecisionLog) {
+        let max = self.config().plugin_defaults.max_pause_s;
+        let (seconds, reason) = if seconds > max {
+            (
+                max,
+                format!(
+                    "{reason} for {seconds} s, capped at plugin_defaults.max_pause_s = {max} s"
+                ),
+            )
+        } else {
+            (seconds, reason.to_string())
+        };
         let mut d = Duration::from_secs(u64::from(seconds));
         if let Some(left) = self.remaining() {
             d = d.min(left);
         }
         dl.emit(DeploymentEvent::Paused {
             seconds,
-            reason: reason.to_string(),
+            reason: reason.clone(),
         });
         dl.record(Decision::Pause {
             seconds: d.as_secs_f64(),
-            reason: reason.to_string(),
+            reason,
         });
         tokio::time::sleep(d).await;
     }

@@ -115,7 +115,13 @@ impl Execution<'_> {
                         host: steps[i].host.clone(),
                         wave,
                     });
-                    running.spawn(self.step_task(i, &steps[i], cancel_rx.clone()));
+                    // The task keeps the deployment's plugin scope (time
+                    // budget, deadline, output limits) for its hooks.
+                    running.spawn(crate::plugin::DeploymentScope::propagate(self.step_task(
+                        i,
+                        &steps[i],
+                        cancel_rx.clone(),
+                    )));
                 }
                 if running.is_empty() {
                     break;

@@ -147,13 +147,33 @@ impl Engine {
         if let Some(wide) = crate::fs::state_dir_warning(&self.state_dir) {
             log.warn(wide.to_string());
         }
+        self.note_overrides(&mut log);
 
-        // Detect the environment; does it need an approval?
+        // Detect the environment; does it need an approval? Any credible
+        // signal naming an environment in approvals.required_for requires
+        // one (the operator's, the variable the host read, counted
+        // evidence), whatever environment won.
         let detected = EnvironmentDetector::new(&self.plugins, &self.config)
             .detect(req.environment)
             .await?;
         let environment = detected.environment;
+        let required = &self.config.approvals.required_for;
+        let mut named: Vec<crate::detect::Signal> = detected
+            .signals()
+            .into_iter()
+            .filter(|s| required.contains(&s.environment))
+            .collect();
+        if required.contains(&environment) && !named.iter().any(|s| s.environment == environment) {
+            named.insert(
+                0,
+                crate::detect::Signal {
+                    environment,
+                    by: "the detected environment".to_string(),
+                },
+            );
+        }
         log.record(Decision::EnvironmentDetected(detected));
+        self.check_time(&req, "environment detection")?;
         // From here on, the environment's settings apply.
         let effective = config.for_environment(environment);
         if !effective.overrides.is_empty() {
@@ -166,20 +186,47 @@ impl Engine {
         let config = Arc::new(config);
         self.note_experiments(&config, &mut log);
         self.check_offered(&req, environment, &config)?;
-        let needs_approval = config.approvals.required_for.contains(&environment);
+        // The environment's own settings may require an approval too
+        // (fail closed: either list counts).
+        if config.approvals.required_for.contains(&environment)
+            && !named.iter().any(|s| s.environment == environment)
+        {
+            named.insert(
+                0,
+                crate::detect::Signal {
+                    environment,
+                    by: "the detected environment".to_string(),
+                },
+            );
+        }
+        let needs_approval = !named.is_empty();
         if needs_approval {
             let usable = match &req.approval {
                 Some(Approval::Flag { .. }) => true,
                 Some(Approval::Prompt { .. }) => confirm.is_some(),
                 None => false,
             };
+            // The most careful environment named is the one to approve.
+            let approve_for = named
+                .iter()
+                .map(|s| s.environment)
+                .max()
+                .unwrap_or(environment);
+            let named_by: Vec<String> = named
+                .iter()
+                .map(|s| format!("{} ({})", s.by, s.environment))
+                .collect();
             log.record(Decision::ApprovalRequired {
-                environment,
+                environment: approve_for,
                 approval: req.approval.clone(),
                 dry_run: req.dry_run,
+                named_by: named_by.clone(),
             });
             if !usable && !req.dry_run {
-                return Err(EngineError::ApprovalRequired { environment });
+                return Err(EngineError::ApprovalRequired {
+                    environment: approve_for,
+                    named_by,
+                });
             }
         }
 
@@ -306,6 +353,7 @@ impl Engine {
         let plugin = self.plugins.get(&strategy)?.clone();
         let ctx = deployment_context(&config, &id, &req, environment, &baseline, &limits);
         let rollout = plugin.plan(&ctx).await?.value;
+        self.check_time(&req, "planning")?;
         let mut view = PlanView::new(&strategy, &rollout);
         view.warnings = warnings;
         view.analysis = analysis_views;
@@ -451,6 +499,33 @@ impl Engine {
                 source,
                 adaptive_candidate: self.offered(config).iter().any(|s| s == "canary"),
             });
+        }
+    }
+
+    /// Announces every plugin file that replaces a built-in: one decision
+    /// each (the CLI prints it as a warning line).
+    fn note_overrides(&self, log: &mut DecisionLog) {
+        for p in self.plugins.overrides() {
+            log.record(Decision::PluginOverride {
+                plugin: p.name().to_string(),
+                kind: p.kind().to_string(),
+                source: p.source().to_string(),
+                sha256: p.sha256().to_string(),
+                grants_withheld: p.grants_withheld().map(String::from),
+            });
+        }
+    }
+
+    /// Past the deployment's deadline before anything was deployed: stop.
+    fn check_time(&self, req: &DeploymentRequest, phase: &'static str) -> Result<(), EngineError> {
+        match crate::plugin::DeploymentScope::current() {
+            Some(scope) if scope.past_deadline() => Err(EngineError::OutOfTime {
+                phase,
+                limit: super::types::deadline_label(req, &self.config)
+                    .map(|(_, label)| label)
+                    .unwrap_or_default(),
+            }),
+            _ => Ok(()),
         }
     }
 
