@@ -485,11 +485,19 @@ async fn render_events(
                 host,
                 ok,
                 message,
-            } => say(format!(
-                "  {}: {} {message}",
-                step_label(&service, host.as_deref()),
-                if ok { "rolled back" } else { "ROLLBACK FAILED" }
-            )),
+            } => {
+                // The message says what happened ("rolled back", "nothing
+                // was started", "rollback failed: …"); a failure stands out.
+                let label = step_label(&service, host.as_deref());
+                say(if ok {
+                    format!("  {label}: {message}")
+                } else {
+                    let why = message
+                        .strip_prefix("rollback failed: ")
+                        .unwrap_or(&message);
+                    format!("  {label}: ROLLBACK FAILED: {why}")
+                })
+            }
             DeploymentEvent::Alert { message } => say(format!("ALERT: {message}")),
             // Said even with --json (on stderr): the operator should fix it.
             DeploymentEvent::Warning { message } => match &bar {

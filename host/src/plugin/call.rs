@@ -306,6 +306,19 @@ impl Plugin {
                 limit_bytes: lift.0 as u64,
             };
         }
+        // Exports whose types differ from this host's WIT (a component
+        // built against another version of the contract): wasmtime checks
+        // them when it binds the instance's functions, before any guest code
+        // runs. A link error, not a trap (docs/WIT.md).
+        if e.downcast_ref::<Trap>().is_none() && format!("{e:#}").contains(TYPE_MISMATCH) {
+            return PluginError::Link {
+                plugin,
+                reason: format!(
+                    "its exports do not have the types of adeploy:plugin's WIT ({})",
+                    error_line(e)
+                ),
+            };
+        }
         let mut reason = e
             .downcast_ref::<Trap>()
             .map(|t| t.to_string())
@@ -333,3 +346,8 @@ impl Plugin {
 /// is private; `hostcall_fuel_message_is_recognised` in the tests pins the
 /// text).
 const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// What wasmtime says when a component's export has other types than the
+/// bindings expect (pinned by `wit_contract::wasmtime_refuses_a_component_
+/// whose_enum_has_one_more_case`).
+const TYPE_MISMATCH: &str = "type mismatch";

@@ -263,9 +263,11 @@ async fn a_thousand_hostile_calls_do_not_grow_the_host() {
                             ..
                         }
                     ),
+                    // More than the host copies out of a plugin in one
+                    // call: refused while lifting.
                     _ => matches!(
                         err,
-                        PluginError::Malformed {
+                        PluginError::TooLarge {
                             function: "plan",
                             ..
                         }

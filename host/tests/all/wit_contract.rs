@@ -241,7 +241,11 @@ async fn wasmtime_refuses_a_component_whose_enum_has_one_more_case() {
         .unwrap_err();
     let msg = format!("{err:#}");
     // Refused while the host binds the component's functions, before any of
-    // its code runs (the host reports it under `describe`, the first call).
+    // its code runs: a link error naming the mismatch.
+    assert!(
+        matches!(&err, PluginError::Link { plugin, .. } if plugin == "grown"),
+        "{err:?}"
+    );
     assert!(
         msg.contains("type mismatch") && msg.contains("expected enum of 4 names, found 5 names"),
         "wasmtime's exact type check: {msg}"
