@@ -250,6 +250,14 @@ pub struct VersionChange {
     /// What the step runs now, as far as adeploy knows: the new version, or
     /// the previous one after a rollback (none when unknown).
     pub running: Option<String>,
+    /// A container step: the image that went out (`image:version`) and its
+    /// digest, and after a rollback the digest serving again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_to_digest: Option<String>,
 }
 
 impl VersionChange {
@@ -266,12 +274,16 @@ impl VersionChange {
                     (None, true, _) => ("failed", s.version.clone()),
                     (None, false, _) => ("not_deployed", s.previous_version.clone()),
                 };
+                let container = s.container.as_ref();
                 VersionChange {
                     step: s.label(),
                     version: s.version.clone(),
                     previous_version: s.previous_version.clone(),
                     outcome: outcome.to_string(),
                     running,
+                    image: container.map(|c| c.image.clone()),
+                    digest: container.and_then(|c| c.digest.clone()),
+                    rolled_back_to_digest: container.and_then(|c| c.rolled_back_to.clone()),
                 }
             })
             .collect()
@@ -295,7 +307,25 @@ impl VersionChange {
             "failed" => "failed, not rolled back".to_string(),
             _ => "not deployed".to_string(),
         };
-        format!("{} {v}{was}: {what}", self.step)
+        let mut line = format!("{} {v}{was}: {what}", self.step);
+        if let Some(image) = &self.image {
+            line.push_str(&format!("; image {image}"));
+            if let Some(d) = &self.digest {
+                line.push_str(&format!(" {}", short_digest(d)));
+            }
+            if let Some(d) = &self.rolled_back_to_digest {
+                line.push_str(&format!(", {} serves again", short_digest(d)));
+            }
+        }
+        line
+    }
+}
+
+/// `sha256:0123456789ab` of a full image digest or id.
+fn short_digest(d: &str) -> String {
+    match d.split_once(':') {
+        Some((algo, hex)) => format!("{algo}:{}", hex.get(..12).unwrap_or(hex)),
+        None => d.get(..12).unwrap_or(d).to_string(),
     }
 }
 
@@ -802,6 +832,39 @@ pub fn write_atomically<T: Serialize>(path: &Path, value: &T) -> std::io::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A container step's version line names the image and its digest, and
+    /// after a rollback the digest serving again.
+    #[test]
+    fn a_container_steps_version_names_its_digests() {
+        let mut step = StepRecord::pending("web", None, 1);
+        step.status = StepStatus::Failed;
+        step.rolled_back = Some(true);
+        step.version = Some("3".into());
+        step.previous_version = Some("2".into());
+        step.container = Some(crate::history::ContainerStep {
+            runtime: "podman".into(),
+            name: "adeploy-web-3".into(),
+            image: "localhost/web:3".into(),
+            id: None,
+            digest: Some(format!("sha256:{}", "ab".repeat(32))),
+            slot: None,
+            port: None,
+            previous: None,
+            switched: false,
+            rolled_back_to: Some(format!("sha256:{}", "cd".repeat(32))),
+        });
+        let v = VersionChange::of(std::slice::from_ref(&step));
+        assert_eq!(
+            v[0].describe(),
+            "web 3 (was 2): rolled back to 2; image localhost/web:3 sha256:abababababab, sha256:cdcdcdcdcdcd serves again"
+        );
+        step.container = None;
+        assert_eq!(
+            VersionChange::of(&[step])[0].describe(),
+            "web 3 (was 2): rolled back to 2"
+        );
+    }
 
     /// A slow but successful deployment is still a clean one: the lesson
     /// about its speed joins the "deployed cleanly" lesson, it does not
