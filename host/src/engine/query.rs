@@ -71,10 +71,7 @@ impl Engine {
     /// it, or the file was removed), the report rebuilt from the history's
     /// record, decision log and metric samples.
     pub async fn report(&self, id: &str) -> Result<Report, EngineError> {
-        let path = self
-            .state_dir
-            .join("deployment_reports")
-            .join(format!("deployment_report_{id}.json"));
+        let path = self.report_path(id);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| EngineError::InvalidReport {
                 path: path.clone(),

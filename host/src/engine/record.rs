@@ -111,10 +111,7 @@ impl Engine {
             }),
             ..report_base(p)
         }));
-        let report_path = self
-            .state_dir
-            .join("deployment_reports")
-            .join(format!("deployment_report_{}.json", p.id));
+        let report_path = self.report_path(&p.id);
         report::write_atomically(&report_path, &report).map_err(|source| EngineError::Io {
             what: format!("cannot write {}", report_path.display()),
             source,

@@ -126,7 +126,8 @@ impl Engine {
         Ok(HistoryReport { analytics, options })
     }
 
-    fn report_path(&self, id: &str) -> PathBuf {
+    /// Where deployment `id`'s JSON report is written and read.
+    pub(super) fn report_path(&self, id: &str) -> PathBuf {
         self.state_dir
             .join("deployment_reports")
             .join(format!("deployment_report_{id}.json"))
